@@ -1,0 +1,48 @@
+"""Apply a function to every tensor inside nested batches (lists, dicts, dataclasses, ...)."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import torch
+
+
+def apply_to_tensors(data: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """Return ``data`` with ``fn`` applied to every tensor in it.
+
+    Recurses into lists, tuples, namedtuples, mappings (keeping their type where it can be
+    rebuilt) and dataclass instances; everything else is returned unchanged.
+    """
+    if isinstance(data, torch.Tensor):
+        return fn(data)
+    if isinstance(data, Mapping):
+        items = {k: apply_to_tensors(v, fn) for k, v in data.items()}
+        try:
+            return type(data)(items)
+        except TypeError:  # a mapping type that cannot be built from a dict
+            return items
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
+        return type(data)(*(apply_to_tensors(v, fn) for v in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(apply_to_tensors(v, fn) for v in data)
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        changes = {f.name: apply_to_tensors(getattr(data, f.name), fn) for f in dataclasses.fields(data) if f.init}
+        return dataclasses.replace(data, **changes)
+    return data
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in ``batch`` (and any object with a ``.to(device)``) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=device.type == "cuda")
+    if not isinstance(batch, (Mapping, list, tuple)) and not dataclasses.is_dataclass(batch) and callable(
+        getattr(batch, "to", None)
+    ):
+        return batch.to(device)
+    return apply_to_tensors(batch, lambda t: t.to(device, non_blocking=device.type == "cuda"))
+
+
+def detach_all(data: Any) -> Any:
+    """Return ``data`` with every tensor detached (for outputs kept until epoch end)."""
+    return apply_to_tensors(data, lambda t: t.detach())

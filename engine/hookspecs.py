@@ -1,0 +1,510 @@
+"""The event catalogue: every event the engine emits, and every behaviour it asks of plugins.
+
+This file is the engine's manual. Each hook below is a pluggy hookspec; its docstring says
+when it fires, what its arguments are and what a return value means.
+
+Two kinds of hooks live here:
+
+* **Events** (notifications). Every implementation is called; return values are ignored
+  unless the docstring says otherwise. Names and argument names follow Lightning 2.x's
+  ``Callback`` API, so a Lightning callback works unchanged; the seed-era (0.8/0.9)
+  ``on_epoch_*``/``on_batch_*``/``on_init_*`` events fire too.
+* **Behaviour hooks** (``firstresult=True``). The loop *asks* them to do the work of a step;
+  the first implementation that returns something other than ``None`` wins. Built-in
+  plugins implement each of them. A plugin replaces one with ``@hookimpl(tryfirst=True)``
+  or wraps one with ``@hookimpl(wrapper=True)``.
+
+Arguments common to many hooks:
+
+``trainer``
+    the :class:`engine.Trainer`; its loop state is ``trainer.state``
+    (``epoch``, ``global_step``, ``batch_idx``, ``should_stop``, metrics).
+``pl_module``
+    the :class:`engine.LightningModule` being run.
+``stage``
+    one of ``"fit"``, ``"validate"``, ``"test"``, ``"predict"``.
+
+An implementation may take any subset of a hook's arguments, by name. The order in which
+implementations are called is documented in :mod:`engine.registry` and printed by
+``python -m engine plugins``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from engine.markers import hookspec
+
+# ---------------------------------------------------------------------------------------
+# Start-up and shutdown
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_init_start(trainer) -> None:
+    """Seed-era: called at the start of ``Trainer.__init__``, after plugins are registered."""
+
+
+@hookspec
+def on_init_end(trainer) -> None:
+    """Seed-era: called at the end of ``Trainer.__init__``."""
+
+
+@hookspec(firstresult=True)
+def launch(trainer, function: Callable[[], Any]) -> Optional[bool]:
+    """Behaviour: run ``function`` (the body of ``fit``/``validate``/``test``/``predict``).
+
+    The built-in implementation runs it in this process. A distributed plugin may start
+    other processes first and run it in each. ``function`` stores its results on the
+    trainer. Return ``True`` once it has run (``None`` passes to the next implementation).
+    """
+
+
+@hookspec(firstresult=True)
+def module_plugin(trainer, pl_module) -> Any:
+    """Behaviour: return a plugin that forwards events to ``pl_module``'s own hooks.
+
+    Called when a run starts; the returned object is registered (as ``lightning_module``)
+    for the run, between entry-point plugins and built-ins in the call order, and removed
+    when the run ends. The built-in implementation registers only the hooks the module
+    overrides.
+    """
+
+
+@hookspec
+def setup_environment(trainer, pl_module, stage: str) -> None:
+    """Called first inside the launched function, in every process, before ``prepare_data``.
+
+    Device and distributed plugins set up here: pick the root device, join the process
+    group, set ``trainer.global_rank``/``local_rank``/``node_rank``/``world_size``.
+    """
+
+
+@hookspec
+def prepare_data(trainer, pl_module) -> None:
+    """Called once per node (``prepare_data_per_node=True``) or once per job, before ``setup``.
+
+    Download or write data here; do not set state (other processes will not see it).
+    """
+
+
+@hookspec
+def setup(trainer, pl_module, stage: str) -> None:
+    """Called at the start of ``fit``/``validate``/``test``/``predict`` in every process."""
+
+
+@hookspec
+def configure_model(trainer, pl_module, stage: str) -> None:
+    """Called after ``setup``: move the model to its device, wrap it (DDP), build optimizers.
+
+    Implementations that need optimizers read ``trainer.optimizers`` after the
+    optimization plugin (which runs here) has filled it.
+    """
+
+
+@hookspec
+def teardown(trainer, pl_module, stage: str) -> None:
+    """Called at the end of ``fit``/``validate``/``test``/``predict`` in every process, also after an error."""
+
+
+@hookspec
+def on_fit_start(trainer, pl_module) -> None:
+    """Called at the very start of ``fit``, after ``setup``, in every process."""
+
+
+@hookspec
+def on_fit_end(trainer, pl_module) -> None:
+    """Called at the very end of ``fit``, before ``teardown``."""
+
+
+@hookspec
+def on_pretrain_routine_start(trainer, pl_module) -> None:
+    """Seed-era (0.9): before the pre-training routine (summary, restore, sanity check)."""
+
+
+@hookspec
+def on_pretrain_routine_end(trainer, pl_module) -> None:
+    """Seed-era (0.9): after the pre-training routine, just before ``on_train_start``."""
+
+
+@hookspec
+def on_sanity_check_start(trainer, pl_module) -> None:
+    """Called before the sanity-check validation (``num_sanity_val_steps`` batches)."""
+
+
+@hookspec
+def on_sanity_check_end(trainer, pl_module) -> None:
+    """Called after the sanity-check validation; its metrics are discarded."""
+
+
+@hookspec
+def on_exception(trainer, pl_module, exception: BaseException) -> None:
+    """Called when ``fit``/``validate``/``test``/``predict`` raises (Ctrl-C included).
+
+    Runs in every implementation even if one of them raises; the original exception is
+    re-raised afterwards. ``trainer.state.interrupted`` is ``True`` for ``KeyboardInterrupt``.
+    """
+
+
+@hookspec
+def on_keyboard_interrupt(trainer, pl_module) -> None:
+    """Seed-era: called on Ctrl-C, after ``on_exception``."""
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def get_dataloader(trainer, pl_module, stage: str) -> Any:
+    """Behaviour: return the dataloader(s) for ``stage``.
+
+    ``stage`` is ``"train"``, ``"val"``, ``"test"`` or ``"predict"``. Return a single
+    iterable, a list of them (several dataloaders) or ``[]`` when there is none. The
+    built-in implementation takes, in order: loaders passed to ``fit``/``validate``/...,
+    the datamodule's ``*_dataloader()``, then the module's.
+    """
+
+
+@hookspec(firstresult=True)
+def process_dataloader(trainer, pl_module, dataloader: Any, stage: str) -> Any:
+    """Behaviour: return ``dataloader`` ready for this run (e.g. with a ``DistributedSampler``).
+
+    Called once per dataloader after ``get_dataloader``. The built-in implementation
+    returns it unchanged.
+    """
+
+
+@hookspec(firstresult=True)
+def iterate_dataloader(trainer, pl_module, dataloader: Any, stage: str, start_batch: int) -> Any:
+    """Behaviour: return an iterator over one epoch of ``dataloader``'s batches.
+
+    ``start_batch`` is the index of the first batch to produce (non-zero when an epoch is
+    resumed from a checkpoint): batches before it must be skipped. The loop stops by itself
+    after the limited number of batches. Called at the start of every epoch.
+    """
+
+
+@hookspec(firstresult=True)
+def transfer_batch_to_device(trainer, pl_module, batch: Any, device: Any, dataloader_idx: int) -> Any:
+    """Behaviour: return ``batch`` moved to ``device`` (the root device of this process)."""
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_train_start(trainer, pl_module) -> None:
+    """Called once before the first training epoch."""
+
+
+@hookspec
+def on_train_end(trainer, pl_module) -> None:
+    """Called once after the last training epoch, before loggers are finalised."""
+
+
+@hookspec
+def on_epoch_start(trainer, pl_module) -> None:
+    """Seed-era: called at the very start of each training epoch, before ``on_train_epoch_start``."""
+
+
+@hookspec
+def on_epoch_end(trainer, pl_module) -> None:
+    """Seed-era: called at the very end of each training epoch, after ``on_train_epoch_end``."""
+
+
+@hookspec
+def on_train_epoch_start(trainer, pl_module) -> None:
+    """Called at the start of each training epoch, before its dataloader is iterated."""
+
+
+@hookspec
+def on_train_epoch_end(trainer, pl_module) -> None:
+    """Called at the end of each training epoch, after any end-of-epoch validation.
+
+    The module's own ``training_epoch_end(outputs)`` (seed-era) and
+    ``on_train_epoch_end()`` run here, before early stopping and checkpointing.
+    """
+
+
+@hookspec
+def on_batch_start(trainer, pl_module) -> None:
+    """Seed-era: called before each training batch, after ``on_train_batch_start``."""
+
+
+@hookspec
+def on_batch_end(trainer, pl_module) -> None:
+    """Seed-era: called after each training batch, after ``on_train_batch_end``."""
+
+
+@hookspec
+def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int) -> None:
+    """Called before each training batch (``batch`` is still on the host).
+
+    To skip the rest of the epoch (the module returning ``-1`` in Lightning), set
+    ``trainer.state.skip_rest_of_epoch = True``.
+    """
+
+
+@hookspec
+def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+    """Called after each training batch; ``outputs`` is what ``training_step`` returned.
+
+    ``trainer.state.global_step`` already counts this batch's optimizer step(s).
+    """
+
+
+@hookspec(firstresult=True)
+def run_training_batch(trainer, pl_module, batch: Any, batch_idx: int) -> Any:
+    """Behaviour: do all the work of one training batch and return its step output.
+
+    The built-in optimization plugin runs, for each optimizer, ``training_step`` then
+    ``backward``, ``optimizer_step`` and ``optimizer_zero_grad`` (with accumulation,
+    clipping and the ``on_before_*`` events), and counts ``trainer.state.global_step``.
+    Replace it (``tryfirst=True``) for e.g. a two-step optimizer such as SAM.
+    Return the step output (a dict, a tensor) or a non-``None`` marker.
+    """
+
+
+@hookspec(firstresult=True)
+def training_step(trainer, pl_module, batch: Any, batch_idx: int, optimizer_idx: Optional[int]) -> Any:
+    """Behaviour: run the module's ``training_step`` and return its raw output.
+
+    ``optimizer_idx`` is passed to the module only when it takes that argument (seed-era
+    multi-optimizer style). ``None`` from the module means "skip this batch".
+    """
+
+
+@hookspec(firstresult=True)
+def backward(trainer, pl_module, loss: Any, optimizer: Any, optimizer_idx: Optional[int]) -> Any:
+    """Behaviour: compute gradients of ``loss`` (already scaled for accumulation). Return ``True``."""
+
+
+@hookspec(firstresult=True)
+def optimizer_step(trainer, pl_module, optimizer: Any, optimizer_idx: int, closure: Callable[[], Any]) -> Any:
+    """Behaviour: step ``optimizer``. ``closure`` re-runs the step's forward/backward (LBFGS). Return ``True``."""
+
+
+@hookspec(firstresult=True)
+def optimizer_zero_grad(trainer, pl_module, optimizer: Any, optimizer_idx: int) -> Any:
+    """Behaviour: clear ``optimizer``'s gradients. Return ``True``."""
+
+
+@hookspec
+def on_before_backward(trainer, pl_module, loss: Any) -> None:
+    """Called before ``loss.backward()``."""
+
+
+@hookspec
+def on_after_backward(trainer, pl_module) -> None:
+    """Called after backward and before the optimizer step; gradients are populated."""
+
+
+@hookspec
+def on_before_optimizer_step(trainer, pl_module, optimizer: Any) -> None:
+    """Called before ``optimizer.step()``, after gradient accumulation and unscaling."""
+
+
+@hookspec
+def on_before_zero_grad(trainer, pl_module, optimizer: Any) -> None:
+    """Called after ``optimizer.step()`` and before ``optimizer.zero_grad()``."""
+
+
+# ---------------------------------------------------------------------------------------
+# Validation, test and predict loops
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def evaluation_step(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int, stage: str) -> Any:
+    """Behaviour: run ``validation_step``/``test_step``/``predict_step`` and return its output.
+
+    ``stage`` is ``"validate"``, ``"test"`` or ``"predict"``. The loop has already put the
+    model in ``eval()`` mode under ``torch.no_grad()``. Return ``None`` for "no output".
+    """
+
+
+@hookspec
+def on_validation_start(trainer, pl_module) -> None:
+    """Called before a validation run (also the sanity check)."""
+
+
+@hookspec
+def on_validation_end(trainer, pl_module) -> None:
+    """Called after a validation run, after ``on_validation_epoch_end``."""
+
+
+@hookspec
+def on_validation_epoch_start(trainer, pl_module) -> None:
+    """Called before the first validation batch of a run."""
+
+
+@hookspec
+def on_validation_epoch_end(trainer, pl_module) -> None:
+    """Called after the last validation batch; the module's ``validation_epoch_end`` runs here."""
+
+
+@hookspec
+def on_validation_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Called before each validation batch."""
+
+
+@hookspec
+def on_validation_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Called after each validation batch; ``outputs`` is what ``validation_step`` returned."""
+
+
+@hookspec
+def on_test_start(trainer, pl_module) -> None:
+    """Called before a test run."""
+
+
+@hookspec
+def on_test_end(trainer, pl_module) -> None:
+    """Called after a test run."""
+
+
+@hookspec
+def on_test_epoch_start(trainer, pl_module) -> None:
+    """Called before the first test batch."""
+
+
+@hookspec
+def on_test_epoch_end(trainer, pl_module) -> None:
+    """Called after the last test batch; the module's ``test_epoch_end`` runs here."""
+
+
+@hookspec
+def on_test_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Called before each test batch."""
+
+
+@hookspec
+def on_test_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Called after each test batch; ``outputs`` is what ``test_step`` returned."""
+
+
+@hookspec
+def on_predict_start(trainer, pl_module) -> None:
+    """Called before a predict run."""
+
+
+@hookspec
+def on_predict_end(trainer, pl_module) -> None:
+    """Called after a predict run."""
+
+
+@hookspec
+def on_predict_epoch_start(trainer, pl_module) -> None:
+    """Called before the first predict batch."""
+
+
+@hookspec
+def on_predict_epoch_end(trainer, pl_module) -> None:
+    """Called after the last predict batch."""
+
+
+@hookspec
+def on_predict_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Called before each predict batch."""
+
+
+@hookspec
+def on_predict_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    """Called after each predict batch; ``outputs`` is what ``predict_step`` returned."""
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics and logging
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def log_metrics(trainer, metrics: Dict[str, float], step: int) -> None:
+    """Write ``metrics`` (plain floats) at x-axis ``step``. Loggers implement this.
+
+    Fired by the metrics plugin every ``log_every_n_steps`` training steps and at the end
+    of every epoch, on global rank zero only.
+    """
+
+
+@hookspec
+def log_hyperparams(trainer, params: Dict[str, Any]) -> None:
+    """Write the module's hyperparameters (``save_hyperparameters()``). Fired once at fit start on rank zero."""
+
+
+@hookspec
+def finalize_logging(trainer, status: str) -> None:
+    """Flush and close loggers; ``status`` is ``"success"``, ``"failed"`` or ``"interrupted"``."""
+
+
+@hookspec(firstresult=True)
+def reduce_metric(trainer, value: Any, reduce_fx: str) -> Any:
+    """Behaviour: reduce a tensor across processes (``self.log(..., sync_dist=True)``).
+
+    ``reduce_fx`` is ``"mean"``, ``"sum"``, ``"max"`` or ``"min"``. Single-process runs
+    return ``value`` unchanged.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_save_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+    """Called while a checkpoint dict is built; add your state to ``checkpoint`` in place.
+
+    Store only what ``torch.load(weights_only=True)`` can read back: tensors, numbers,
+    strings, and lists/tuples/dicts of them.
+    """
+
+
+@hookspec(firstresult=True)
+def save_checkpoint(trainer, filepath: str, weights_only: bool) -> Any:
+    """Behaviour: build the checkpoint dict (firing ``on_save_checkpoint``) and write it to ``filepath``.
+
+    Return the path written. ``trainer.save_checkpoint(path)`` calls this.
+    """
+
+
+@hookspec
+def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
+    """Called when a checkpoint is restored; read your state back from ``checkpoint``."""
+
+
+# ---------------------------------------------------------------------------------------
+# Distributed helpers (behaviour hooks a strategy plugin implements)
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def barrier(trainer, name: str) -> Any:
+    """Behaviour: wait until every process reaches this point. Return ``True``."""
+
+
+@hookspec(firstresult=True)
+def broadcast(trainer, obj: Any, src: int) -> Any:
+    """Behaviour: return ``obj`` as held by process ``src``. Single-process runs return ``obj``."""
+
+
+def event_names() -> List[str]:
+    """Names of every hook declared in this module, in catalogue order."""
+    import inspect
+    import sys
+
+    module = sys.modules[__name__]
+    return [
+        name
+        for name, obj in vars(module).items()
+        if inspect.isfunction(obj) and hasattr(obj, "engine_spec")
+    ]
+
+
+#: The behaviour (``firstresult``) hooks, for listings.
+BEHAVIOUR_HOOKS = tuple(
+    name for name in event_names() if globals()[name].engine_spec.get("firstresult")
+)

@@ -1,0 +1,279 @@
+"""The loop core: walks epochs and batches and emits events. It knows no feature.
+
+Everything a step does is asked of behaviour hooks (``run_training_batch``,
+``transfer_batch_to_device``, ``evaluation_step``...) and everything around it is an event
+(``on_train_batch_start``...). Events nobody implements are ``None`` in the dispatch and
+skipped with one ``is not None`` test.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from engine.errors import MisconfigurationException
+
+if TYPE_CHECKING:
+    from engine.trainer import Trainer
+
+# Event names per evaluation stage: start, epoch_start, batch_start, batch_end, epoch_end, end.
+_EVAL_EVENTS = {
+    stage: tuple(f"on_{prefix}_{suffix}" for suffix in
+                 ("start", "epoch_start", "batch_start", "batch_end", "epoch_end", "end"))
+    for stage, prefix in (("validate", "validation"), ("test", "test"), ("predict", "predict"))
+}
+
+
+def num_batches(dataloader: Any, limit: Union[int, float], flag: str) -> Union[int, float]:
+    """How many batches of ``dataloader`` one epoch runs, given a ``limit_*`` flag (int count or float fraction)."""
+    try:
+        length: Union[int, float] = len(dataloader)
+    except TypeError:  # an iterable without a length
+        length = math.inf
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+        raise MisconfigurationException(f"`{flag}` must be an int >= 0 or a float in [0, 1], got {limit!r}.")
+    if isinstance(limit, int):
+        return min(length, limit)
+    if limit > 1.0:
+        raise MisconfigurationException(f"`{flag}={limit}` is a fraction above 1.0; use a float in [0, 1] or an int count.")
+    if limit == 1.0:
+        return length
+    if length == math.inf:
+        raise MisconfigurationException(
+            f"`{flag}={limit}` is a fraction, but the dataloader has no length; pass an int number of batches."
+        )
+    return int(length * limit) if length * limit >= 1 else (1 if limit > 0 else 0)
+
+
+class FitLoop:
+    """Epochs of training batches with validation at the configured points."""
+
+    def __init__(self, trainer: "Trainer") -> None:
+        self.trainer = trainer
+
+    # ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Train until ``max_epochs``/``max_steps`` or ``should_stop`` (respecting ``min_*``)."""
+        trainer = self.trainer
+        state = trainer.state
+        module = trainer.lightning_module
+        hooks = trainer.hooks
+        self._setup_dataloaders()
+        if not state.restored:
+            self._sanity_check()
+        _emit(hooks.on_pretrain_routine_end, trainer, module)
+        _emit(hooks.on_train_start, trainer, module)
+        while not self.done:
+            self.run_epoch()
+            # Recompute: a plugin may have changed the stopping flags during the epoch.
+            state.epoch += 1
+            state.start_batch = 0
+            state.batch_idx = 0
+        _emit(trainer.hooks.on_train_end, trainer, module)
+
+    @property
+    def done(self) -> bool:
+        """True once training must stop before another epoch."""
+        trainer = self.trainer
+        state = trainer.state
+        if trainer.max_steps is not None and trainer.max_steps >= 0 and state.global_step >= trainer.max_steps:
+            return True
+        if trainer.max_epochs is not None and trainer.max_epochs >= 0 and state.epoch >= trainer.max_epochs:
+            return True
+        return state.should_stop and self.stop_allowed
+
+    @property
+    def stop_allowed(self) -> bool:
+        """``should_stop`` is honoured only once ``min_epochs`` and ``min_steps`` are met."""
+        trainer = self.trainer
+        state = trainer.state
+        if trainer.min_epochs and state.epoch + 1 < trainer.min_epochs:
+            return False
+        if trainer.min_steps and state.global_step < trainer.min_steps:
+            return False
+        return True
+
+    # ----------------------------------------------------------------------------------
+    def _setup_dataloaders(self) -> None:
+        trainer = self.trainer
+        train = trainer.load_dataloaders("train")
+        if not train:
+            raise MisconfigurationException(
+                f"No training data: {type(trainer.lightning_module).__name__} has no `train_dataloader()` "
+                "and none was passed to `fit(model, train_dataloaders=...)` or through a datamodule."
+            )
+        if len(train) > 1:
+            raise MisconfigurationException("fit() takes one training dataloader; got a list of "
+                                            f"{len(train)}. Combine them into one.")
+        trainer.train_dataloader = train[0]
+        trainer.num_training_batches = num_batches(train[0], trainer.limit_train_batches, "limit_train_batches")
+        if trainer.num_training_batches == 0:
+            raise MisconfigurationException(
+                "The training dataloader yields no batch (its length is 0, or limit_train_batches is 0). "
+                "Check the dataset and the batch size (drop_last=True with fewer samples than one batch?)."
+            )
+        trainer.val_dataloaders = trainer.load_dataloaders("val") if trainer.has_validation else []
+        trainer.num_val_batches = [num_batches(dl, trainer.limit_val_batches, "limit_val_batches")
+                                   for dl in trainer.val_dataloaders]
+        self.val_check_batch = self._val_check_batch()
+
+    def _val_check_batch(self) -> Union[int, float]:
+        interval = self.trainer.val_check_interval
+        total = self.trainer.num_training_batches
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise MisconfigurationException(f"`val_check_interval` must be a float in (0, 1] or an int > 0, got {interval!r}.")
+        if isinstance(interval, int):
+            return interval
+        if interval > 1.0:
+            raise MisconfigurationException(f"`val_check_interval={interval}` is a fraction above 1.0; pass an int batch count.")
+        if total == math.inf:
+            if interval == 1.0:
+                return math.inf  # validate once the iterable is exhausted
+            raise MisconfigurationException(
+                "`val_check_interval` is a fraction but the training dataloader has no length; pass an int.")
+        return max(1, int(total * interval))
+
+    def _sanity_check(self) -> None:
+        trainer = self.trainer
+        steps = trainer.num_sanity_val_steps
+        if not steps or not trainer.val_dataloaders or not any(trainer.num_val_batches):
+            return
+        module = trainer.lightning_module
+        limits = [n if steps < 0 else min(n, steps) for n in trainer.num_val_batches]
+        state = trainer.state
+        state.sanity_checking = True
+        _emit(trainer.hooks.on_sanity_check_start, trainer, module)
+        run_evaluation(trainer, "validate", trainer.val_dataloaders, limits)
+        _emit(trainer.hooks.on_sanity_check_end, trainer, module)
+        state.sanity_checking = False
+        # Sanity metrics are not results: forget them.
+        state.callback_metrics.clear()
+        state.logged_metrics.clear()
+        state.progress_bar_metrics.clear()
+
+    # ----------------------------------------------------------------------------------
+    def run_epoch(self) -> None:
+        """One training epoch: the batch loop, validation when due, then the epoch-end events."""
+        trainer = self.trainer
+        state = trainer.state
+        module = trainer.lightning_module
+        hooks = trainer.hooks
+        state.skip_rest_of_epoch = False
+        state.phase = "train_epoch_start"
+        _emit(hooks.on_epoch_start, trainer, module)
+        _emit(hooks.on_train_epoch_start, trainer, module)
+        state.phase = "train_batch"
+
+        loader = trainer.train_dataloader
+        total = trainer.num_training_batches
+        start = state.start_batch
+        batches = hooks.iterate_dataloader(trainer, module, loader, "train", start)
+        device = trainer.root_device
+        validate_now = self._validation_due_this_epoch()
+        val_every = self.val_check_batch
+        max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps >= 0 else math.inf
+        batch_idx = start - 1
+        validated_at = -1
+        for batch_idx, batch in enumerate(batches, start):
+            if batch_idx >= total:
+                break
+            state.batch_idx = batch_idx
+            hooks = trainer.hooks  # re-read: plugins may register mid-run
+            if hooks.on_train_batch_start is not None:
+                hooks.on_train_batch_start(trainer, module, batch, batch_idx)
+            if hooks.on_batch_start is not None:
+                hooks.on_batch_start(trainer, module)
+            if state.skip_rest_of_epoch:
+                break
+            batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
+            outputs = hooks.run_training_batch(trainer, module, batch, batch_idx)
+            state.last_outputs = outputs
+            if hooks.on_train_batch_end is not None:
+                hooks.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+            if hooks.on_batch_end is not None:
+                hooks.on_batch_end(trainer, module)
+            if validate_now and ((batch_idx + 1) % val_every == 0 or batch_idx + 1 == total):
+                self._validate()
+                validated_at = batch_idx
+            if state.global_step >= max_steps or (state.should_stop and self.stop_allowed):
+                break
+        state.start_batch = 0
+        # Validate at the end of an epoch of unknown length, or of one cut short by max_steps,
+        # so the last weights are always validated.
+        stepped_out = state.global_step >= max_steps
+        if validate_now and validated_at != batch_idx and batch_idx >= start and (val_every == math.inf or stepped_out):
+            self._validate()
+        state.phase = "train_epoch_end"
+        _emit(trainer.hooks.on_train_epoch_end, trainer, module)
+        _emit(trainer.hooks.on_epoch_end, trainer, module)
+
+    def _validation_due_this_epoch(self) -> bool:
+        trainer = self.trainer
+        if not trainer.val_dataloaders or not any(trainer.num_val_batches):
+            return False
+        every = trainer.check_val_every_n_epoch
+        return bool(every) and (trainer.state.epoch + 1) % every == 0
+
+    def _validate(self) -> None:
+        trainer = self.trainer
+        run_evaluation(trainer, "validate", trainer.val_dataloaders, trainer.num_val_batches)
+        trainer.state.phase = "train_batch"
+
+
+def run_evaluation(
+    trainer: "Trainer", stage: str, dataloaders: Sequence[Any], limits: Sequence[Union[int, float]]
+) -> List[Any]:
+    """Run ``stage`` (``validate``/``test``/``predict``) over ``dataloaders``; return predict outputs.
+
+    The module is in ``eval()`` mode under ``torch.no_grad()``; its previous mode and the
+    grad mode are restored afterwards, also on error.
+    """
+    module = trainer.lightning_module
+    state = trainer.state
+    start_ev, epoch_start_ev, batch_start_ev, batch_end_ev, epoch_end_ev, end_ev = _EVAL_EVENTS[stage]
+    was_training = module.training
+    previous_phase = state.phase
+    state.phase = stage
+    state.num_dataloaders = len(dataloaders)
+    predictions: List[Any] = []
+    keep_predictions = stage == "predict"
+    module.eval()
+    try:
+        with torch.no_grad():
+            _emit(getattr(trainer.hooks, start_ev), trainer, module)
+            _emit(getattr(trainer.hooks, epoch_start_ev), trainer, module)
+            device = trainer.root_device
+            for dataloader_idx, (loader, limit) in enumerate(zip(dataloaders, limits)):
+                hooks = trainer.hooks
+                outputs_of_loader: List[Any] = []
+                batches = hooks.iterate_dataloader(trainer, module, loader, stage, 0)
+                for batch_idx, batch in enumerate(batches):
+                    if batch_idx >= limit:
+                        break
+                    hooks = trainer.hooks
+                    on_start = getattr(hooks, batch_start_ev)
+                    if on_start is not None:
+                        on_start(trainer, module, batch, batch_idx, dataloader_idx)
+                    batch = hooks.transfer_batch_to_device(trainer, module, batch, device, dataloader_idx)
+                    output = hooks.evaluation_step(trainer, module, batch, batch_idx, dataloader_idx, stage)
+                    on_end = getattr(hooks, batch_end_ev)
+                    if on_end is not None:
+                        on_end(trainer, module, output, batch, batch_idx, dataloader_idx)
+                    if keep_predictions:
+                        outputs_of_loader.append(output)
+                if keep_predictions:
+                    predictions.append(outputs_of_loader)
+            state.phase = f"{stage}_epoch_end"
+            _emit(getattr(trainer.hooks, epoch_end_ev), trainer, module)
+            _emit(getattr(trainer.hooks, end_ev), trainer, module)
+    finally:
+        module.train(was_training)
+        state.phase = previous_phase
+    return predictions
+
+
+def _emit(event: Optional[Any], trainer: "Trainer", module: Any) -> None:
+    """Fire an argument-less event (``trainer, pl_module``) if anyone listens."""
+    if event is not None:
+        event(trainer, module)

@@ -1,0 +1,467 @@
+"""``LightningModule``: an ``nn.Module`` that also says how it trains (the research code)."""
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from engine.errors import MisconfigurationException
+
+
+class AttributeDict(dict):
+    """A dict whose keys are also attributes (``self.hparams.lr``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError as exc:
+            raise AttributeError(f"hparams has no {key!r}; it has {sorted(self)}") from exc
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+class LightningModule(nn.Module):
+    """Research code: the model (``forward``), one step of training, and its optimizers.
+
+    It stays a plain ``nn.Module``: ``model.eval(); model(x)`` and every ``nn.Module``
+    method work. Override only the hooks you need; a hook you do not override costs nothing.
+    Seed-era (0.8/0.9) and modern (2.x) hooks both work, side by side.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer: Optional[Any] = None
+        self._hparams: AttributeDict = AttributeDict()
+        self._automatic_optimization: bool = True
+        self._hparams_initial: Dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------------
+    # pickling: a module travels to other processes without its trainer
+    # ----------------------------------------------------------------------------------
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_trainer"] = None
+        return state
+
+    # ----------------------------------------------------------------------------------
+    # properties
+    # ----------------------------------------------------------------------------------
+
+    @property
+    def trainer(self) -> Any:
+        """The :class:`engine.Trainer` running this module (``None`` outside a run)."""
+        return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Any) -> None:
+        self._trainer = trainer
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the module's first parameter or buffer (CPU if it has none)."""
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the module's first floating parameter (default dtype if none)."""
+        for tensor in self.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when the module lives on a CUDA device."""
+        return self.device.type == "cuda"
+
+    @property
+    def current_epoch(self) -> int:
+        """The trainer's current epoch (0 outside a run)."""
+        return self._trainer.current_epoch if self._trainer is not None else 0
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken so far (0 outside a run)."""
+        return self._trainer.global_step if self._trainer is not None else 0
+
+    @property
+    def global_rank(self) -> int:
+        """This process's rank in the whole job."""
+        return self._trainer.global_rank if self._trainer is not None else 0
+
+    @property
+    def local_rank(self) -> int:
+        """This process's rank on its node."""
+        return self._trainer.local_rank if self._trainer is not None else 0
+
+    @property
+    def logger(self) -> Any:
+        """The trainer's first logger (``self.logger.experiment`` is e.g. a ``SummaryWriter``)."""
+        return getattr(self._trainer, "logger", None)
+
+    @property
+    def loggers(self) -> List[Any]:
+        """Every logger of the trainer."""
+        return list(getattr(self._trainer, "loggers", []) or [])
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """If ``False``, ``training_step`` does its own backward and optimizer steps."""
+        return self._automatic_optimization
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        self._automatic_optimization = bool(value)
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """Hyperparameters saved by :meth:`save_hyperparameters` (or assigned)."""
+        return self._hparams
+
+    @hparams.setter
+    def hparams(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            value = vars(value)  # an argparse.Namespace, as in the seed era
+        self._hparams = AttributeDict(value)
+        self._hparams_initial = copy.deepcopy(dict(value))
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """The hyperparameters as they were first saved."""
+        return AttributeDict(copy.deepcopy(self._hparams_initial))
+
+    def save_hyperparameters(self, *args: Any, ignore: Optional[Sequence[str]] = None, frame: Any = None) -> None:
+        """Store the caller's ``__init__`` arguments (or the named ones) in ``self.hparams``.
+
+        Call it from ``__init__``. With no arguments every init argument is saved; with
+        names, only those; with a dict or ``Namespace``, its contents. ``ignore`` drops names.
+        """
+        ignore = set(ignore or ())
+        if len(args) == 1 and not isinstance(args[0], str):
+            source = args[0]
+            values = dict(source) if isinstance(source, dict) else dict(vars(source))
+        else:
+            frame = frame or inspect.currentframe().f_back
+            init_args = _init_args(frame)
+            values = {k: init_args[k] for k in args} if args else init_args
+        values = {k: v for k, v in values.items() if k not in ignore}
+        self._hparams.update(values)
+        self._hparams_initial.update(copy.deepcopy(values))
+
+    # ----------------------------------------------------------------------------------
+    # logging
+    # ----------------------------------------------------------------------------------
+
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: bool = True,
+        on_step: Optional[bool] = None,
+        on_epoch: Optional[bool] = None,
+        reduce_fx: str = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        batch_size: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Log a scalar, with Lightning's defaults per hook.
+
+        In ``training_step`` and the training batch hooks: ``on_step=True, on_epoch=False``.
+        In validation/test steps and all epoch-level hooks: ``on_step=False, on_epoch=True``.
+        With both, loggers get ``name_step`` and ``name_epoch``. Epoch values are reduced
+        with ``reduce_fx`` (weighted by ``batch_size`` for ``'mean'``); ``sync_dist=True``
+        reduces them across processes. ``prog_bar=True`` shows it in the progress bar.
+        Outside a run, calls are ignored.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return
+        if enable_graph is False and isinstance(value, torch.Tensor):
+            value = value.detach()
+        trainer.results.log(
+            name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+            reduce_fx=reduce_fx, sync_dist=sync_dist, batch_size=batch_size, hook="self.log",
+        )
+
+    def log_dict(self, dictionary: Dict[str, Any], **kwargs: Any) -> None:
+        """Call :meth:`log` for every item of ``dictionary`` with the same options."""
+        for name, value in dictionary.items():
+            self.log(name, value, **kwargs)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on global rank zero only."""
+        if self.global_rank == 0:
+            print(*args, **kwargs)
+
+    # ----------------------------------------------------------------------------------
+    # optimization helpers (manual optimization)
+    # ----------------------------------------------------------------------------------
+
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+        """The optimizer (or list of them) built from :meth:`configure_optimizers`."""
+        opts = list(getattr(self._trainer, "optimizers", []) or [])
+        return opts[0] if len(opts) == 1 else opts
+
+    def lr_schedulers(self) -> Any:
+        """The scheduler (or list of them), or ``None`` if there are none."""
+        configs = list(getattr(self._trainer, "lr_scheduler_configs", []) or [])
+        scheds = [c.scheduler if hasattr(c, "scheduler") else c for c in configs]
+        if not scheds:
+            return None
+        return scheds[0] if len(scheds) == 1 else scheds
+
+    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Backward for manual optimization; goes through the trainer's backward hook (precision, events)."""
+        trainer = self._trainer
+        if trainer is None:
+            loss.backward(*args, **kwargs)
+            return
+        hooks = trainer.hooks
+        if hooks.on_before_backward is not None:
+            hooks.on_before_backward(trainer, self, loss)
+        hooks.backward(trainer, self, loss, None, None)
+        if hooks.on_after_backward is not None:
+            hooks.on_after_backward(trainer, self)
+
+    def toggle_optimizer(self, optimizer: Any, optimizer_idx: Optional[int] = None) -> None:
+        """Freeze (``requires_grad=False``) every parameter not owned by ``optimizer``; undo with :meth:`untoggle_optimizer`."""
+        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        saved = self.__dict__.setdefault("_toggled_requires_grad", {})
+        for opt in getattr(self._trainer, "optimizers", []) or []:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if id(p) not in own:
+                        saved.setdefault(id(p), (p, p.requires_grad))
+                        p.requires_grad = False
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if id(p) in saved:
+                    p.requires_grad = saved.pop(id(p))[1]
+
+    def untoggle_optimizer(self, optimizer: Any = None) -> None:
+        """Restore ``requires_grad`` changed by :meth:`toggle_optimizer`."""
+        saved = self.__dict__.get("_toggled_requires_grad", {})
+        for p, flag in saved.values():
+            p.requires_grad = flag
+        saved.clear()
+
+    def freeze(self) -> None:
+        """Turn off gradients for every parameter and switch to ``eval()``."""
+        for p in self.parameters():
+            p.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        """Turn gradients back on for every parameter and switch to ``train()``."""
+        for p in self.parameters():
+            p.requires_grad = True
+        self.train()
+
+    # ----------------------------------------------------------------------------------
+    # overridable steps (defaults used by the built-in plugins)
+    # ----------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        """Return the optimizer(s) and optional scheduler(s) (every form Lightning accepts)."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `configure_optimizers`. Define it to return an optimizer, "
+            "e.g. `return torch.optim.Adam(self.parameters(), lr=1e-3)`."
+        )
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute and return the loss of one batch (a tensor, or a dict with ``'loss'``)."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `training_step(self, batch, batch_idx)`; define it to train."
+        )
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Compute gradients; override for custom backward (default ``loss.backward()``)."""
+        loss.backward(*args, **kwargs)
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_idx: int = 0,
+        optimizer_closure: Any = None, *args: Any, **kwargs: Any,
+    ) -> None:
+        """Step ``optimizer``; override for warm-up etc. Call ``optimizer.step(closure=optimizer_closure)``."""
+        optimizer.step(closure=optimizer_closure)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_idx: int = 0) -> None:
+        """Clear gradients; override to change how (default ``zero_grad()``)."""
+        optimizer.zero_grad()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int = 0) -> Any:
+        """Move ``batch`` to ``device``; override for custom batch types."""
+        from engine.apply import move_to_device
+
+        return move_to_device(batch, device)
+
+    # Hooks below are no-ops. Overriding one registers it for the run.
+    def prepare_data(self) -> None:
+        """Download or write data (once per node or job)."""
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Build what depends on the data, for ``stage``."""
+
+    def teardown(self, stage: Optional[str] = None) -> None:
+        """Release what ``setup`` built."""
+
+    def on_fit_start(self) -> None:
+        """Very start of ``fit``."""
+
+    def on_fit_end(self) -> None:
+        """Very end of ``fit``."""
+
+    def on_train_start(self) -> None:
+        """Before the first training epoch."""
+
+    def on_train_end(self) -> None:
+        """After the last training epoch."""
+
+    def on_pretrain_routine_start(self) -> None:
+        """Seed-era: before the pre-training routine."""
+
+    def on_pretrain_routine_end(self) -> None:
+        """Seed-era: after the pre-training routine."""
+
+    def on_epoch_start(self) -> None:
+        """Seed-era: start of every training epoch."""
+
+    def on_epoch_end(self) -> None:
+        """Seed-era: end of every training epoch."""
+
+    def on_train_epoch_start(self) -> None:
+        """Start of every training epoch."""
+
+    def on_train_epoch_end(self) -> None:
+        """End of every training epoch (after ``training_epoch_end``)."""
+
+    def on_batch_start(self, batch: Any) -> Optional[int]:
+        """Seed-era: before each training batch; return -1 to skip the rest of the epoch."""
+
+    def on_batch_end(self) -> None:
+        """Seed-era: after each training batch."""
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        """Before each training batch; return -1 to skip the rest of the epoch."""
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After each training batch."""
+
+    def on_validation_start(self) -> None:
+        """Before validation."""
+
+    def on_validation_end(self) -> None:
+        """After validation."""
+
+    def on_validation_epoch_start(self) -> None:
+        """Before the first validation batch."""
+
+    def on_validation_epoch_end(self) -> None:
+        """After the last validation batch (after ``validation_epoch_end``)."""
+
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Before each validation batch."""
+
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """After each validation batch."""
+
+    def on_test_start(self) -> None:
+        """Before testing."""
+
+    def on_test_end(self) -> None:
+        """After testing."""
+
+    def on_test_epoch_start(self) -> None:
+        """Before the first test batch."""
+
+    def on_test_epoch_end(self) -> None:
+        """After the last test batch (after ``test_epoch_end``)."""
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Before each test batch."""
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """After each test batch."""
+
+    def on_predict_start(self) -> None:
+        """Before predicting."""
+
+    def on_predict_end(self) -> None:
+        """After predicting."""
+
+    def on_predict_epoch_start(self) -> None:
+        """Before the first predict batch."""
+
+    def on_predict_epoch_end(self) -> None:
+        """After the last predict batch."""
+
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Before each predict batch."""
+
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """After each predict batch."""
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        """Before backward."""
+
+    def on_after_backward(self) -> None:
+        """After backward, before the optimizer step: gradients are populated."""
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Before ``optimizer.step()``."""
+
+    def on_before_zero_grad(self, optimizer: Any) -> None:
+        """After ``optimizer.step()``, before ``zero_grad()``."""
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Add to the checkpoint dict being saved."""
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Read from the checkpoint dict being restored."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Called when the run raises."""
+
+    # Dataloaders, steps and epoch-end aggregation are looked up by name when defined:
+    # train_dataloader, val_dataloader, test_dataloader, predict_dataloader,
+    # validation_step, test_step, predict_step, training_step_end, validation_step_end,
+    # test_step_end, training_epoch_end(outputs), validation_epoch_end(outputs),
+    # test_epoch_end(outputs).
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """Return the prediction for one batch (default: ``self(batch)``)."""
+        return self(batch)
+
+
+def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:
+    """True if ``obj``'s class defines ``name`` itself rather than inheriting ``parent``'s."""
+    attr = getattr(type(obj), name, None)
+    if attr is None:
+        return False
+    return attr is not getattr(parent, name, None)
+
+
+def _init_args(frame: Any) -> Dict[str, Any]:
+    """The named arguments of the ``__init__`` running in ``frame`` (and of its callers' ``__init__``s)."""
+    values: Dict[str, Any] = {}
+    while frame is not None and frame.f_code.co_name == "__init__":
+        info = inspect.getargvalues(frame)
+        local = info.locals
+        for name in info.args[1:]:
+            values.setdefault(name, local[name])
+        if info.keywords and isinstance(local.get(info.keywords), dict):
+            for k, v in local[info.keywords].items():
+                values.setdefault(k, v)
+        frame = frame.f_back
+    return values

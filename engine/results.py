@@ -1,0 +1,206 @@
+"""Metric bookkeeping behind ``self.log`` and the seed-era ``'log'``/``'progress_bar'`` dicts.
+
+Values stay tensors (detached) until a logger asks for them; nothing here calls ``.item()``.
+The metrics plugin decides when step values reach loggers and when epoch values are reduced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from engine.errors import MisconfigurationException
+
+_REDUCE_FX = ("mean", "sum", "max", "min")
+
+
+@dataclass
+class LoggedMetric:
+    """One name passed to ``self.log``, with its options and its running epoch reduction."""
+
+    name: str
+    prog_bar: bool
+    logger: bool
+    on_step: bool
+    on_epoch: bool
+    reduce_fx: str
+    sync_dist: bool
+    total: Optional[torch.Tensor] = None
+    weight: float = 0.0
+
+    def accumulate(self, value: torch.Tensor, batch_size: float) -> None:
+        """Fold ``value`` (of a batch of ``batch_size``) into the epoch reduction."""
+        if self.reduce_fx == "mean":
+            value = value * batch_size
+            self.total = value if self.total is None else self.total + value
+            self.weight += batch_size
+        elif self.total is None:
+            self.total = value.clone()
+        elif self.reduce_fx == "sum":
+            self.total = self.total + value
+        elif self.reduce_fx == "max":
+            self.total = torch.maximum(self.total, value)
+        else:
+            self.total = torch.minimum(self.total, value)
+
+    def compute(self) -> Optional[torch.Tensor]:
+        """The epoch's reduced value, or ``None`` if nothing was accumulated."""
+        if self.total is None:
+            return None
+        if self.reduce_fx == "mean":
+            return self.total / max(self.weight, 1e-12)
+        return self.total
+
+
+class ResultCollection:
+    """What one loop (training, or one validation/test run) logged, and where it goes.
+
+    Step values are written at once into the trainer's metric dicts; epoch values are
+    accumulated and written by :meth:`epoch_end`. ``pending_step`` holds logger-bound step
+    values (tensors) until the metrics plugin sends them to loggers.
+    """
+
+    def __init__(self, state: Any, training: bool) -> None:
+        self.state = state
+        self.training = training
+        self.metrics: Dict[str, LoggedMetric] = {}
+        self.pending_step: Dict[str, Any] = {}
+        self.pending_step_index: Optional[int] = None
+        #: Names (with their final keys) this collection produced in its last epoch.
+        self.produced: Dict[str, Any] = {}
+
+    def reset(self) -> None:
+        """Start a new epoch: forget accumulated epoch values (options are re-read on next log)."""
+        self.metrics.clear()
+        self.produced.clear()
+
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: bool = True,
+        on_step: Optional[bool] = None,
+        on_epoch: Optional[bool] = None,
+        reduce_fx: str = "mean",
+        sync_dist: bool = False,
+        batch_size: Optional[int] = None,
+        hook: str = "",
+    ) -> None:
+        """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`."""
+        if on_step is None or on_epoch is None:
+            step_default = self.training and self.state.phase == "train_batch"
+            on_step = step_default if on_step is None else on_step
+            on_epoch = (not step_default) if on_epoch is None else on_epoch
+        if isinstance(reduce_fx, str):
+            reduce_fx = reduce_fx.lower()
+        if reduce_fx not in _REDUCE_FX:
+            raise MisconfigurationException(
+                f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}."
+            )
+        value = _as_tensor(name, value, hook)
+        metric = self.metrics.get(name)
+        if metric is None:
+            metric = self.metrics[name] = LoggedMetric(
+                name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist
+            )
+        state = self.state
+        if on_step:
+            key = f"{name}_step" if on_epoch else name
+            state.callback_metrics[name] = value
+            if on_epoch:
+                state.callback_metrics[key] = value
+            if logger:
+                state.logged_metrics[key] = value
+                if self.training:
+                    self.pending_step[key] = value
+            if prog_bar:
+                state.progress_bar_metrics[key] = value
+        if on_epoch:
+            metric.accumulate(value, float(batch_size) if batch_size else 1.0)
+
+    def log_seed_dict(self, output: Mapping[str, Any], hook: str, epoch_end: bool) -> Optional[Dict[str, Any]]:
+        """Take a seed-era return dict: ``'log'`` to loggers, ``'progress_bar'`` to the bar, the rest to monitors.
+
+        Returns the logger-bound values of an epoch-end dict (to be sent at once), with an
+        optional ``'step'`` key that sets the x-axis; ``None`` for step outputs.
+        """
+        state = self.state
+        for key, value in output.items():
+            if key in ("log", "progress_bar", "hiddens"):
+                continue
+            if isinstance(value, (torch.Tensor, int, float)):
+                state.callback_metrics[key] = _as_tensor(key, value, hook)
+                if epoch_end:
+                    self.produced[key] = state.callback_metrics[key]
+        for key, value in (output.get("progress_bar") or {}).items():
+            state.progress_bar_metrics[key] = _as_tensor(key, value, hook)
+        logs = output.get("log")
+        if not logs:
+            return None
+        if not isinstance(logs, Mapping):
+            raise MisconfigurationException(
+                f"`{hook}` returned a 'log' entry of type {type(logs).__name__}; it must be a dict of name -> value."
+            )
+        values = {k: _as_tensor(k, v, hook) for k, v in logs.items() if k != "step"}
+        state.logged_metrics.update(values)
+        state.callback_metrics.update(values)
+        if epoch_end:
+            self.produced.update(values)
+            if "step" in logs:
+                values["step"] = logs["step"]
+            return values
+        self.pending_step.update(values)
+        if "step" in logs:
+            self.pending_step_index = int(logs["step"])
+        return None
+
+    def epoch_end(self, reduce: Any = None) -> Dict[str, torch.Tensor]:
+        """Reduce every ``on_epoch`` value, write it to the trainer's dicts, return the logger-bound ones.
+
+        ``reduce(value, reduce_fx)`` syncs a value across processes (``sync_dist=True``).
+        """
+        state = self.state
+        to_log: Dict[str, torch.Tensor] = {}
+        for metric in self.metrics.values():
+            if not metric.on_epoch:
+                continue
+            value = metric.compute()
+            if value is None:
+                continue
+            if metric.sync_dist and reduce is not None:
+                value = reduce(value, metric.reduce_fx)
+            key = f"{metric.name}_epoch" if metric.on_step else metric.name
+            state.callback_metrics[metric.name] = value
+            state.callback_metrics[key] = value
+            self.produced[metric.name] = value
+            if metric.logger:
+                state.logged_metrics[key] = value
+                to_log[key] = value
+            if metric.prog_bar:
+                state.progress_bar_metrics[key] = value
+        return to_log
+
+    def take_pending(self) -> Dict[str, Any]:
+        """Hand over the logger-bound step values gathered since the last call."""
+        pending, self.pending_step = self.pending_step, {}
+        return pending
+
+
+def _as_tensor(name: str, value: Any, hook: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise MisconfigurationException(
+                f"`{hook or 'self.log'}` logged {name!r} as a tensor of shape {tuple(value.shape)}; "
+                "logged values must be scalars (one element). Reduce it first, e.g. with .mean()."
+            )
+        return value.detach()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if hasattr(value, "item"):
+            return torch.tensor(float(value.item()))
+        raise MisconfigurationException(
+            f"`{hook or 'self.log'}` logged {name!r} as {type(value).__name__}; "
+            "logged values must be numbers or one-element tensors."
+        )
+    return torch.tensor(float(value))

@@ -1,0 +1,627 @@
+"""``Trainer``: the engineering side of a run. It holds the flags, the plugin registry and the state."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+from engine.errors import MisconfigurationException, PluginError, did_you_mean
+from engine.loop import FitLoop, num_batches, run_evaluation
+from engine.registry import TIERS, PluginRegistry, entry_points
+from engine.results import ResultCollection
+from engine.state import LoopState
+
+_STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
+
+
+class Trainer:
+    """Runs a :class:`engine.LightningModule`: ``fit``, ``validate``, ``test``, ``predict``.
+
+    Every behaviour is a plugin (see ``python -m engine plugins``); the flags below
+    configure the built-in ones. Seed-era (0.8/0.9) and 2.x names are both accepted.
+
+    Args:
+        logger: ``True`` for the default TensorBoard logger, ``False`` for none, or a logger (or list of them).
+        checkpoint_callback: Seed-era: ``True``/``False`` to turn the default ModelCheckpoint on/off, or an instance.
+        enable_checkpointing: 2.x name for turning the default ModelCheckpoint on/off.
+        early_stop_callback: Seed-era: ``True`` for EarlyStopping(monitor='val_loss', patience=3), or an instance.
+        callbacks: Callbacks to attach (``Callback`` subclasses or plugins), called in list order.
+        plugins: Plugin objects or modules with ``@hookimpl`` methods to register.
+        disable_plugins: Names of built-in or entry-point plugins not to register.
+        default_root_dir: Root directory for logs and checkpoints (default: the working directory).
+        gradient_clip_val: Clip gradients at this value (0 or None: off).
+        gradient_clip_algorithm: ``'norm'`` (default) or ``'value'``.
+        process_position: Seed-era: position of the progress bar (several trainers in one terminal).
+        num_nodes: Number of nodes for distributed training.
+        num_processes: Seed-era: number of CPU processes (with ``distributed_backend='ddp_cpu'``).
+        gpus: Seed-era: an int (how many GPUs), a list or a string (``'1, 2'``: which ones), -1 for all.
+        accelerator: ``'cpu'``, ``'gpu'``/``'cuda'``, ``'mps'`` or ``'auto'``.
+        devices: Number of devices, a list of device ids, or ``'auto'``.
+        strategy: ``'auto'``, ``'ddp'`` or ``'ddp_spawn'``.
+        distributed_backend: Seed-era name for the strategy: ``'ddp'``, ``'ddp_spawn'`` or ``'ddp_cpu'``.
+        sync_batchnorm: Convert BatchNorm layers to SyncBatchNorm under DDP.
+        enable_progress_bar: Show the tqdm progress bar (default on).
+        progress_bar_refresh_rate: Seed-era: update the bar every N batches (0 turns it off).
+        enable_model_summary: Print the model summary at fit start (default on).
+        weights_summary: Seed-era: ``'top'``, ``'full'`` or ``None`` for the model summary.
+        overfit_batches: Train (and validate) on this many batches (int) or fraction (float) of the training data.
+        check_val_every_n_epoch: Validate every N training epochs.
+        fast_dev_run: Run N (True: 1) batches of train/val/test as a smoke test; no logs or checkpoints.
+        accumulate_grad_batches: Accumulate gradients over k batches (int, or a dict ``{epoch: k}``).
+        max_epochs: Stop after this many epochs (default 1000 unless max_steps is set).
+        min_epochs: Train at least this many epochs even if asked to stop.
+        max_steps: Stop after this many optimizer steps (-1 or None: no limit).
+        min_steps: Take at least this many optimizer steps even if asked to stop.
+        limit_train_batches: Batches per training epoch: a fraction (float) or a count (int).
+        limit_val_batches: Batches per validation run: a fraction (float) or a count (int).
+        limit_test_batches: Batches per test run: a fraction (float) or a count (int).
+        limit_predict_batches: Batches per predict run: a fraction (float) or a count (int).
+        val_check_interval: Validate every fraction (float) of an epoch or every N (int) training batches.
+        log_every_n_steps: Send step metrics to loggers every N optimizer steps.
+        row_log_interval: Seed-era name for log_every_n_steps.
+        precision: 32 (default), 64, ``'bf16-mixed'`` or ``'16-mixed'`` (seed-era 16).
+        num_sanity_val_steps: Validation batches to run before training (0: none, -1: all).
+        resume_from_checkpoint: Seed-era: checkpoint to resume from (2.x: ``fit(ckpt_path=...)``).
+        profiler: ``'simple'``, ``'advanced'`` or a profiler plugin; None for none.
+        benchmark: Set ``torch.backends.cudnn.benchmark``.
+        deterministic: Use deterministic algorithms (``torch.use_deterministic_algorithms``).
+        reload_dataloaders_every_n_epochs: Rebuild the dataloaders every N epochs (0: never).
+        reload_dataloaders_every_epoch: Seed-era: rebuild the dataloaders every epoch.
+        replace_sampler_ddp: Seed-era: insert a DistributedSampler under DDP.
+        use_distributed_sampler: 2.x name for replace_sampler_ddp.
+        terminate_on_nan: Stop with an error when the loss or the weights become NaN or inf.
+        detect_anomaly: Run with ``torch.autograd.set_detect_anomaly`` and stop on a NaN/inf loss.
+        prepare_data_per_node: Call prepare_data on local rank 0 of every node (True) or on global rank 0 only.
+        max_time: Stop after this much time (``'DD:HH:MM:SS'``, a dict of timedelta arguments or seconds).
+        inference_mode: Kept for 2.x compatibility; evaluation runs under ``torch.no_grad()``.
+    """
+
+    def __init__(
+        self,
+        logger: Any = True,
+        checkpoint_callback: Any = None,
+        enable_checkpointing: Optional[bool] = None,
+        early_stop_callback: Any = False,
+        callbacks: Optional[Sequence[Any]] = None,
+        plugins: Optional[Sequence[Any]] = None,
+        disable_plugins: Optional[Sequence[str]] = None,
+        default_root_dir: Optional[str] = None,
+        gradient_clip_val: Optional[float] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+        process_position: int = 0,
+        num_nodes: int = 1,
+        num_processes: Optional[int] = None,
+        gpus: Optional[Union[int, str, List[int]]] = None,
+        accelerator: str = "auto",
+        devices: Optional[Union[int, str, List[int]]] = "auto",
+        strategy: str = "auto",
+        distributed_backend: Optional[str] = None,
+        sync_batchnorm: bool = False,
+        enable_progress_bar: Optional[bool] = None,
+        progress_bar_refresh_rate: Optional[int] = None,
+        enable_model_summary: Optional[bool] = None,
+        weights_summary: Optional[str] = "top",
+        overfit_batches: Union[int, float] = 0.0,
+        check_val_every_n_epoch: int = 1,
+        fast_dev_run: Union[int, bool] = False,
+        accumulate_grad_batches: Union[int, Dict[int, int]] = 1,
+        max_epochs: Optional[int] = None,
+        min_epochs: Optional[int] = None,
+        max_steps: Optional[int] = -1,
+        min_steps: Optional[int] = None,
+        limit_train_batches: Union[int, float] = 1.0,
+        limit_val_batches: Union[int, float] = 1.0,
+        limit_test_batches: Union[int, float] = 1.0,
+        limit_predict_batches: Union[int, float] = 1.0,
+        val_check_interval: Union[int, float] = 1.0,
+        log_every_n_steps: int = 50,
+        row_log_interval: Optional[int] = None,
+        precision: Union[int, str] = 32,
+        num_sanity_val_steps: int = 2,
+        resume_from_checkpoint: Optional[str] = None,
+        profiler: Any = None,
+        benchmark: Optional[bool] = None,
+        deterministic: Optional[bool] = None,
+        reload_dataloaders_every_n_epochs: int = 0,
+        reload_dataloaders_every_epoch: bool = False,
+        replace_sampler_ddp: bool = True,
+        use_distributed_sampler: Optional[bool] = None,
+        terminate_on_nan: bool = False,
+        detect_anomaly: bool = False,
+        prepare_data_per_node: bool = True,
+        max_time: Any = None,
+        inference_mode: bool = True,
+    ) -> None:
+        # ---- flags, with seed-era names folded into the 2.x ones -----------------------
+        self.logger_flag = logger
+        if checkpoint_callback is not None and enable_checkpointing is not None and bool(checkpoint_callback) != bool(enable_checkpointing):
+            raise MisconfigurationException(
+                f"checkpoint_callback={checkpoint_callback!r} and enable_checkpointing={enable_checkpointing!r} "
+                "disagree; pass only one of them."
+            )
+        self.checkpoint_callback_flag = checkpoint_callback if checkpoint_callback is not None else (
+            True if enable_checkpointing is None else enable_checkpointing)
+        self.enable_checkpointing = bool(self.checkpoint_callback_flag)
+        self.early_stop_callback_flag = early_stop_callback
+        self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.process_position = process_position
+        self.num_nodes = num_nodes
+        self.num_processes = num_processes
+        self.gpus = gpus
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = distributed_backend if distributed_backend is not None and strategy == "auto" else strategy
+        self.distributed_backend = distributed_backend
+        self.sync_batchnorm = sync_batchnorm
+        fast_dev_run = int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run
+        if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
+            raise MisconfigurationException(f"fast_dev_run must be a bool or an int >= 0, got {fast_dev_run!r}.")
+        self.fast_dev_run = fast_dev_run
+        if enable_progress_bar is None:
+            enable_progress_bar = progress_bar_refresh_rate != 0
+        self.enable_progress_bar = bool(enable_progress_bar)
+        self.progress_bar_refresh_rate = progress_bar_refresh_rate if progress_bar_refresh_rate else 1
+        if enable_model_summary is None:
+            enable_model_summary = weights_summary is not None
+        self.enable_model_summary = bool(enable_model_summary)
+        self.weights_summary = weights_summary if weights_summary is not None else "top"
+        self.overfit_batches = overfit_batches
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.accumulate_grad_batches = accumulate_grad_batches
+        if max_steps is None:
+            max_steps = -1
+        if max_epochs is None:
+            max_epochs = 1000 if max_steps == -1 else -1
+        self.max_epochs = max_epochs
+        self.min_epochs = min_epochs
+        self.max_steps = max_steps
+        self.min_steps = min_steps
+        self.limit_train_batches = limit_train_batches
+        self.limit_val_batches = limit_val_batches
+        self.limit_test_batches = limit_test_batches
+        self.limit_predict_batches = limit_predict_batches
+        self.val_check_interval = val_check_interval
+        self.log_every_n_steps = row_log_interval if row_log_interval is not None else log_every_n_steps
+        self.precision = precision
+        self.num_sanity_val_steps = num_sanity_val_steps
+        self.resume_from_checkpoint = resume_from_checkpoint
+        self.profiler = profiler
+        self.benchmark = benchmark
+        self.deterministic = deterministic
+        self.reload_dataloaders_every_n_epochs = 1 if reload_dataloaders_every_epoch else reload_dataloaders_every_n_epochs
+        self.use_distributed_sampler = replace_sampler_ddp if use_distributed_sampler is None else use_distributed_sampler
+        self.terminate_on_nan = terminate_on_nan
+        self.detect_anomaly = detect_anomaly
+        self.prepare_data_per_node = prepare_data_per_node
+        self.max_time = max_time
+        self.inference_mode = inference_mode
+        if fast_dev_run:
+            n = fast_dev_run
+            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
+            self.limit_train_batches = self.limit_val_batches = self.limit_test_batches = n
+            self.limit_predict_batches = n
+            self.val_check_interval = 1.0
+            self.check_val_every_n_epoch = 1
+        if overfit_batches:
+            self.limit_train_batches = self.limit_val_batches = overfit_batches
+
+        # ---- what a run sets ------------------------------------------------------------
+        self.state = LoopState()
+        self.lightning_module: Any = None
+        self.datamodule: Any = None
+        self.optimizers: List[Any] = []
+        self.lr_scheduler_configs: List[Any] = []
+        self.loggers: List[Any] = []
+        self.root_device: Any = None
+        self.strategy_model: Any = None
+        self.global_rank = 0
+        self.local_rank = 0
+        self.node_rank = 0
+        self.world_size = 1
+        self.train_dataloader: Any = None
+        self.val_dataloaders: List[Any] = []
+        self.num_training_batches: Union[int, float] = 0
+        self.num_val_batches: List[Union[int, float]] = []
+        self.ckpt_path: Optional[str] = None
+        self._loaders_given: Dict[str, Any] = {}
+        self._train_results = ResultCollection(self.state, training=True)
+        self._eval_results = ResultCollection(self.state, training=False)
+        self._run_results: Any = None
+        self._user_callbacks = list(callbacks or [])
+
+        # ---- plugins ----------------------------------------------------------------------
+        self.registry = PluginRegistry()
+        self._register_plugins(self._user_callbacks, list(plugins or []), list(disable_plugins or []))
+        if self.hooks.on_init_start is not None:
+            self.hooks.on_init_start(self)
+        if self.hooks.on_init_end is not None:
+            self.hooks.on_init_end(self)
+
+    # ------------------------------------------------------------------------------------
+    # plugins
+    # ------------------------------------------------------------------------------------
+
+    def _register_plugins(self, callbacks: List[Any], plugins: List[Any], disabled: List[str]) -> None:
+        from plugins.defaults import default_plugins  # the built-ins are plugins like any other
+
+        builtin = default_plugins(self)
+        known = [name for name, _ in builtin] + [ep.name for ep in entry_points()]
+        for name in disabled:
+            if name not in known:
+                raise PluginError(
+                    f"disable_plugins names {name!r}, which is no built-in or installed plugin."
+                    + did_you_mean(name, known) + f" Known plugins: {', '.join(sorted(known))}."
+                )
+        registry = self.registry
+        with registry.batch():
+            for name, plugin in builtin:
+                if name not in disabled:
+                    registry.add(plugin, name, "builtin", origin="built-in")
+            registry.load_entrypoint_plugins(disabled)
+            # pluggy calls later registrations first; register in reverse for list order.
+            for plugin in reversed(plugins):
+                registry.add(plugin, _plugin_name(plugin, registry), "code", origin="code (Trainer(plugins=...))")
+            for plugin in reversed(callbacks):
+                registry.add(plugin, _plugin_name(plugin, registry), "callback", origin="code (Trainer(callbacks=...))")
+        registry.check_all()
+
+    @property
+    def hooks(self) -> Any:
+        """The prepared event dispatch (:class:`engine.dispatch.Dispatch`)."""
+        return self.registry.dispatch
+
+    @property
+    def plugin_manager(self) -> PluginRegistry:
+        """The pluggy plugin manager (:class:`engine.registry.PluginRegistry`)."""
+        return self.registry
+
+    @property
+    def callbacks(self) -> List[Any]:
+        """Every registered ``Callback`` (built-in ones included), in registration order."""
+        from engine.callback import Callback
+
+        return [r.plugin for r in self.registry.records() if isinstance(r.plugin, Callback)]
+
+    def plugin(self, name: str) -> Any:
+        """The registered plugin called ``name``."""
+        plugin = self.registry.get_plugin(name)
+        if plugin is None:
+            raise PluginError(f"No plugin named {name!r}." + did_you_mean(name, self.registry.names()))
+        return plugin
+
+    # ------------------------------------------------------------------------------------
+    # state shortcuts (Lightning's names)
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def current_epoch(self) -> int:
+        """The epoch being trained (counts from 0)."""
+        return self.state.epoch
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken so far."""
+        return self.state.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        """Set to ``True`` (by any plugin or callback) to stop after the current batch."""
+        return self.state.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.state.should_stop = bool(value)
+
+    @property
+    def callback_metrics(self) -> Dict[str, Any]:
+        """Every metric monitors can read (``val_loss``, logged values), name -> tensor."""
+        return self.state.callback_metrics
+
+    @property
+    def logged_metrics(self) -> Dict[str, Any]:
+        """Metrics sent to loggers, name -> tensor."""
+        return self.state.logged_metrics
+
+    @property
+    def progress_bar_metrics(self) -> Dict[str, Any]:
+        """Metrics shown in the progress bar, name -> tensor."""
+        return self.state.progress_bar_metrics
+
+    @property
+    def sanity_checking(self) -> bool:
+        """True during the sanity-check validation."""
+        return self.state.sanity_checking
+
+    @property
+    def training(self) -> bool:
+        """True while the training loop runs (not validation inside it)."""
+        return self.state.phase.startswith("train")
+
+    @property
+    def is_global_zero(self) -> bool:
+        """True in the process of global rank 0."""
+        return self.global_rank == 0
+
+    @property
+    def model(self) -> Any:
+        """The module being run (alias of ``lightning_module``)."""
+        return self.lightning_module
+
+    @property
+    def results(self) -> ResultCollection:
+        """Where ``self.log`` writes: the training collection, or the evaluation one during validation/test."""
+        return self._train_results if self.state.phase.startswith("train") else self._eval_results
+
+    @property
+    def logger(self) -> Any:
+        """The first logger, or ``None``."""
+        return self.loggers[0] if self.loggers else None
+
+    @property
+    def log_dir(self) -> str:
+        """Directory of the first logger's files, else ``default_root_dir``."""
+        logger = self.logger
+        return getattr(logger, "log_dir", None) or self.default_root_dir
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        """The first ModelCheckpoint-like callback (has ``best_model_path``), or ``None``."""
+        return next((c for c in self.callbacks if hasattr(c, "best_model_path")), None)
+
+    @property
+    def early_stopping_callback(self) -> Any:
+        """The first EarlyStopping-like callback (has ``wait_count``), or ``None``."""
+        return next((c for c in self.callbacks if hasattr(c, "wait_count")), None)
+
+    @property
+    def has_validation(self) -> bool:
+        """True when this run validates (a ``validation_step`` and some validation data)."""
+        module = self.lightning_module
+        return module is not None and callable(getattr(module, "validation_step", None)) and self.limit_val_batches != 0
+
+    # ------------------------------------------------------------------------------------
+    # entry points
+    # ------------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        model: Any,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: Any = None,
+        ckpt_path: Optional[str] = None,
+        train_dataloader: Any = None,
+    ) -> None:
+        """Train ``model``; validation runs as configured. ``ckpt_path`` resumes from a checkpoint."""
+        if train_dataloader is not None:  # seed-era keyword
+            train_dataloaders = train_dataloader
+        if _looks_like_datamodule(train_dataloaders) and datamodule is None:
+            datamodule, train_dataloaders = train_dataloaders, None
+        self._loaders_given = {"train": train_dataloaders, "val": val_dataloaders}
+        self.ckpt_path = ckpt_path if ckpt_path is not None else self.resume_from_checkpoint
+        self._run(model, datamodule, "fit", self._fit_body)
+
+    def validate(self, model: Any = None, dataloaders: Any = None, ckpt_path: Optional[str] = None,
+                 datamodule: Any = None, verbose: bool = True) -> List[Dict[str, float]]:
+        """Run one validation epoch; return ``[{metric: value}]`` per dataloader."""
+        return self._evaluate(model, dataloaders, ckpt_path, datamodule, "validate")
+
+    def test(self, model: Any = None, dataloaders: Any = None, ckpt_path: Optional[str] = None,
+             datamodule: Any = None, verbose: bool = True, test_dataloaders: Any = None) -> List[Dict[str, float]]:
+        """Run the test loop; return ``[{metric: value}]`` per dataloader."""
+        return self._evaluate(model, dataloaders if dataloaders is not None else test_dataloaders,
+                              ckpt_path, datamodule, "test")
+
+    def predict(self, model: Any = None, dataloaders: Any = None, datamodule: Any = None,
+                ckpt_path: Optional[str] = None, return_predictions: bool = True) -> Any:
+        """Run ``predict_step`` over the data; return the outputs (a list, or a list per dataloader)."""
+        return self._evaluate(model, dataloaders, ckpt_path, datamodule, "predict")
+
+    # ------------------------------------------------------------------------------------
+    # running
+    # ------------------------------------------------------------------------------------
+
+    def _evaluate(self, model: Any, dataloaders: Any, ckpt_path: Optional[str], datamodule: Any, stage: str) -> Any:
+        if _looks_like_datamodule(dataloaders) and datamodule is None:
+            datamodule, dataloaders = dataloaders, None
+        model = model if model is not None else self.lightning_module
+        if model is None:
+            raise MisconfigurationException(f"trainer.{stage}() needs a model: pass trainer.{stage}(model, ...).")
+        self._loaders_given = {_STAGE_LOADERS[stage]: dataloaders}
+        self.ckpt_path = ckpt_path
+        self._run(model, datamodule if datamodule is not None else self.datamodule, stage,
+                  lambda: self._evaluate_body(stage))
+        return self._run_results
+
+    def _run(self, model: Any, datamodule: Any, stage: str, body: Any) -> None:
+        from engine.module import LightningModule
+
+        if not isinstance(model, LightningModule):
+            raise MisconfigurationException(
+                f"Trainer.{'fit' if stage == 'fit' else stage}() expects a LightningModule, got {type(model).__name__}."
+            )
+        self.lightning_module = model
+        self.datamodule = datamodule
+        model.trainer = self
+        if datamodule is not None:
+            datamodule.trainer = self
+        self.state.stage = stage
+        self.state.should_stop = False
+        self._run_results = None
+        module_plugin = self.hooks.module_plugin(self, model) if self.hooks.module_plugin is not None else None
+        if module_plugin is not None:
+            self.registry.add(module_plugin, "lightning_module", "module", origin=f"{type(model).__qualname__} (the LightningModule)")
+        try:
+            launched = self.hooks.launch(self, body) if self.hooks.launch is not None else None
+            if launched is None:
+                body()
+        finally:
+            if module_plugin is not None:
+                self.registry.remove("lightning_module")
+
+    def _guarded(self, stage: str, work: Any) -> None:
+        """Run ``work`` between setup and teardown; on error run ``on_exception`` everywhere and re-raise."""
+        module = self.lightning_module
+        hooks = self.hooks
+        try:
+            if hooks.setup_environment is not None:
+                hooks.setup_environment(self, module, stage)
+            if hooks.prepare_data is not None:
+                hooks.prepare_data(self, module)
+            if hooks.setup is not None:
+                hooks.setup(self, module, stage)
+            if self.hooks.configure_model is not None:
+                self.hooks.configure_model(self, module, stage)
+            work()
+        except BaseException as exc:
+            self._handle_exception(exc)
+            raise
+        else:
+            if self.hooks.finalize_logging is not None:
+                self.hooks.finalize_logging(self, "success")
+        finally:
+            self._teardown(stage, module)
+
+    def _teardown(self, stage: str, module: Any) -> None:
+        if self.hooks.teardown is None:
+            return
+        failing = sys.exc_info()[0] is not None
+        try:
+            self.hooks.teardown(self, module, stage)
+        except Exception as exc:
+            if not failing:
+                raise
+            # The run already failed: report teardown's error, keep the original one.
+            print(f"[hookloop] teardown failed after an error: {exc!r}", file=sys.stderr)
+
+    def _fit_body(self) -> None:
+        def work() -> None:
+            module = self.lightning_module
+            hooks = self.hooks
+            if hooks.on_fit_start is not None:
+                hooks.on_fit_start(self, module)
+            if hooks.on_pretrain_routine_start is not None:
+                hooks.on_pretrain_routine_start(self, module)
+            self.state.phase = "train_epoch_start"
+            FitLoop(self).run()
+            if self.hooks.on_fit_end is not None:
+                self.hooks.on_fit_end(self, module)
+
+        self._guarded("fit", work)
+
+    def _evaluate_body(self, stage: str) -> None:
+        def work() -> None:
+            kind = _STAGE_LOADERS[stage]
+            loaders = self.load_dataloaders(kind)
+            if not loaders:
+                name = {"val": "val_dataloader", "test": "test_dataloader", "predict": "predict_dataloader"}[kind]
+                raise MisconfigurationException(
+                    f"trainer.{stage}() found no data: define `{name}()` on the module or datamodule, "
+                    f"or pass `trainer.{stage}(model, dataloaders=...)`."
+                )
+            flag = f"limit_{kind if kind != 'val' else 'val'}_batches"
+            limits = [num_batches(dl, getattr(self, flag), flag) for dl in loaders]
+            self._eval_results.reset()
+            outputs = run_evaluation(self, stage, loaders, limits)
+            if stage == "predict":
+                self._run_results = outputs[0] if len(outputs) == 1 else outputs
+            else:
+                produced = self._eval_results.produced
+                self._run_results = [{k: float(v) for k, v in produced.items()} for _ in loaders]
+
+        self._guarded(stage, work)
+
+    def load_dataloaders(self, kind: str) -> List[Any]:
+        """Ask ``get_dataloader`` and ``process_dataloader`` for the ``kind`` loaders (``train``, ``val``, ...)."""
+        module = self.lightning_module
+        loaders = self.hooks.get_dataloader(self, module, kind)
+        if loaders is None:
+            return []
+        if not isinstance(loaders, (list, tuple)):
+            loaders = [loaders]
+        process = self.hooks.process_dataloader
+        return [process(self, module, dl, kind) if process is not None else dl for dl in loaders]
+
+    def _handle_exception(self, exc: BaseException) -> None:
+        self.state.interrupted = isinstance(exc, KeyboardInterrupt)
+        culprit = self.registry.culprit(exc)
+        if culprit is not None and hasattr(exc, "add_note") and not getattr(exc, "_engine_noted", False):
+            plugin, hook = culprit
+            exc.add_note(f"[hookloop] raised in `{hook}` of plugin {plugin!r}.")
+            try:
+                exc._engine_noted = True  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        module = self.lightning_module
+        # Every on_exception implementation runs, even if one of them fails.
+        for impl in reversed(self.registry.hook.on_exception.get_hookimpls()):
+            args = {"trainer": self, "pl_module": module, "exception": exc}
+            try:
+                impl.function(*[args[a] for a in impl.argnames])
+            except Exception as inner:  # report, but keep the original error
+                print(f"[hookloop] on_exception of plugin {impl.plugin_name!r} failed: {inner!r}", file=sys.stderr)
+        if self.state.interrupted and self.hooks.on_keyboard_interrupt is not None:
+            self.hooks.on_keyboard_interrupt(self, module)
+        status = "interrupted" if self.state.interrupted else "failed"
+        if self.hooks.finalize_logging is not None:
+            try:
+                self.hooks.finalize_logging(self, status)
+            except Exception as inner:
+                print(f"[hookloop] finalize_logging failed: {inner!r}", file=sys.stderr)
+
+    def save_checkpoint(self, filepath: str, weights_only: bool = False) -> None:
+        """Save a checkpoint of the current run to ``filepath`` (through the checkpoint plugin)."""
+        saver = self.hooks.save_checkpoint
+        if saver is None or saver(self, filepath, weights_only) is None:
+            raise PluginError("No plugin saves checkpoints (the built-in 'checkpoint_io' plugin is disabled).")
+
+    # ------------------------------------------------------------------------------------
+    # argparse (seed-era)
+    # ------------------------------------------------------------------------------------
+
+    @classmethod
+    def add_argparse_args(cls, parent_parser: Any, **kwargs: Any) -> Any:
+        """Add one ``--flag`` per ``Trainer`` argument to ``parent_parser`` and return it."""
+        from engine.argparse_support import add_argparse_args
+
+        return add_argparse_args(cls, parent_parser, **kwargs)
+
+    @classmethod
+    def from_argparse_args(cls, args: Any, **overrides: Any) -> "Trainer":
+        """Build a Trainer from an ``argparse.Namespace`` (unknown keys ignored), ``overrides`` winning."""
+        from engine.argparse_support import from_argparse_args
+
+        return from_argparse_args(cls, args, **overrides)
+
+    @classmethod
+    def parse_argparser(cls, arg_parser: Any) -> Any:
+        """Parse the command line with ``arg_parser``; bare boolean flags become ``True``."""
+        from engine.argparse_support import parse_argparser
+
+        return parse_argparser(cls, arg_parser)
+
+    @classmethod
+    def default_attributes(cls) -> Dict[str, Any]:
+        """Every ``Trainer.__init__`` argument with its default value."""
+        from engine.argparse_support import default_attributes
+
+        return default_attributes(cls)
+
+
+def _plugin_name(plugin: Any, registry: PluginRegistry) -> str:
+    base = getattr(plugin, "name", None) if isinstance(getattr(plugin, "name", None), str) else None
+    if base is None:
+        base = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+    name, n = base, 1
+    while registry.get_plugin(name) is not None or name in registry.names():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _looks_like_datamodule(obj: Any) -> bool:
+    from engine.datamodule import LightningDataModule
+
+    return isinstance(obj, LightningDataModule)

@@ -1,0 +1,94 @@
+"""Built-in ``metrics``: turns logged values into the trainer's metrics and sends them to loggers.
+
+Step values reach loggers every ``log_every_n_steps`` optimizer steps (the only place they
+become floats); epoch values are reduced at the end of every epoch and validation run.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+
+from engine import hookimpl
+
+
+class MetricsPlugin:
+    """Reduces ``self.log`` epoch values, fires ``log_metrics`` and ``log_hyperparams`` (rank zero only)."""
+
+    @hookimpl
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Send the module's hyperparameters to loggers once."""
+        if pl_module.hparams and trainer.is_global_zero and trainer.hooks.log_hyperparams is not None:
+            trainer.hooks.log_hyperparams(trainer, dict(pl_module.hparams))
+
+    @hookimpl(tryfirst=True)
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        """A fresh epoch accumulates from zero."""
+        trainer._train_results.reset()
+
+    @hookimpl
+    def on_train_batch_end(self, trainer: Any) -> None:
+        """Send step values to loggers at the logging interval."""
+        results = trainer._train_results
+        if not results.pending_step:
+            return
+        step = trainer.state.global_step
+        if step % trainer.log_every_n_steps and results.pending_step_index is None:
+            return
+        pending = results.take_pending()
+        x = results.pending_step_index if results.pending_step_index is not None else step - 1
+        results.pending_step_index = None
+        _send(trainer, pending, x)
+
+    @hookimpl
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        """Reduce the epoch's values (after the module's epoch-end hooks have logged)."""
+        state = trainer.state
+        last = state.last_outputs
+        if "loss" not in state.callback_metrics:
+            loss = last.get("loss") if isinstance(last, dict) else last
+            if isinstance(loss, torch.Tensor):
+                state.callback_metrics["loss"] = loss.detach()
+        to_log = trainer._train_results.epoch_end(_reducer(trainer))
+        if to_log:
+            to_log = dict(to_log, epoch=trainer.current_epoch)
+            _send(trainer, to_log, max(trainer.global_step - 1, 0))
+
+    @hookimpl(tryfirst=True)
+    def on_validation_start(self, trainer: Any) -> None:
+        """Every validation run accumulates from zero."""
+        trainer._eval_results.reset()
+
+    @hookimpl(tryfirst=True)
+    def on_test_start(self, trainer: Any) -> None:
+        """Every test run accumulates from zero."""
+        trainer._eval_results.reset()
+
+    @hookimpl
+    def on_validation_epoch_end(self, trainer: Any) -> None:
+        """Reduce and send the validation run's values."""
+        self._eval_end(trainer)
+
+    @hookimpl
+    def on_test_epoch_end(self, trainer: Any) -> None:
+        """Reduce and send the test run's values."""
+        self._eval_end(trainer)
+
+    def _eval_end(self, trainer: Any) -> None:
+        to_log = trainer._eval_results.epoch_end(_reducer(trainer))
+        if to_log and not trainer.sanity_checking:
+            _send(trainer, dict(to_log, epoch=trainer.current_epoch), max(trainer.global_step - 1, 0))
+
+
+def _reducer(trainer: Any) -> Any:
+    reduce = trainer.hooks.reduce_metric
+    if reduce is None or trainer.world_size <= 1:
+        return None
+    return lambda value, fx: reduce(trainer, value, fx)
+
+
+def _send(trainer: Any, metrics: Dict[str, Any], step: int) -> None:
+    if trainer.hooks.log_metrics is None or not trainer.is_global_zero:
+        return
+    values = {k: float(v) for k, v in metrics.items()}
+    trainer.hooks.log_metrics(trainer, values, int(step))
