@@ -27,7 +27,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     # Subcommands that parse their own flags (fit/validate/test) get the rest of the line.
     args, rest = parser.parse_known_args(argv)
-    return int(args.run(args, rest, parser) or 0)
+    try:
+        return int(args.run(args, rest, parser) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: the plugins already ran on_exception; no traceback for it
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

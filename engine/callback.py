@@ -10,7 +10,11 @@ class Callback:
     Only the methods a subclass overrides are registered, so an unused event costs nothing.
     A method named ``on_*`` that matches no event is an error when the callback is
     registered (with a "did you mean"). To change a method's place in the call order,
-    decorate it with ``@hookimpl(tryfirst=True)`` or ``@hookimpl(trylast=True)``.
+    decorate it with ``@hookimpl(tryfirst=True)`` or ``@hookimpl(trylast=True)`` (it is
+    still matched by name); to order a whole class among implementations with the same
+    marker, set the class attribute ``__engine_order__`` (an int, default 0, lower first —
+    ``ModelCheckpoint`` uses 100 to save after early stopping). The full rules are in
+    :mod:`engine.registry`; ``python -m engine plugins`` shows the resulting order.
 
     ``state_dict``/``load_state_dict`` carry the callback's state in checkpoints, under
     ``checkpoint["callbacks"][self.state_key]``.

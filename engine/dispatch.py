@@ -11,9 +11,13 @@ loop fires a dozen events per batch, so it calls through a :class:`Dispatch` ins
   own caller, so its semantics are pluggy's exactly.
 
 Callers pass the spec's arguments positionally, in the spec's order.
+
+``Dispatch.wrap`` (default ``None``) lets a tool such as the profiler wrap every
+implementation and every event when the dispatch is built; unset, it costs nothing.
 """
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from engine.errors import did_you_mean
@@ -28,6 +32,12 @@ class Dispatch:
     def __init__(self, registry: "PluginRegistry") -> None:
         self._registry = registry
         self._names: List[str] = []
+        #: Extension point (the profiler uses it): ``wrap(event, impl, function) -> function`` is
+        #: applied, when the dispatch is built, to every implementation's function (``impl`` is
+        #: pluggy's ``HookImpl``) and then to the event's combined caller (``impl`` is ``None``).
+        #: ``None``, the default, leaves everything as it is: no cost unless someone sets it.
+        #: Setting it takes effect at the next :meth:`rebuild`.
+        self.wrap: Optional[Callable[[str, Any, Callable[..., Any]], Callable[..., Any]]] = None
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -39,7 +49,8 @@ class Dispatch:
             spec = getattr(caller, "spec", None)
             if spec is None:
                 continue
-            self.__dict__[name] = _build(caller, spec.argnames, bool(spec.opts.get("firstresult")))
+            fn = _build(caller, spec.argnames, bool(spec.opts.get("firstresult")), name, self.wrap)
+            self.__dict__[name] = fn if fn is None or self.wrap is None else self.wrap(name, None, fn)
             self._names.append(name)
 
     def call(self, name: str, *args: Any) -> Any:
@@ -52,15 +63,24 @@ class Dispatch:
         raise AttributeError(f"No event named {name!r}." + did_you_mean(name, self._names))
 
 
-def _build(caller: Any, argnames: Sequence[str], firstresult: bool) -> Optional[Callable[..., Any]]:
+def _build(caller: Any, argnames: Sequence[str], firstresult: bool, name: str = "",
+           wrap: Optional[Callable[..., Any]] = None) -> Optional[Callable[..., Any]]:
     impls = caller.get_hookimpls()
     if not impls:
         return None
+    if wrap is not None:
+        impls = [_wrapped_impl(impl, wrap(name, impl, impl.function)) for impl in impls]
     if any(impl.wrapper or impl.hookwrapper for impl in impls):
+        if wrap is not None:
+            return _through_pluggy_impls(caller, tuple(argnames), impls, firstresult)
         return _through_pluggy(caller, tuple(argnames))
-    # pluggy calls the last-registered implementation first; tryfirst/trylast are already
-    # reflected in the list's order.
-    functions = tuple(_adapt(impl.function, impl.argnames, argnames) for impl in reversed(impls))
+    # The registry keeps pluggy's list in reverse call order (tryfirst/trylast, __engine_order__
+    # and tiers already applied, see engine/registry.py), so reversing it gives the call order.
+    # Arguments with a default (Lightning's ``dataloader_idx=0``) are passed too when the event has them.
+    functions = tuple(
+        _adapt(impl.function, tuple(impl.argnames) + tuple(k for k in impl.kwargnames if k in argnames), argnames)
+        for impl in reversed(impls)
+    )
     if len(functions) == 1:
         return functions[0]
     if firstresult:
@@ -97,6 +117,23 @@ def _first_result(functions: Tuple[Callable[..., Any], ...]) -> Callable[..., An
         return None
 
     return first_result
+
+
+def _wrapped_impl(impl: Any, function: Callable[..., Any]) -> Any:
+    """A copy of pluggy's ``HookImpl`` calling ``function`` (the registered one stays untouched)."""
+    clone = copy.copy(impl)
+    clone.function = function
+    return clone
+
+
+def _through_pluggy_impls(caller: Any, argnames: Tuple[str, ...], impls: List[Any], firstresult: bool) -> Callable[..., Any]:
+    """pluggy's own executor (the one ``caller(**kwargs)`` uses), run over ``impls`` instead of the registered ones."""
+    hookexec, name = caller._hookexec, caller.name
+
+    def through_pluggy(*args: Any) -> Any:
+        return hookexec(name, impls, dict(zip(argnames, args)), firstresult)
+
+    return through_pluggy
 
 
 def _through_pluggy(caller: Any, argnames: Tuple[str, ...]) -> Callable[..., Any]:

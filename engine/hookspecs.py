@@ -231,7 +231,7 @@ def on_train_epoch_end(trainer, pl_module) -> None:
 
 @hookspec
 def on_batch_start(trainer, pl_module) -> None:
-    """Seed-era: called before each training batch, after ``on_train_batch_start``."""
+    """Seed-era: called before each training batch, before ``on_train_batch_start`` (Lightning's order)."""
 
 
 @hookspec
@@ -264,7 +264,8 @@ def run_training_batch(trainer, pl_module, batch: Any, batch_idx: int) -> Any:
     ``backward``, ``optimizer_step`` and ``optimizer_zero_grad`` (with accumulation,
     clipping and the ``on_before_*`` events), and counts ``trainer.state.global_step``.
     Replace it (``tryfirst=True``) for e.g. a two-step optimizer such as SAM.
-    Return the step output (a dict, a tensor) or a non-``None`` marker.
+    Return the step output (a dict, a tensor), or ``engine.markers.SKIPPED_BATCH`` when the
+    step returned ``None`` (``on_train_batch_end`` then gets ``outputs=None``).
     """
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from engine.errors import MisconfigurationException
+from engine.markers import SKIPPED_BATCH
 
 if TYPE_CHECKING:
     from engine.trainer import Trainer
@@ -85,10 +86,14 @@ class FitLoop:
 
     @property
     def stop_allowed(self) -> bool:
-        """``should_stop`` is honoured only once ``min_epochs`` and ``min_steps`` are met."""
+        """``should_stop`` is honoured only once ``min_epochs`` and ``min_steps`` are met.
+
+        As in Lightning, ``min_epochs`` counts *finished* epochs: that is ``state.epoch``
+        both inside an epoch and right after one (the loop bumps it before asking ``done``).
+        """
         trainer = self.trainer
         state = trainer.state
-        if trainer.min_epochs and state.epoch + 1 < trainer.min_epochs:
+        if trainer.min_epochs and state.epoch < trainer.min_epochs:
             return False
         if trainer.min_steps and state.global_step < trainer.min_steps:
             return False
@@ -124,6 +129,14 @@ class FitLoop:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise MisconfigurationException(f"`val_check_interval` must be a float in (0, 1] or an int > 0, got {interval!r}.")
         if isinstance(interval, int):
+            # As in Lightning: an int counts batches of this epoch, so it cannot exceed the epoch,
+            # unless check_val_every_n_epoch=None makes it count batches across epochs.
+            if interval > total and self.trainer.check_val_every_n_epoch is not None:
+                raise MisconfigurationException(
+                    f"`val_check_interval={interval}` is more than the {total} training batches of an epoch. "
+                    "Lower it, set `limit_val_batches=0` to turn validation off, or pass "
+                    "`check_val_every_n_epoch=None` to count batches across epochs."
+                )
             return interval
         if interval > 1.0:
             raise MisconfigurationException(f"`val_check_interval={interval}` is a fraction above 1.0; pass an int batch count.")
@@ -172,6 +185,8 @@ class FitLoop:
         device = trainer.root_device
         validate_now = self._validation_due_this_epoch()
         val_every = self.val_check_batch
+        # With check_val_every_n_epoch=None an int interval counts batches across epochs.
+        offset = state.epoch * total if trainer.check_val_every_n_epoch is None and total != math.inf else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps >= 0 else math.inf
         batch_idx = start - 1
         validated_at = -1
@@ -179,30 +194,40 @@ class FitLoop:
             if batch_idx >= total:
                 break
             state.batch_idx = batch_idx
-            hooks = trainer.hooks  # re-read: plugins may register mid-run
-            if hooks.on_train_batch_start is not None:
-                hooks.on_train_batch_start(trainer, module, batch, batch_idx)
+            # No re-read of ``trainer.hooks`` per batch: the Dispatch is rebuilt in place when a
+            # plugin registers mid-run, so ``hooks`` is always current.
+            # Lightning's order: the seed-era event first at the start, last at the end.
             if hooks.on_batch_start is not None:
                 hooks.on_batch_start(trainer, module)
+            if hooks.on_train_batch_start is not None:
+                hooks.on_train_batch_start(trainer, module, batch, batch_idx)
             if state.skip_rest_of_epoch:
                 break
             batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
             outputs = hooks.run_training_batch(trainer, module, batch, batch_idx)
+            if outputs is SKIPPED_BATCH:  # the step returned None: nothing to report
+                outputs = None
             state.last_outputs = outputs
             if hooks.on_train_batch_end is not None:
                 hooks.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
             if hooks.on_batch_end is not None:
                 hooks.on_batch_end(trainer, module)
-            if validate_now and ((batch_idx + 1) % val_every == 0 or batch_idx + 1 == total):
+            stopping = state.should_stop and self.stop_allowed
+            # Lightning validates every `val_every` batches, and at once when asked to stop.
+            if validate_now and ((offset + batch_idx + 1) % val_every == 0 or stopping):
                 self._validate()
                 validated_at = batch_idx
-            if state.global_step >= max_steps or (state.should_stop and self.stop_allowed):
+                stopping = state.should_stop and self.stop_allowed
+            if stopping or state.global_step >= max_steps:
                 break
+        if batch_idx < start == 0 and not state.skip_rest_of_epoch:
+            raise MisconfigurationException(
+                f"The training dataloader ({type(loader).__name__}) yielded no batch in epoch {state.epoch}. "
+                "Check that its dataset is not empty (an iterable dataset that yields nothing?)."
+            )
         state.start_batch = 0
-        # Validate at the end of an epoch of unknown length, or of one cut short by max_steps,
-        # so the last weights are always validated.
-        stepped_out = state.global_step >= max_steps
-        if validate_now and validated_at != batch_idx and batch_idx >= start and (val_every == math.inf or stepped_out):
+        # An epoch of unknown length validates once its iterable is exhausted (as in Lightning).
+        if validate_now and val_every == math.inf and validated_at != batch_idx and batch_idx >= start:
             self._validate()
         state.phase = "train_epoch_end"
         _emit(trainer.hooks.on_train_epoch_end, trainer, module)
@@ -213,6 +238,8 @@ class FitLoop:
         if not trainer.val_dataloaders or not any(trainer.num_val_batches):
             return False
         every = trainer.check_val_every_n_epoch
+        if every is None:  # validation is paced by val_check_interval alone
+            return True
         return bool(every) and (trainer.state.epoch + 1) % every == 0
 
     def _validate(self) -> None:

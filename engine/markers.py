@@ -12,3 +12,16 @@ PROJECT_NAME = "engine"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class _SkippedBatch:
+    """Type of :data:`SKIPPED_BATCH` (one instance)."""
+
+    def __repr__(self) -> str:
+        return "<skipped batch>"
+
+
+#: What a ``run_training_batch`` implementation returns for a batch whose step returned
+#: ``None`` (``firstresult`` hooks read ``None`` as "not handled"). The loop hands
+#: ``outputs=None`` to ``on_train_batch_end`` for such a batch.
+SKIPPED_BATCH = _SkippedBatch()

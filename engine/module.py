@@ -209,8 +209,16 @@ class LightningModule(nn.Module):
     # ----------------------------------------------------------------------------------
 
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
-        """The optimizer (or list of them) built from :meth:`configure_optimizers`."""
-        opts = list(getattr(self._trainer, "optimizers", []) or [])
+        """The optimizer (or list of them) built from :meth:`configure_optimizers`.
+
+        By default each is wrapped so that ``opt.step()`` goes through the trainer (precision,
+        ``on_before_optimizer_step``, step counting); ``use_pl_optimizer=False`` gives the
+        plain torch optimizers.
+        """
+        trainer = self._trainer
+        opts = list(getattr(trainer, "lightning_optimizers", None) or []) if use_pl_optimizer else []
+        if not opts:
+            opts = list(getattr(trainer, "optimizers", []) or [])
         return opts[0] if len(opts) == 1 else opts
 
     def lr_schedulers(self) -> Any:
@@ -222,20 +230,38 @@ class LightningModule(nn.Module):
         return scheds[0] if len(scheds) == 1 else scheds
 
     def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        """Backward for manual optimization; goes through the trainer's backward hook (precision, events)."""
+        """Backward for manual optimization: fires ``on_before_backward``/``on_after_backward`` and goes
+        through the trainer's ``backward`` hook (so the precision can scale the loss).
+
+        Extra ``args``/``kwargs`` (e.g. ``retain_graph=True``) reach :meth:`backward`.
+        """
         trainer = self._trainer
         if trainer is None:
             loss.backward(*args, **kwargs)
             return
+        if self._automatic_optimization:
+            raise MisconfigurationException(
+                "manual_backward() is for manual optimization: set `self.automatic_optimization = False` in "
+                f"{type(self).__name__}.__init__, or return the loss from training_step and let the trainer step."
+            )
         hooks = trainer.hooks
         if hooks.on_before_backward is not None:
             hooks.on_before_backward(trainer, self, loss)
-        hooks.backward(trainer, self, loss, None, None)
+        if args or kwargs:
+            precision = getattr(trainer, "precision_plugin", None)
+            self.backward(precision.pre_backward(loss) if precision is not None else loss, *args, **kwargs)
+        else:
+            hooks.backward(trainer, self, loss, None, None)
         if hooks.on_after_backward is not None:
             hooks.on_after_backward(trainer, self)
 
     def toggle_optimizer(self, optimizer: Any, optimizer_idx: Optional[int] = None) -> None:
-        """Freeze (``requires_grad=False``) every parameter not owned by ``optimizer``; undo with :meth:`untoggle_optimizer`."""
+        """Freeze (``requires_grad=False``) the parameters of every *other* optimizer; undo with :meth:`untoggle_optimizer`.
+
+        ``optimizer``'s own parameters keep the ``requires_grad`` they had. The trainer calls
+        this around each optimizer's step when there are several (seed-era ``optimizer_idx``);
+        under manual optimization call it yourself (2.x: ``toggle_optimizer(opt)``).
+        """
         own = {id(p) for group in optimizer.param_groups for p in group["params"]}
         saved = self.__dict__.setdefault("_toggled_requires_grad", {})
         for opt in getattr(self._trainer, "optimizers", []) or []:
@@ -250,7 +276,7 @@ class LightningModule(nn.Module):
                     p.requires_grad = saved.pop(id(p))[1]
 
     def untoggle_optimizer(self, optimizer: Any = None) -> None:
-        """Restore ``requires_grad`` changed by :meth:`toggle_optimizer`."""
+        """Restore the ``requires_grad`` flags :meth:`toggle_optimizer` changed (takes an optimizer or an index)."""
         saved = self.__dict__.get("_toggled_requires_grad", {})
         for p, flag in saved.values():
             p.requires_grad = flag
@@ -286,19 +312,63 @@ class LightningModule(nn.Module):
         )
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        """Compute gradients; override for custom backward (default ``loss.backward()``)."""
+        """Compute gradients; override for custom backward (default ``loss.backward()``).
+
+        The trainer calls an override in its era's signature: 2.x ``backward(self, loss)``,
+        1.x ``backward(self, loss, optimizer, optimizer_idx)``, 0.8 ``backward(self, trainer,
+        loss, optimizer, optimizer_idx)``; this default accepts all three from ``super()``.
+        """
+        if not isinstance(loss, torch.Tensor) and args and isinstance(args[0], torch.Tensor):
+            loss, args = args[0], args[1:]  # 0.8: (trainer, loss, optimizer, optimizer_idx)
+        # Optimizers and optimizer indices (1.x/0.8) are not arguments of Tensor.backward.
+        args = tuple(a for a in args if isinstance(a, (torch.Tensor, bool)))
         loss.backward(*args, **kwargs)
 
     def optimizer_step(
-        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_idx: int = 0,
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_idx: Any = 0,
         optimizer_closure: Any = None, *args: Any, **kwargs: Any,
     ) -> None:
-        """Step ``optimizer``; override for warm-up etc. Call ``optimizer.step(closure=optimizer_closure)``."""
+        """Step ``optimizer``; override for learning-rate warm-up etc.
+
+        2.x signature: ``optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None)``;
+        seed-era/1.x: ``(self, epoch, batch_idx, optimizer, optimizer_idx, optimizer_closure, ...)``.
+        The trainer calls an override in the signature it declares. Call
+        ``optimizer.step(closure=optimizer_closure)`` inside: the closure returns the loss
+        (LBFGS may call it again to re-evaluate).
+        """
+        if callable(optimizer_idx):  # 2.x order: the closure came in the optimizer_idx slot
+            optimizer_closure = optimizer_idx
+        optimizer_closure = kwargs.pop("second_order_closure", optimizer_closure)  # 0.8 keyword
         optimizer.step(closure=optimizer_closure)
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_idx: int = 0) -> None:
         """Clear gradients; override to change how (default ``zero_grad()``)."""
         optimizer.zero_grad()
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
+                                    gradient_clip_algorithm: Optional[str] = None) -> None:
+        """Clip ``optimizer``'s gradients before its step; override for custom clipping.
+
+        Called after ``on_before_optimizer_step`` (gradients already unscaled) with the
+        Trainer's ``gradient_clip_val``/``gradient_clip_algorithm``. The default calls
+        :meth:`clip_gradients`.
+        """
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def clip_gradients(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
+                       gradient_clip_algorithm: Optional[str] = None) -> None:
+        """Clip the gradients of ``optimizer``'s parameters: by total 2-norm (``'norm'``, default) or by value."""
+        if not gradient_clip_val:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        algorithm = gradient_clip_algorithm or "norm"
+        if algorithm == "norm":
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+        elif algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            raise MisconfigurationException(
+                f"gradient_clip_algorithm={algorithm!r} is unknown; use 'norm' or 'value'.")
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int = 0) -> Any:
         """Move ``batch`` to ``device``; override for custom batch types."""
@@ -442,6 +512,17 @@ class LightningModule(nn.Module):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
         """Return the prediction for one batch (default: ``self(batch)``)."""
         return self(batch)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, strict: bool = True,
+                             **overrides: Any) -> Any:
+        """Build the module from a checkpoint's saved hyperparameters (``overrides`` win) and load its weights.
+
+        The file is read with ``torch.load(weights_only=True)``; the module is returned in ``eval()`` mode.
+        """
+        from plugins.checkpoint_io import load_module_from_checkpoint  # the file format lives with its plugin
+
+        return load_module_from_checkpoint(cls, checkpoint_path, map_location=map_location, strict=strict, **overrides)
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

@@ -2,19 +2,29 @@
 
 Call order
 ----------
-For every event, implementations run in this order (top first):
+For every event, implementations run in this order (top first). The order is computed from
+the rules below, not from when a plugin happened to be registered, so it is deterministic:
 
-1. implementations marked ``@hookimpl(tryfirst=True)``, from any source;
-2. user callbacks (``Trainer(callbacks=[...])``), in list order;
-3. plugins attached in code (``Trainer(plugins=[...])``), in list order;
-4. entry-point plugins (group ``engine.plugins``), in name order;
-5. the ``LightningModule``'s own hooks;
-6. built-in plugins (metrics, loggers, progress bar, ...);
-7. implementations marked ``@hookimpl(trylast=True)`` — early stopping, then checkpointing,
-   so that a checkpoint never lags an epoch behind.
+1. implementations marked ``@hookimpl(tryfirst=True)``;
+2. unmarked implementations;
+3. implementations marked ``@hookimpl(trylast=True)``.
 
-Within a tier, pluggy's rule applies (later-registered first); the registry registers each
-tier so that the list order above holds. ``wrapper=True`` implementations wrap all of them.
+Inside each of these three groups:
+
+a. a lower ``__engine_order__`` runs first (a class or module attribute, an int, default
+   ``0``; e.g. ``ModelCheckpoint`` sets ``100`` so that it saves after early stopping and
+   any other ``trylast`` implementation has updated the state);
+b. then by source (tier): user callbacks (``Trainer(callbacks=[...])``), plugins attached in
+   code (``Trainer(plugins=[...])``), entry-point plugins (group ``engine.plugins``), the
+   ``LightningModule``'s own hooks, built-in plugins;
+c. then, inside a tier, the plugin registered last runs first (pluggy's rule). The trainer
+   registers callbacks and code plugins in reverse, so they run in list order; entry points
+   run in name order; built-ins run in the reverse of :func:`plugins.defaults.default_plugins`.
+
+``wrapper=True`` (and old-style ``hookwrapper=True``) implementations wrap all of the above;
+they are ordered by the same rules, the first one being the outermost.
+pluggy's own callers (``registry.hook.<event>(...)``) and the fast dispatch
+(``trainer.hooks.<event>``) use this same order. ``python -m engine plugins`` prints it.
 """
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ import inspect
 import os
 import types
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pluggy
 
@@ -39,6 +49,8 @@ DISABLE_AUTOLOAD_ENV = "ENGINE_DISABLE_PLUGIN_AUTOLOAD"
 
 #: Tiers in registration order. Later tiers are called first (pluggy is LIFO).
 TIERS: Tuple[str, ...] = ("builtin", "module", "entrypoint", "code", "callback")
+#: Tier -> rank in the call order (0 runs first): the reverse of :data:`TIERS`.
+_CALL_RANK: Dict[str, int] = {tier: len(TIERS) - 1 - i for i, tier in enumerate(TIERS)}
 
 
 @dataclass
@@ -50,6 +62,7 @@ class PluginRecord:
     tier: str
     origin: str
     hooks: List[str] = field(default_factory=list)
+    seq: int = 0  # registration counter: breaks ties inside a tier (later runs first)
 
 
 class PluginRegistry(pluggy.PluginManager):
@@ -65,6 +78,8 @@ class PluginRegistry(pluggy.PluginManager):
         self._records: Dict[str, PluginRecord] = {}
         self._order: List[str] = []  # names in registration order
         self._batch_depth = 0
+        self._seq = 0
+        self._added_specs: List[Any] = []  # catalogues brought by plugins (``__engine_hookspecs__``)
         self.dispatch = Dispatch(self)
 
     # ----------------------------------------------------------------------------------
@@ -85,9 +100,25 @@ class PluginRegistry(pluggy.PluginManager):
 
     def add_hookspecs(self, module_or_class: Any) -> None:
         """Add events (a module or class of ``@hookspec`` functions) and rebuild the dispatch."""
+        before = set(self._spec_names()) if hasattr(self, "dispatch") else set()
         super().add_hookspecs(module_or_class)
+        self.__dict__.pop("_spec_cache", None)
         if hasattr(self, "dispatch"):
-            self.dispatch.rebuild()
+            self._rematch_callbacks(set(self._spec_names()) - before)
+            # pluggy attaches already-registered implementations of the new events: order them.
+            self._refresh()
+
+    def _rematch_callbacks(self, new_events: Set[str]) -> None:
+        """Register again the callbacks whose methods are named like ``new_events``.
+
+        A ``Callback``'s methods are matched by name at registration; one registered before a
+        plugin added the event it implements would otherwise miss it.
+        """
+        for name in list(self._order):
+            plugin = self._records[name].plugin
+            if _is_callback(plugin) and any(_overrides(plugin, event) for event in new_events):
+                super().unregister(name=name)
+                self._register_checked(plugin, name)
 
     # ----------------------------------------------------------------------------------
     # registration
@@ -96,6 +127,8 @@ class PluginRegistry(pluggy.PluginManager):
     def add(self, plugin: Any, name: str, tier: str, origin: str = "") -> Any:
         """Register ``plugin`` under ``name`` in ``tier`` (one of :data:`TIERS`), keeping the call order.
 
+        A plugin with an ``__engine_hookspecs__`` attribute (a module or class of
+        ``@hookspec`` functions) adds those events first, so other plugins may implement them.
         Raises :class:`PluginError` naming the plugin and method for a hook-name typo, an
         unknown argument, or a name already taken.
         """
@@ -106,23 +139,36 @@ class PluginRegistry(pluggy.PluginManager):
                 f"A plugin named {name!r} is already registered ({self._records[name].origin}). "
                 "Give the new one another name."
             )
-        # Plugins of later tiers must stay registered after this one: take them out, put them back.
-        later = [n for n in self._order if TIERS.index(self._records[n].tier) > TIERS.index(tier)]
-        with self.batch():
-            for n in reversed(later):
-                super().unregister(name=n)
+        specs = getattr(plugin, "__engine_hookspecs__", None)
+        if specs is not None and specs not in self._added_specs:
+            # The plugin brings its own events: add them first so its implementers validate.
+            self._added_specs.append(specs)
+            self.add_hookspecs(specs)
+        order = getattr(plugin, "__engine_order__", 0)
+        if isinstance(order, bool) or not isinstance(order, int):
+            raise PluginError(
+                f"Plugin {name!r} ({_describe(plugin)}) has __engine_order__ = {order!r}; it must be an int "
+                "(lower runs first among implementations with the same tryfirst/trylast marker)."
+            )
+        self._seq += 1
+        record = PluginRecord(name, plugin, tier, origin or tier, [], self._seq)
+        # The record exists before pluggy sees the plugin, so the ordering key can find its tier.
+        self._records[name] = record
+        try:
             self._register_checked(plugin, name)
-            for n in later:
-                super().register(self._records[n].plugin, name=n)
+        except BaseException:
+            del self._records[name]
+            raise
         try:
             self.check_plugin(plugin, name)
         except PluginError:
+            del self._records[name]
             super().unregister(name=name)
-            self.dispatch.rebuild()
+            self._refresh()
             raise
-        record = PluginRecord(name, plugin, tier, origin or tier, self._hooks_of(plugin))
-        self._records[name] = record
-        self._order = [n for n in self._order if n not in later] + [name] + later
+        record.hooks = self._hooks_of(plugin)
+        self._order.append(name)
+        self._refresh()
         return plugin
 
     def remove(self, name: str) -> Any:
@@ -132,7 +178,7 @@ class PluginRegistry(pluggy.PluginManager):
             raise PluginError(f"No plugin named {name!r} is registered." + did_you_mean(name, self._records))
         self._order.remove(name)
         super().unregister(name=name)
-        self.dispatch.rebuild()
+        self._refresh()
         return record.plugin
 
     def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
@@ -142,13 +188,11 @@ class PluginRegistry(pluggy.PluginManager):
         if name in self._records:
             return self.remove(name)
         result = super().unregister(plugin=plugin, name=name)
-        self.dispatch.rebuild()
+        self._refresh()
         return result
 
     def register(self, plugin: Any, name: Optional[str] = None) -> Optional[str]:
         """pluggy's ``register``; records the plugin in the ``code`` tier and rebuilds the dispatch."""
-        if self._batch_depth:
-            return super().register(plugin, name=name)
         name = name or _default_name(plugin)
         self.add(plugin, name, "code", origin="code")
         return name
@@ -156,6 +200,41 @@ class PluginRegistry(pluggy.PluginManager):
     def batch(self) -> "_Batch":
         """Context manager: register/unregister many plugins, rebuild the dispatch once at the end."""
         return _Batch(self)
+
+    # ----------------------------------------------------------------------------------
+    # call order
+    # ----------------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Re-sort every event's implementations and rebuild the dispatch (skipped inside a batch)."""
+        if self._batch_depth:
+            return
+        self._reorder()
+        self.dispatch.rebuild()
+
+    def _reorder(self) -> None:
+        """Put each event's implementations in the documented call order (module docstring).
+
+        pluggy keeps ``HookCaller._hookimpls`` as non-wrappers then wrappers, each part in
+        reverse call order; we write that list so pluggy's callers and ours agree. Runs on
+        registration changes only, never per call.
+        """
+        for caller in vars(self.hook).values():
+            impls = getattr(caller, "_hookimpls", None)
+            if not impls or len(impls) < 2:
+                continue
+            plain = sorted((i for i in impls if not (i.wrapper or i.hookwrapper)), key=self._call_key)
+            wrappers = sorted((i for i in impls if i.wrapper or i.hookwrapper), key=self._call_key)
+            impls[:] = plain[::-1] + wrappers[::-1]
+
+    def _call_key(self, impl: Any) -> Tuple[int, int, int, int]:
+        """Sort key of one implementation: (tryfirst/plain/trylast, ``__engine_order__``, tier, -seq)."""
+        group = 0 if impl.tryfirst else 2 if impl.trylast else 1
+        order = getattr(impl.plugin, "__engine_order__", 0)
+        record = self._records.get(impl.plugin_name)
+        if record is None:  # registered behind the registry's back: treat as the newest code plugin
+            return (group, order, _CALL_RANK["code"], -(self._seq + 1))
+        return (group, order, _CALL_RANK[record.tier], -record.seq)
 
     def _register_checked(self, plugin: Any, name: str) -> None:
         try:
@@ -217,6 +296,15 @@ class PluginRegistry(pluggy.PluginManager):
                     f"a hook but matches no event." + did_you_mean(attr, known)
                     + " Rename it, or give it a name that does not start with `on_`."
                 )
+            if (attr.startswith("on_") and attr in known and not _is_callback(plugin)
+                    and not hasattr(plugin, "__engine_hooks__") and not _is_exempt(plugin, attr)
+                    and self.parse_hookimpl_opts(plugin, attr) is None):
+                # A plain plugin's `on_*` function without @hookimpl would never be called.
+                raise PluginError(
+                    f"Plugin {name!r} ({_describe(plugin)}) has a method `{attr}` named like an event but "
+                    "not marked `@hookimpl`, so it would never be called. Decorate it with "
+                    "`@engine.hookimpl`, or make the plugin an `engine.Callback` subclass."
+                )
 
     def check_all(self) -> None:
         """Run :meth:`check_plugin` on every registered plugin (after a batch of registrations)."""
@@ -224,7 +312,12 @@ class PluginRegistry(pluggy.PluginManager):
             self.check_plugin(self._records[name].plugin, name)
 
     def _spec_names(self) -> List[str]:
-        return [n for n, caller in vars(self.hook).items() if getattr(caller, "spec", None) is not None]
+        # Cached: asked once per Callback attribute at registration; events change only in add_hookspecs.
+        cached = self.__dict__.get("_spec_cache")
+        if cached is None:
+            cached = [n for n, caller in vars(self.hook).items() if getattr(caller, "spec", None) is not None]
+            self.__dict__["_spec_cache"] = cached
+        return cached
 
     def _hooks_of(self, plugin: Any) -> List[str]:
         return [impl_name for impl_name, caller in vars(self.hook).items()
@@ -248,27 +341,34 @@ class PluginRegistry(pluggy.PluginManager):
         if os.environ.get(DISABLE_AUTOLOAD_ENV):
             return []
         disabled = set(disabled)
-        loaded = []
+        found: List[Tuple[str, Any, str]] = []
         for ep in sorted(entry_points(), key=lambda e: e.name):
-            if ep.name in disabled or ep.name in self._records:
+            if ep.name in disabled:
                 continue
             dist = getattr(ep, "dist", None)
-            where = f"entry point `{ep.name} = {ep.value}` of distribution " + (
-                f"{dist.metadata['Name']} {dist.version}" if dist is not None else "(unknown)"
-            )
+            dist_name = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "(unknown distribution)"
+            where = f"entry point `{ep.name} = {ep.value}` of distribution {dist_name}"
+            if ep.name in self._records:
+                raise PluginError(
+                    f"The {where} is named like the already registered plugin {ep.name!r} "
+                    f"({self._records[ep.name].origin}). Rename the entry point, or pass "
+                    f"disable_plugins=[{ep.name!r}] to drop both."
+                )
             try:
                 target = ep.load()
+                if inspect.isclass(target):  # e.g. a Callback subclass: one instance per Trainer
+                    target = target()
             except Exception as exc:
                 raise PluginError(
                     f"Could not load plugin from {where}: {type(exc).__name__}: {exc}. "
                     f"Fix or uninstall that distribution, disable it with disable_plugins=[{ep.name!r}], "
                     f"or set {DISABLE_AUTOLOAD_ENV}=1."
                 ) from exc
-            if inspect.isclass(target):
-                target = target()
-            self.add(target, ep.name, "entrypoint", origin=where)
-            loaded.append(ep.name)
-        return loaded
+            found.append((ep.name, target, f"entry point of {dist_name} (`{ep.name} = {ep.value}`)"))
+        # Inside a tier the last registered runs first: register in reverse so they run in name order.
+        for name, target, origin in reversed(found):
+            self.add(target, name, "entrypoint", origin=origin)
+        return [name for name, _, _ in found]
 
     # ----------------------------------------------------------------------------------
     # introspection
@@ -297,8 +397,10 @@ class PluginRegistry(pluggy.PluginManager):
         return result
 
     def events(self) -> List[str]:
-        """Every event name known to this registry (built-in and added), in catalogue order."""
-        return self._spec_names()
+        """Every event name known to this registry: the catalogue's in its order, then added ones."""
+        known = set(self._spec_names())
+        catalogue = [n for n in hookspecs.event_names() if n in known]
+        return catalogue + sorted(known.difference(catalogue))
 
     def culprit(self, exc: BaseException) -> Optional[Tuple[str, str]]:
         """``(plugin name, hook name)`` whose implementation raised ``exc``, from its traceback.
@@ -306,16 +408,21 @@ class PluginRegistry(pluggy.PluginManager):
         Looks for the deepest traceback frame that belongs to a registered hook
         implementation; costs nothing until an exception happens.
         """
-        codes: Dict[Any, Tuple[str, str]] = {}
+        codes: Dict[Any, List[Tuple[Any, str, str]]] = {}
         for hook_name, caller in vars(self.hook).items():
             for impl in caller.get_hookimpls():
                 code = getattr(getattr(impl.function, "__func__", impl.function), "__code__", None)
                 if code is not None:
-                    codes[code] = (impl.plugin_name, hook_name)
+                    codes.setdefault(code, []).append((impl.plugin, impl.plugin_name, hook_name))
         found = None
         tb = exc.__traceback__
         while tb is not None:
-            found = codes.get(tb.tb_frame.f_code, found)
+            candidates = codes.get(tb.tb_frame.f_code)
+            if candidates:
+                # Two instances of one class share the code: the frame's `self` tells them apart.
+                owner = tb.tb_frame.f_locals.get("self")
+                plugin, name, hook = next((c for c in candidates if c[0] is owner), candidates[0])
+                found = (name, hook)
             tb = tb.tb_next
         return found
 
@@ -337,7 +444,7 @@ class _Batch:
     def __exit__(self, *exc_info: Any) -> None:
         self.registry._batch_depth -= 1
         if self.registry._batch_depth == 0 and exc_info[0] is None:
-            self.registry.dispatch.rebuild()
+            self.registry._refresh()
 
 
 def entry_points() -> Sequence[importlib.metadata.EntryPoint]:

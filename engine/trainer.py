@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import TracebackType
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from engine.errors import MisconfigurationException, PluginError, did_you_mean
@@ -457,6 +458,9 @@ class Trainer:
             launched = self.hooks.launch(self, body) if self.hooks.launch is not None else None
             if launched is None:
                 body()
+        except MisconfigurationException as exc:
+            # A configuration error names its culprit; the engine's own frames would only bury it.
+            raise exc.with_traceback(_without_engine_frames(exc.__traceback__))
         finally:
             if module_plugin is not None:
                 self.registry.remove("lightning_module")
@@ -546,7 +550,8 @@ class Trainer:
 
     def _handle_exception(self, exc: BaseException) -> None:
         self.state.interrupted = isinstance(exc, KeyboardInterrupt)
-        culprit = self.registry.culprit(exc)
+        # A MisconfigurationException names its culprit itself; others get the plugin that raised.
+        culprit = None if isinstance(exc, MisconfigurationException) else self.registry.culprit(exc)
         if culprit is not None and hasattr(exc, "add_note") and not getattr(exc, "_engine_noted", False):
             plugin, hook = culprit
             exc.add_note(f"[hookloop] raised in `{hook}` of plugin {plugin!r}.")
@@ -619,6 +624,24 @@ def _plugin_name(plugin: Any, registry: PluginRegistry) -> str:
         n += 1
         name = f"{base}-{n}"
     return name
+
+
+def _without_engine_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
+    """``tb`` without the frames of ``engine``, ``plugins`` and pluggy (user frames are kept)."""
+    import pluggy
+
+    import plugins
+
+    internal = tuple(os.path.dirname(m.__file__) + os.sep for m in (sys.modules[__package__], plugins, pluggy))
+    kept = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(internal):
+            kept.append(tb)
+        tb = tb.tb_next
+    result = None
+    for entry in reversed(kept):
+        result = TracebackType(result, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return result
 
 
 def _looks_like_datamodule(obj: Any) -> bool:

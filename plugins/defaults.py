@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
+from plugins.checkpoint_io import CheckpointIO
 from plugins.data import DataPlugin
 from plugins.device import DevicePlugin
+from plugins.distributed import distributed_plugins
 from plugins.launch import LocalLauncher
 from plugins.metrics import MetricsPlugin
 from plugins.model_hooks import ModelHooksPlugin
 from plugins.optimization import OptimizationPlugin
+from plugins.precision import precision_plugin_for
+from plugins.profiler import make_profiler
+from plugins.reporting import reporting_plugins
 
 
 def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
@@ -22,8 +27,51 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
         ("launcher", LocalLauncher()),
         ("data", DataPlugin()),
         ("device", DevicePlugin()),
+        *distributed_plugins(trainer),  # after device: it sets the ranks the device choice depends on
         ("optimization", OptimizationPlugin()),
         ("model_hooks", ModelHooksPlugin()),
     ]
+    precision = precision_plugin_for(trainer)  # None for 32: full precision costs no hook at all
+    if precision is not None:
+        plugins.append(("precision", precision))  # before optimization: it converts the module first
+    plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
+    plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals
+    profiler = make_profiler(trainer.profiler)  # None when off: then no timer exists anywhere
+    if profiler is not None:
+        plugins.append(("profiler", profiler))
     return plugins
+
+
+def checkpoint_plugins(trainer: Any) -> List[Tuple[str, Any]]:
+    """``checkpoint_io``, ``signals``, and the ModelCheckpoint / EarlyStopping the flags ask for.
+
+    ``checkpoint_callback``/``enable_checkpointing``: ``True`` makes the default ModelCheckpoint
+    unless one is in ``callbacks``; an instance is used as is; ``False`` turns it off (and a
+    ModelCheckpoint in ``callbacks`` is then an error). ``early_stop_callback``: ``True`` makes
+    ``EarlyStopping(monitor='val_loss', patience=3, mode='min')``; an instance is used as is.
+    Their relative order is set by ``__engine_order__`` (early stopping before checkpointing).
+    """
+    from engine.errors import MisconfigurationException
+    from plugins.checkpoint import ModelCheckpoint
+    from plugins.early_stopping import EarlyStopping
+    from plugins.signals import SignalsPlugin
+
+    found: List[Tuple[str, Any]] = [("checkpoint_io", CheckpointIO()), ("signals", SignalsPlugin())]
+    flag = trainer.checkpoint_callback_flag
+    user_checkpoints = [c for c in trainer._user_callbacks if isinstance(c, ModelCheckpoint)]
+    if isinstance(flag, ModelCheckpoint):
+        found.append(("checkpoint", flag))
+    elif flag and not trainer.fast_dev_run and not user_checkpoints:
+        found.append(("checkpoint", ModelCheckpoint.default()))
+    elif not flag and user_checkpoints:
+        raise MisconfigurationException(
+            "Checkpointing is turned off (checkpoint_callback=False / enable_checkpointing=False) but "
+            "callbacks=[...] holds a ModelCheckpoint; remove one of the two."
+        )
+    early = trainer.early_stop_callback_flag
+    if isinstance(early, EarlyStopping):
+        found.append(("early_stopping", early))
+    elif early is True:
+        found.append(("early_stopping", EarlyStopping(monitor="val_loss", patience=3, mode="min")))
+    return found

@@ -1,28 +1,247 @@
-"""Built-in ``device``: picks the root device, moves the model there, moves every batch there."""
+"""Built-in ``device``: reads the device flags, picks the root device, moves the model and every batch there.
+
+The flags of both eras resolve to one :class:`DeviceConfig` (:func:`resolve_devices`):
+``gpus`` (seed-era: an int is a count, a list or ``'1, 2'`` names devices, ``-1`` is all),
+``accelerator`` (``'cpu'``, ``'gpu'``/``'cuda'``, ``'mps'``, ``'auto'``), ``devices``,
+``num_processes``, ``num_nodes`` and ``strategy``/``distributed_backend``. The distributed
+plugin reads the same config to decide how many processes to start.
+"""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Union
 
 import torch
 
 from engine import hookimpl
 from engine.apply import move_to_device
+from engine.errors import MisconfigurationException
 from engine.module import LightningModule, is_overridden
+
+#: Strategy names accepted (2.x ``strategy`` and seed-era ``distributed_backend``) -> canonical name.
+_STRATEGIES = {
+    None: "auto", "auto": "auto", "single_device": "single", "single": "single",
+    "ddp": "ddp", "ddp_spawn": "ddp_spawn", "ddp_cpu": "ddp_spawn",
+    "ddp_find_unused_parameters_true": "ddp", "ddp_spawn_find_unused_parameters_true": "ddp_spawn",
+}
+_ACCELERATORS = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps", "auto": "auto"}
+
+
+@dataclass
+class DeviceConfig:
+    """Where and how a run trains, resolved from the trainer's flags.
+
+    Attributes:
+        accelerator: ``'cpu'``, ``'cuda'`` or ``'mps'``.
+        device_ids: Devices this node uses, one process each (CPU: ``[0, .., n-1]``).
+        num_nodes: Number of nodes.
+        strategy: ``'single'`` (one process), ``'ddp'`` (script re-launched per rank) or ``'ddp_spawn'``.
+        find_unused_parameters: Passed to DistributedDataParallel.
+    """
+
+    accelerator: str = "cpu"
+    device_ids: List[int] = field(default_factory=lambda: [0])
+    num_nodes: int = 1
+    strategy: str = "single"
+    find_unused_parameters: bool = False
+
+    @property
+    def processes_per_node(self) -> int:
+        """Processes started on each node (one per device)."""
+        return len(self.device_ids)
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the whole job."""
+        return self.processes_per_node * self.num_nodes
+
+    @property
+    def distributed(self) -> bool:
+        """True for a multi-process strategy."""
+        return self.strategy in ("ddp", "ddp_spawn")
+
+    def device_for(self, local_rank: int) -> torch.device:
+        """The root device of the process with this local rank."""
+        if self.accelerator == "cuda":
+            return torch.device("cuda", self.device_ids[local_rank % len(self.device_ids)])
+        if self.accelerator == "mps":
+            return torch.device("mps")
+        return torch.device("cpu")
+
+
+def parse_gpu_ids(gpus: Any, flag: str = "gpus") -> Optional[List[int]]:
+    """CUDA device ids asked for by a seed-era ``gpus`` value (or ``devices`` on a GPU accelerator).
+
+    ``None``/``0``/``'0'``/``''``/``[]``: no GPU (``None``). An int ``n``/``'n'``: the first ``n``.
+    A list, or a string with a comma (``'1, 2'``, ``'0,'``): those ids. ``-1``/``'-1'``: every one.
+    Raises :class:`MisconfigurationException` naming the flag for anything else, and for ids
+    this machine does not have.
+    """
+    if isinstance(gpus, bool):
+        raise MisconfigurationException(f"{flag}={gpus!r}: pass a number of GPUs, a list of ids, or -1 for all.")
+    original = gpus
+    if isinstance(gpus, str):
+        text = gpus.strip()
+        if text in ("", "0", "None", "none"):
+            return None
+        if "," in text:
+            try:
+                gpus = [int(part) for part in text.split(",") if part.strip()]
+            except ValueError:
+                raise MisconfigurationException(
+                    f"{flag}={original!r}: a string must be a count ('2'), -1, or comma-separated ids ('1, 2')."
+                ) from None
+        else:
+            try:
+                gpus = int(text)
+            except ValueError:
+                raise MisconfigurationException(
+                    f"{flag}={original!r}: a string must be a count ('2'), -1, or comma-separated ids ('1, 2')."
+                ) from None
+    if gpus is None:
+        return None
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if isinstance(gpus, int):
+        if gpus == 0:
+            return None
+        if gpus == -1:
+            if available == 0:
+                raise MisconfigurationException(
+                    f"{flag}={original!r} asks for every CUDA GPU, but this machine has none "
+                    "(torch.cuda.is_available() is False). Use accelerator='cpu'."
+                )
+            return list(range(available))
+        if gpus < 0:
+            raise MisconfigurationException(f"{flag}={original!r}: use a count > 0, a list of ids, or -1 for all.")
+        ids = list(range(gpus))
+    elif isinstance(gpus, (list, tuple)):
+        if not gpus:
+            return None
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in gpus):
+            raise MisconfigurationException(f"{flag}={original!r}: a list of GPU ids must hold ints >= 0.")
+        ids = list(gpus)
+        if len(set(ids)) != len(ids):
+            raise MisconfigurationException(f"{flag}={original!r} names a GPU twice.")
+    else:
+        raise MisconfigurationException(
+            f"{flag}={original!r} of type {type(original).__name__}: pass an int, a list of ids or a string."
+        )
+    missing = [i for i in ids if i >= available]
+    if missing:
+        exists = f"ids {list(range(available))}" if available else "none (torch.cuda.is_available() is False)"
+        raise MisconfigurationException(
+            f"{flag}={original!r} asks for CUDA GPU(s) {ids}, but this machine has {available}: {exists}. "
+            "Ask for GPUs that exist, or train on the CPU with accelerator='cpu'."
+        )
+    return ids
+
+
+def _process_count(value: Any, flag: str) -> int:
+    """Number of CPU processes from ``devices``/``num_processes`` (an int, a numeric string or a list)."""
+    if value in (None, "auto"):
+        return 1
+    if isinstance(value, (list, tuple)):
+        return max(1, len(value))
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MisconfigurationException(f"{flag}={value!r}: on the CPU pass a number of processes >= 1.")
+    return value
+
+
+def resolve_devices(trainer: Any) -> DeviceConfig:
+    """Resolve ``accelerator``, ``devices``, ``gpus``, ``num_processes``, ``num_nodes`` and ``strategy``."""
+    raw_strategy = trainer.strategy
+    key = raw_strategy.lower() if isinstance(raw_strategy, str) else raw_strategy
+    if key == "dp" or key == "ddp2":
+        raise MisconfigurationException(
+            f"strategy={raw_strategy!r} is not supported: use 'ddp' (one process per device) or 'ddp_spawn'."
+        )
+    if key not in _STRATEGIES:
+        raise MisconfigurationException(
+            f"strategy/distributed_backend={raw_strategy!r} is unknown; use one of 'auto', 'ddp', 'ddp_spawn' "
+            "(seed-era: 'ddp', 'ddp_spawn', 'ddp_cpu')."
+        )
+    strategy = _STRATEGIES[key]
+    find_unused = isinstance(key, str) and key.endswith("find_unused_parameters_true")
+    accel_flag = str(trainer.accelerator or "auto").lower()
+    if accel_flag not in _ACCELERATORS:
+        raise MisconfigurationException(
+            f"accelerator={trainer.accelerator!r} is unknown; use 'cpu', 'gpu' (or 'cuda'), 'mps' or 'auto'."
+        )
+    accelerator = _ACCELERATORS[accel_flag]
+    if key == "ddp_cpu":  # the seed's CPU-only multi-process backend
+        accelerator = "cpu"
+
+    gpu_ids = parse_gpu_ids(trainer.gpus, "gpus") if trainer.gpus is not None else None
+    if gpu_ids is not None:
+        if accelerator in ("cpu", "mps"):
+            raise MisconfigurationException(
+                f"gpus={trainer.gpus!r} asks for CUDA GPUs but accelerator={trainer.accelerator!r} "
+                f"{'(distributed_backend=ddp_cpu) ' if key == 'ddp_cpu' else ''}asks for another device; pass one."
+            )
+        accelerator = "cuda"
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            accelerator = "cuda"
+        elif _mps_available():
+            accelerator = "mps"
+        else:
+            accelerator = "cpu"
+
+    devices = trainer.devices
+    if accelerator == "cuda":
+        if gpu_ids is None:
+            if devices in (None, "auto"):
+                devices = -1  # 2.x: 'auto' is every GPU of the machine
+            gpu_ids = parse_gpu_ids(devices, "devices")
+            if gpu_ids is None:
+                raise MisconfigurationException(f"devices={trainer.devices!r} with a GPU accelerator asks for no GPU.")
+        ids = gpu_ids
+    elif accelerator == "mps":
+        if not _mps_available():
+            raise MisconfigurationException("accelerator='mps' asks for Apple's MPS device, which this machine lacks.")
+        if _process_count(devices, "devices") != 1:
+            raise MisconfigurationException(f"devices={devices!r}: the MPS accelerator has exactly one device.")
+        ids = [0]
+    else:
+        count = _process_count(trainer.num_processes, "num_processes") if trainer.num_processes else \
+            _process_count(devices, "devices")
+        ids = list(range(count))
+
+    num_nodes = trainer.num_nodes or 1
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise MisconfigurationException(f"num_nodes={trainer.num_nodes!r}: pass an int >= 1.")
+    if strategy == "auto":
+        from plugins.environments import external_launcher_detected
+
+        multi = len(ids) * num_nodes > 1 or external_launcher_detected()
+        strategy = "ddp" if multi else "single"
+    elif strategy == "single" and len(ids) * num_nodes > 1:
+        raise MisconfigurationException(
+            f"strategy={raw_strategy!r} runs one process, but {len(ids)} device(s) x {num_nodes} node(s) were asked for."
+        )
+    return DeviceConfig(accelerator, ids, num_nodes, strategy, find_unused)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 class DevicePlugin:
-    """Single-process placement. ``trainer.root_device`` is set in ``setup_environment``."""
+    """Placement. ``trainer.root_device`` is set in ``setup_environment`` (after ranks are known)."""
 
     def __init__(self) -> None:
         self._module_moves_batches = False
-        self._on_cpu = True
 
     @hookimpl
     def setup_environment(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
         """Pick the device from ``accelerator``/``devices``/``gpus``; apply ``deterministic``/``benchmark``."""
         if trainer.root_device is None:
             trainer.root_device = select_root_device(trainer)
-        self._on_cpu = trainer.root_device.type == "cpu"
+        if trainer.root_device.type == "cuda":
+            torch.cuda.set_device(trainer.root_device)
         if trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=False)
             torch.backends.cudnn.deterministic = True
@@ -31,7 +250,7 @@ class DevicePlugin:
 
     @hookimpl(tryfirst=True)
     def configure_model(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
-        """Move the module to the root device before optimizers are built."""
+        """Move the module to the root device before optimizers are built (and before any DDP wrap)."""
         pl_module.to(trainer.root_device)
         self._module_moves_batches = is_overridden("transfer_batch_to_device", pl_module)
 
@@ -41,22 +260,22 @@ class DevicePlugin:
         """The module's own ``transfer_batch_to_device`` if it has one, else a recursive ``.to(device)``."""
         if self._module_moves_batches:
             return pl_module.transfer_batch_to_device(batch, device, dataloader_idx)
-        if self._on_cpu and isinstance(batch, (torch.Tensor, list, tuple)) and _all_cpu(batch):
+        if device.type == "cpu" and isinstance(batch, (torch.Tensor, list, tuple)) and _all_cpu(batch):
             return batch  # already where it must be: skip the rebuild
         return move_to_device(batch, device)
 
 
 def _all_cpu(batch: Any) -> bool:
+    # Runs on every batch: a plain loop and ``Tensor.is_cpu`` (no ``torch.device`` object is
+    # built) keep this well under a microsecond for the usual ``(x, y)`` batch.
     if isinstance(batch, torch.Tensor):
-        return batch.device.type == "cpu"
-    return all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in batch)
+        return batch.is_cpu
+    for t in batch:
+        if not isinstance(t, torch.Tensor) or not t.is_cpu:
+            return False
+    return True
 
 
 def select_root_device(trainer: Any) -> torch.device:
-    """The device this process trains on (CPU unless a GPU accelerator was asked for)."""
-    accelerator = str(trainer.accelerator or "auto").lower()
-    if accelerator in ("gpu", "cuda") or trainer.gpus not in (None, 0, "0", "", []):
-        return torch.device("cuda", 0)
-    if accelerator == "mps":
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The device this process trains on: from the resolved flags and ``trainer.local_rank``."""
+    return resolve_devices(trainer).device_for(trainer.local_rank)

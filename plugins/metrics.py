@@ -10,6 +10,7 @@ from typing import Any, Dict
 import torch
 
 from engine import hookimpl
+from plugins.rank_zero import is_rank_zero
 
 
 class MetricsPlugin:
@@ -18,7 +19,7 @@ class MetricsPlugin:
     @hookimpl
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Send the module's hyperparameters to loggers once."""
-        if pl_module.hparams and trainer.is_global_zero and trainer.hooks.log_hyperparams is not None:
+        if pl_module.hparams and is_rank_zero(trainer) and trainer.hooks.log_hyperparams is not None:
             trainer.hooks.log_hyperparams(trainer, dict(pl_module.hparams))
 
     @hookimpl(tryfirst=True)
@@ -27,8 +28,9 @@ class MetricsPlugin:
         trainer._train_results.reset()
 
     @hookimpl
-    def on_train_batch_end(self, trainer: Any) -> None:
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Send step values to loggers at the logging interval."""
+        # Takes every argument of the event so the dispatch calls it directly (no adapter per batch).
         results = trainer._train_results
         if not results.pending_step:
             return
@@ -88,7 +90,7 @@ def _reducer(trainer: Any) -> Any:
 
 
 def _send(trainer: Any, metrics: Dict[str, Any], step: int) -> None:
-    if trainer.hooks.log_metrics is None or not trainer.is_global_zero:
+    if trainer.hooks.log_metrics is None or not is_rank_zero(trainer):
         return
     values = {k: float(v) for k, v in metrics.items()}
     trainer.hooks.log_metrics(trainer, values, int(step))

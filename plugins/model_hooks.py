@@ -136,6 +136,9 @@ class ModelHooksPlugin:
 
     def __init__(self) -> None:
         self._takes_optimizer_idx: Optional[bool] = None
+        # Looked up once per run: a missing attribute on an nn.Module raises inside
+        # ``__getattr__``, which would cost about a microsecond on every training batch.
+        self._training_step_end: Any = None
 
     # ---- the module adapter ---------------------------------------------------------------
     @hookimpl
@@ -143,6 +146,7 @@ class ModelHooksPlugin:
         """Build the per-run adapter with only the hooks ``pl_module`` overrides."""
         _check_module_typos(pl_module)
         self._takes_optimizer_idx = _takes(pl_module.training_step, "optimizer_idx")
+        self._training_step_end = getattr(pl_module, "training_step_end", None)
         return ModuleHooks(trainer, pl_module)
 
     # ---- data -------------------------------------------------------------------------------
@@ -201,7 +205,7 @@ class ModelHooksPlugin:
                 pl_module.training_step(batch, batch_idx, optimizer_idx)
         else:
             output = model(batch, batch_idx) if model is not pl_module else pl_module.training_step(batch, batch_idx)
-        step_end = getattr(pl_module, "training_step_end", None)
+        step_end = self._training_step_end
         if step_end is not None:
             output = step_end(output)
         if type(output) is dict and ("log" in output or "progress_bar" in output or len(output) > 1):
@@ -454,5 +458,6 @@ def _take_epoch_end_dict(trainer: Any, result: Any, hook: str, results: Any) -> 
         )
     to_log = results.log_seed_dict(result, hook, epoch_end=True)
     if to_log and trainer.hooks.log_metrics is not None and trainer.is_global_zero and not trainer.sanity_checking:
-        step = to_log.pop("step", trainer.global_step)
+        # Same default x-axis as the metrics plugin's epoch values: the last optimizer step taken.
+        step = to_log.pop("step", max(trainer.global_step - 1, 0))
         trainer.hooks.log_metrics(trainer, {k: float(v) for k, v in to_log.items()}, int(step))

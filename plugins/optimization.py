@@ -1,106 +1,517 @@
-"""Built-in ``optimization``: builds optimizers and runs backward, optimizer step and zero_grad.
+"""Built-in ``optimization``: builds optimizers and does each batch's backward, step and zero_grad.
 
-The common case (one optimizer, no accumulation, no clipping) takes the shortest path:
-one ``training_step``, one backward, one step, one zero_grad per batch.
+Everything is decided once, in ``configure_model``:
+
+* **fast path** — automatic optimization, one optimizer that needs no closure, no
+  accumulation, no clipping, no GradScaler, no NaN checks, no per-step scheduler, and the
+  module does not override ``optimizer_step``: one ``training_step``, backward, step and
+  zero_grad per batch, nothing else.
+* **general path** — several optimizers (seed-era ``training_step(batch, batch_idx,
+  optimizer_idx)``, with ``requires_grad`` toggled and optional ``frequency`` turns), gradient
+  accumulation (``int`` or ``{epoch: k}``), clipping, mixed precision, LBFGS-style closures,
+  the module's own ``optimizer_step`` (e.g. learning-rate warm-up), ``terminate_on_nan`` and
+  ``detect_anomaly``, per-step schedulers.
+* **manual optimization** — ``automatic_optimization = False``: only ``training_step`` runs;
+  the module calls ``self.optimizers()``, ``self.manual_backward(loss)`` and ``opt.step()``.
+
+Events around a step, in order: ``on_before_backward``, ``on_after_backward``,
+``on_before_optimizer_step`` (gradients unscaled, not yet clipped, as in Lightning),
+``on_before_zero_grad``. ``global_step`` counts batches whose optimizer(s) stepped
+(automatic) or every ``opt.step()`` (manual), as Lightning does.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import contextlib
+import inspect
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from engine import hookimpl
 from engine.errors import MisconfigurationException
+from engine.markers import SKIPPED_BATCH
 from engine.module import LightningModule, is_overridden
 from plugins.model_hooks import validated_loss
+from plugins.optimizer_config import LRSchedulerConfig, normalize_optimizers, step_scheduler
+from plugins.precision import FULL_PRECISION, Precision
+
+__all__ = ["OptimizationPlugin", "LightningOptimizer", "normalize_optimizers", "SKIPPED"]
+
+#: A non-``None`` stand-in for a skipped batch (firstresult hooks treat ``None`` as "not handled").
+SKIPPED = SKIPPED_BATCH
 
 
-def normalize_optimizers(config: Any) -> tuple:
-    """Turn what ``configure_optimizers`` returned into ``(optimizers, schedulers)`` lists."""
-    if config is None:
-        raise MisconfigurationException("`configure_optimizers` returned None; return an optimizer.")
-    if isinstance(config, torch.optim.Optimizer):
-        return [config], []
-    if isinstance(config, dict):
-        return [config["optimizer"]], [config["lr_scheduler"]] if config.get("lr_scheduler") is not None else []
-    if isinstance(config, (list, tuple)):
-        if len(config) == 2 and isinstance(config[0], (list, tuple)):
-            return list(config[0]), list(config[1])
-        if all(isinstance(c, dict) for c in config):
-            return [c["optimizer"] for c in config], [c["lr_scheduler"] for c in config if c.get("lr_scheduler") is not None]
-        if all(isinstance(c, torch.optim.Optimizer) for c in config):
-            return list(config), []
-    raise MisconfigurationException(
-        f"`configure_optimizers` returned {type(config).__name__}, which is not a form hookloop knows: "
-        "an optimizer, a list of them, ([optimizers], [schedulers]), or a dict {'optimizer': ..., 'lr_scheduler': ...}."
-    )
+class LightningOptimizer:
+    """What ``self.optimizers()`` returns: a torch optimizer whose ``step`` goes through the trainer.
+
+    ``step(closure=None)`` runs the closure, the active precision (GradScaler unscale/step),
+    ``on_before_optimizer_step``, gradient clipping (automatic optimization) and counts
+    ``global_step`` under manual optimization. Everything else (``param_groups``,
+    ``state_dict()``, ``zero_grad()``...) is the wrapped optimizer's; ``.optimizer`` is it.
+    """
+
+    def __init__(self, optimizer: Any, plugin: "OptimizationPlugin", trainer: Any, index: int) -> None:
+        self.__dict__.update(optimizer=optimizer, _plugin=plugin, _trainer=trainer, _index=index)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            optimizer = self.__dict__["optimizer"]
+        except KeyError:  # half-built (copy/pickle): no forwarding yet
+            raise AttributeError(name) from None
+        return getattr(optimizer, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.optimizer, name, value)
+
+    def __repr__(self) -> str:
+        return f"LightningOptimizer({self.optimizer!r})"
+
+    def step(self, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
+        """Step the optimizer through the trainer (closure, precision, hooks, clipping, step count)."""
+        return self._plugin.step_optimizer(self._trainer, self._index, closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the wrapped optimizer's gradients."""
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    @contextlib.contextmanager
+    def toggle_model(self) -> Iterator[None]:
+        """Within the block, only this optimizer's parameters require grad (``toggle_optimizer``)."""
+        module = self._trainer.lightning_module
+        module.toggle_optimizer(self)
+        try:
+            yield
+        finally:
+            module.untoggle_optimizer(self)
+
+
+def _do_nothing() -> None:
+    return None
+
+
+class _CachedClosure:
+    """The closure handed to ``optimizer_step``: gradients are already there for its first call.
+
+    The plugin runs ``training_step`` and backward before stepping (so ``on_after_backward``
+    precedes ``on_before_optimizer_step`` and a seed-era ``optimizer.step()`` without the
+    closure still works). The first call returns that loss; later calls (LBFGS re-evaluating
+    at new weights) zero the gradients and run ``training_step`` and backward again.
+    """
+
+    __slots__ = ("plugin", "trainer", "module", "batch", "batch_idx", "optimizer", "idx", "loss", "calls")
+
+    def __init__(self, plugin: "OptimizationPlugin", trainer: Any, module: Any, batch: Any, batch_idx: int,
+                 optimizer: Any, idx: Optional[int], loss: torch.Tensor) -> None:
+        self.plugin, self.trainer, self.module, self.batch = plugin, trainer, module, batch
+        self.batch_idx, self.optimizer, self.idx, self.loss, self.calls = batch_idx, optimizer, idx, loss, 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            return self.loss
+        self.optimizer.zero_grad()
+        output = self.trainer.hooks.training_step(self.trainer, self.module, self.batch, self.batch_idx, self.idx)
+        loss = validated_loss(output)
+        if loss is None:
+            return None
+        self.loss = self.plugin._backward(self.trainer, self.module, loss, self.optimizer, self.idx)
+        return self.loss
+
+
+def _params(optimizer: Any) -> List[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _requires_closure(optimizer: Any) -> bool:
+    """True for optimizers whose ``step`` cannot run without a closure (LBFGS)."""
+    try:
+        param = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+def _names(fn: Any) -> List[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _module_backward_caller(trainer: Any, module: Any) -> Callable[..., Any]:
+    """Call the module's overridden ``backward`` with the arguments its signature asks for (0.8, 1.x or 2.x)."""
+    names = _names(module.backward)
+    if names and names[0] == "trainer":  # 0.8: backward(self, trainer, loss, optimizer, optimizer_idx)
+        return lambda loss, opt, idx: module.backward(trainer, loss, opt, idx)
+    if "optimizer_idx" in names:  # 1.x: backward(self, loss, optimizer, optimizer_idx)
+        return lambda loss, opt, idx: module.backward(loss, opt, idx)
+    if "optimizer" in names:
+        return lambda loss, opt, idx: module.backward(loss, opt)
+    return lambda loss, opt, idx: module.backward(loss)  # 2.x: backward(self, loss)
+
+
+def _module_step_caller(module: Any) -> Callable[..., Any]:
+    """Call the module's overridden ``optimizer_step`` in its era's signature."""
+    names = _names(module.optimizer_step)
+    if "optimizer_idx" not in names:  # 2.x: optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None)
+        return lambda epoch, batch_idx, opt, idx, closure: module.optimizer_step(epoch, batch_idx, opt, closure)
+    extras = [n for n in ("on_tpu", "using_native_amp", "using_lbfgs") if n in names]
+
+    def seed_step(epoch: int, batch_idx: int, opt: Any, idx: int, closure: Any) -> Any:
+        kwargs = {}
+        if extras:  # 0.8/1.x flags, computed only for overrides that ask for them
+            values = {"on_tpu": False, "using_native_amp": getattr(opt, "_plugin", None) is not None and
+                      opt._plugin._precision.scaler is not None,
+                      "using_lbfgs": isinstance(getattr(opt, "optimizer", opt), torch.optim.LBFGS)}
+            kwargs = {n: values[n] for n in extras}
+        return module.optimizer_step(epoch, batch_idx, opt, idx, closure, **kwargs)
+
+    return seed_step
+
+
+def _module_zero_grad_caller(module: Any) -> Callable[..., Any]:
+    """Call the module's overridden ``optimizer_zero_grad`` (2.x drops ``optimizer_idx``)."""
+    if "optimizer_idx" in _names(module.optimizer_zero_grad):
+        return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt, idx)
+    return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt)
+
+
+def accumulation_for_epoch(schedule: Any, epoch: int) -> int:
+    """``accumulate_grad_batches`` for ``epoch``: an int, or the value of the last ``{epoch: k}`` key <= epoch."""
+    if isinstance(schedule, dict):
+        keys = [e for e in schedule if e <= epoch]
+        return schedule[max(keys)] if keys else 1
+    return schedule
+
+
+def _check_accumulation(schedule: Any) -> None:
+    def bad(k: Any) -> bool:
+        return not isinstance(k, int) or isinstance(k, bool) or k < 1
+
+    if isinstance(schedule, dict):
+        if not schedule or any(bad(k) or not isinstance(e, int) or isinstance(e, bool) or e < 0
+                               for e, k in schedule.items()):
+            raise MisconfigurationException(
+                f"accumulate_grad_batches={schedule!r}: a schedule maps epochs (int >= 0) to batch counts (int >= 1), "
+                "e.g. {0: 1, 4: 2, 8: 4}."
+            )
+    elif bad(schedule):
+        raise MisconfigurationException(
+            f"accumulate_grad_batches must be an int >= 1 or a dict {{epoch: k}}, got {schedule!r}.")
 
 
 class OptimizationPlugin:
-    """Automatic optimization: for each optimizer, training_step, backward, step, zero_grad."""
+    """Built-in ``optimization``: automatic and manual optimization (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._module_backward = False
-        self._module_step = False
-        self._module_zero_grad = False
+        self._fast = False
+        self._own: Tuple[Any, Any, Any] = (None, None, None)
+        self._optimizer: Any = None
+        self._precision: Precision = FULL_PRECISION
+        self._scale: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        self._module_backward: Optional[Callable[..., Any]] = None
+        self._module_step: Optional[Callable[..., Any]] = None
+        self._module_zero_grad: Optional[Callable[..., Any]] = None
+        self._wrapped: List[LightningOptimizer] = []
+        self._accumulate: Any = 1
+        self._k = 1
+        self._frequencies: List[int] = []
+        self._batches_seen = 0
+        self._clip: Optional[Callable[[Any], None]] = None
+        self._check_finite = False
+        self._anomaly = False
+        self._anomaly_before: Optional[bool] = None
+        self._step_schedulers: List[LRSchedulerConfig] = []
+        self._manual = False
 
+    # ---- set-up -------------------------------------------------------------------------------
     @hookimpl
     def configure_model(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
-        """Build ``trainer.optimizers`` from ``configure_optimizers`` (fit only)."""
+        """Build ``trainer.optimizers``/``trainer.lr_scheduler_configs`` and choose the path for ``fit``."""
         if stage != "fit":
             return
-        optimizers, schedulers = normalize_optimizers(pl_module.configure_optimizers())
-        trainer.optimizers = optimizers
-        trainer.lr_scheduler_configs = schedulers
-        self._module_backward = is_overridden("backward", pl_module)
-        self._module_step = is_overridden("optimizer_step", pl_module)
-        self._module_zero_grad = is_overridden("optimizer_zero_grad", pl_module)
+        setup = normalize_optimizers(pl_module.configure_optimizers())
+        trainer.optimizers = setup.optimizers
+        trainer.lr_scheduler_configs = setup.lr_scheduler_configs
+        self._wrapped = [LightningOptimizer(opt, self, trainer, i) for i, opt in enumerate(setup.optimizers)]
+        #: The optimizers as the module sees them (``self.optimizers()``).
+        trainer.lightning_optimizers = self._wrapped
+        self._frequencies = setup.frequencies
+        self._precision = getattr(trainer, "precision_plugin", None) or FULL_PRECISION
+        self._scale = self._precision.pre_backward if self._precision.scaler is not None else None
+        self._manual = not pl_module.automatic_optimization
+        self._module_backward = _module_backward_caller(trainer, pl_module) if is_overridden("backward", pl_module) else None
+        self._module_step = _module_step_caller(pl_module) if is_overridden("optimizer_step", pl_module) else None
+        self._module_zero_grad = (_module_zero_grad_caller(pl_module)
+                                  if is_overridden("optimizer_zero_grad", pl_module) else None)
+        self._configure_accumulation_and_clipping(trainer, pl_module)
+        self._check_finite = bool(trainer.terminate_on_nan or trainer.detect_anomaly)
+        self._anomaly = bool(trainer.detect_anomaly)
+        if self._anomaly:
+            self._anomaly_before = torch.is_anomaly_enabled()
+            torch.autograd.set_detect_anomaly(True)
+        self._step_schedulers = [c for c in setup.lr_scheduler_configs if c.interval == "step"]
+        n = len(setup.optimizers)
+        if n > 1 and not self._manual and not _takes_optimizer_idx(pl_module):
+            raise MisconfigurationException(
+                f"`configure_optimizers` returned {n} optimizers, but {type(pl_module).__name__}.training_step "
+                "takes no `optimizer_idx`. Add it (seed-era: training_step(self, batch, batch_idx, optimizer_idx)) "
+                "or set `self.automatic_optimization = False` and step the optimizers yourself."
+            )
+        self._fast = (
+            not self._manual and n == 1 and self._accumulate == 1 and self._clip is None
+            and self._scale is None and not self._check_finite and not self._step_schedulers
+            and self._module_step is None and not _requires_closure(setup.optimizers[0])
+        )
+        self._optimizer = setup.optimizers[0] if n else None
+        # This plugin's own backward/step/zero_grad as the dispatch holds them (see ``_optimize``).
+        self._own = (_own_impls(self, trainer) if self._fast and self._module_backward is None
+                     and self._module_zero_grad is None else (None, None, None))
+        if not self._manual:
+            for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
+                opt.zero_grad()
 
+    def _configure_accumulation_and_clipping(self, trainer: Any, pl_module: LightningModule) -> None:
+        schedule = trainer.accumulate_grad_batches if trainer.accumulate_grad_batches is not None else 1
+        _check_accumulation(schedule)
+        self._accumulate = schedule
+        self._k = accumulation_for_epoch(schedule, trainer.current_epoch)
+        value = trainer.gradient_clip_val
+        algorithm = trainer.gradient_clip_algorithm or "norm"
+        if algorithm not in ("norm", "value"):
+            raise MisconfigurationException(
+                f"gradient_clip_algorithm={algorithm!r} is unknown; use 'norm' or 'value'.")
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise MisconfigurationException(f"gradient_clip_val must be a number >= 0, got {value!r}.")
+        if self._manual:
+            if schedule != 1:
+                raise MisconfigurationException(
+                    "accumulate_grad_batches is not supported with manual optimization "
+                    "(automatic_optimization=False): accumulate in training_step yourself, or remove the flag.")
+            if value:
+                raise MisconfigurationException(
+                    "gradient_clip_val is not supported with manual optimization (automatic_optimization=False): "
+                    "call self.clip_gradients(optimizer, gradient_clip_val=..., gradient_clip_algorithm=...) "
+                    "in training_step before opt.step(), or remove the flag.")
+            self._clip = None
+            return
+        if is_overridden("configure_gradient_clipping", pl_module):
+            self._clip = lambda opt: pl_module.configure_gradient_clipping(opt, value, algorithm)
+        elif value:
+            self._clip = lambda opt: pl_module.clip_gradients(opt, value, algorithm)
+        else:
+            self._clip = None
+
+    @hookimpl
+    def on_train_start(self, trainer: Any) -> None:
+        """Resume the optimizers' ``frequency`` rotation where the step count says it is."""
+        self._batches_seen = trainer.state.global_step
+
+    @hookimpl
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        """Pick this epoch's accumulation factor from an ``{epoch: k}`` schedule."""
+        if isinstance(self._accumulate, dict):
+            self._k = accumulation_for_epoch(self._accumulate, trainer.current_epoch)
+
+    @hookimpl
+    def teardown(self, trainer: Any, stage: str) -> None:
+        """Turn anomaly detection back to what it was before ``fit``."""
+        if self._anomaly_before is not None:
+            torch.autograd.set_detect_anomaly(self._anomaly_before)
+            self._anomaly_before = None
+
+    # ---- one batch ----------------------------------------------------------------------------
     @hookimpl
     def run_training_batch(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int) -> Any:
         """Do one batch's optimization and return ``training_step``'s output."""
-        optimizers = trainer.optimizers
-        if not pl_module.automatic_optimization:
+        if self._fast:
+            return self._optimize(trainer, pl_module, batch, batch_idx, self._optimizer, None)
+        if self._manual or not trainer.optimizers:
             return _output_or_done(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
-        if len(optimizers) == 1:
-            return self._optimize(trainer, pl_module, batch, batch_idx, optimizers[0], None)
-        outputs = []
-        for idx, optimizer in enumerate(optimizers):
-            pl_module.toggle_optimizer(optimizer, idx)
-            try:
-                outputs.append(self._optimize(trainer, pl_module, batch, batch_idx, optimizer, idx))
-            finally:
-                pl_module.untoggle_optimizer(idx)
-        return outputs
+        return self._optimize_general(trainer, pl_module, batch, batch_idx)
 
     def _optimize(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
                   optimizer: Any, idx: Optional[int]) -> Any:
+        """The fast path: one optimizer, nothing between backward and step but the events."""
+        hooks = trainer.hooks
+        output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
+        # A 0-d tensor is a valid loss: skip the checks (a call) on the common path.
+        loss = output if type(output) is torch.Tensor and output.ndim == 0 else validated_loss(output)
+        if loss is None:
+            return _output_or_done(output)
+        # While backward/step/zero_grad are still this plugin's own implementations (no plugin
+        # replaced or wrapped them), call torch directly: three Python calls less per batch.
+        # Checked per batch, so a plugin registered mid-run takes effect at once.
+        backward, step, zero_grad = self._own
+        direct = (backward is not None and hooks.backward is backward and hooks.optimizer_step is step
+                  and hooks.optimizer_zero_grad is zero_grad)
+        if hooks.on_before_backward is not None:
+            hooks.on_before_backward(trainer, pl_module, loss)
+        if direct:
+            loss.backward()
+        else:
+            hooks.backward(trainer, pl_module, loss, optimizer, idx)
+        if hooks.on_after_backward is not None:
+            hooks.on_after_backward(trainer, pl_module)
+        if hooks.on_before_optimizer_step is not None:
+            hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
+        if direct:
+            optimizer.step()
+        else:
+            hooks.optimizer_step(trainer, pl_module, optimizer, 0, None)
+        if hooks.on_before_zero_grad is not None:
+            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
+        if direct:
+            optimizer.zero_grad()
+        else:
+            hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
+        trainer.state.global_step += 1
+        return output
+
+    def _active_optimizers(self, optimizers: List[Any]) -> List[Tuple[int, Any]]:
+        """Every optimizer, or with ``frequency`` the one whose turn it is (seed-era rotation)."""
+        if not self._frequencies:
+            return list(enumerate(optimizers))
+        place = self._batches_seen % sum(self._frequencies)
+        for idx, frequency in enumerate(self._frequencies):
+            if place < frequency:
+                return [(idx, optimizers[idx])]
+            place -= frequency
+        raise AssertionError("unreachable: place < sum(frequencies)")
+
+    def _optimize_general(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int) -> Any:
+        optimizers = trainer.optimizers
+        multi = len(optimizers) > 1
+        k = self._k
+        total = trainer.num_training_batches
+        # Step when a group of k batches is complete, or at the epoch's last batch (an incomplete group).
+        step_now = k == 1 or (batch_idx + 1) % k == 0 or batch_idx + 1 == total
+        outputs: List[Any] = []
+        stepped: List[int] = []
+        for idx, optimizer in self._active_optimizers(optimizers):
+            if multi:
+                pl_module.toggle_optimizer(optimizer, idx)
+            try:
+                output = self._optimize_one(trainer, pl_module, batch, batch_idx, optimizer,
+                                            idx if multi else None, k, step_now)
+            finally:
+                if multi:
+                    pl_module.untoggle_optimizer(idx)
+            outputs.append(output)
+            if step_now and output is not SKIPPED_BATCH:
+                stepped.append(idx)
+        if self._frequencies:
+            self._batches_seen += 1
+        if stepped:
+            trainer.state.global_step += 1
+            if self._step_schedulers:
+                self._step_lr_schedulers(trainer, stepped)
+        if not multi:
+            return outputs[0]
+        return outputs[0] if self._frequencies else outputs
+
+    def _optimize_one(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int, optimizer: Any,
+                      idx: Optional[int], k: int, step_now: bool) -> Any:
         hooks = trainer.hooks
         output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
         loss = validated_loss(output)
         if loss is None:
             return _output_or_done(output)
-        if hooks.on_before_backward is not None:
-            hooks.on_before_backward(trainer, pl_module, loss)
-        hooks.backward(trainer, pl_module, loss, optimizer, idx)
-        if hooks.on_after_backward is not None:
-            hooks.on_after_backward(trainer, pl_module)
-        if hooks.on_before_optimizer_step is not None:
-            hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
-        hooks.optimizer_step(trainer, pl_module, optimizer, idx or 0, None)
+        if self._check_finite:
+            self._check_loss(trainer, loss, batch_idx)
+        if k > 1:
+            loss = loss / k  # the mean over the k accumulated batches
+        loss = self._backward(trainer, pl_module, loss, optimizer, idx)
+        if not step_now:
+            return output
+        closure = _CachedClosure(self, trainer, pl_module, batch, batch_idx, optimizer, idx, loss)
+        hooks.optimizer_step(trainer, pl_module, optimizer, idx or 0, closure)
         if hooks.on_before_zero_grad is not None:
             hooks.on_before_zero_grad(trainer, pl_module, optimizer)
         hooks.optimizer_zero_grad(trainer, pl_module, optimizer, idx or 0)
-        if idx is None or idx == len(trainer.optimizers) - 1:
-            trainer.state.global_step += 1
+        if trainer.terminate_on_nan:
+            self._check_parameters(trainer, pl_module, batch_idx)
         return output
 
+    def _backward(self, trainer: Any, pl_module: LightningModule, loss: torch.Tensor, optimizer: Any,
+                  idx: Optional[int]) -> torch.Tensor:
+        """``on_before_backward``, the ``backward`` hook, ``on_after_backward``; returns ``loss``."""
+        hooks = trainer.hooks
+        if hooks.on_before_backward is not None:
+            hooks.on_before_backward(trainer, pl_module, loss)
+        try:
+            hooks.backward(trainer, pl_module, loss, optimizer, idx)
+        except RuntimeError as exc:
+            if self._anomaly and hasattr(exc, "add_note"):
+                exc.add_note(f"[hookloop] detect_anomaly: backward failed at {_position(trainer, trainer.state.batch_idx)}.")
+            raise
+        if hooks.on_after_backward is not None:
+            hooks.on_after_backward(trainer, pl_module)
+        return loss
+
+    def _check_loss(self, trainer: Any, loss: torch.Tensor, batch_idx: int) -> None:
+        if not bool(torch.isfinite(loss).all()):
+            flag = "terminate_on_nan" if trainer.terminate_on_nan else "detect_anomaly"
+            raise ValueError(
+                f"`training_step` returned a loss of {float(loss.detach())} at {_position(trainer, batch_idx)}; "
+                f"stopping because {flag}=True. Check the learning rate, the data of that batch and "
+                "divisions/logs in the loss."
+            )
+
+    def _check_parameters(self, trainer: Any, pl_module: LightningModule, batch_idx: int) -> None:
+        for name, param in pl_module.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise ValueError(
+                    f"Parameter {name!r} holds NaN or inf after the optimizer step at "
+                    f"{_position(trainer, batch_idx)}; stopping because terminate_on_nan=True."
+                )
+
+    # ---- optimizer steps (also what LightningOptimizer.step calls) --------------------------------
+    def step_optimizer(self, trainer: Any, index: int, closure: Optional[Callable[[], Any]]) -> Any:
+        """Step optimizer ``index`` through the precision: closure, unscale, ``on_before_optimizer_step``,
+        clipping, step; under manual optimization also count ``global_step``."""
+        optimizer = trainer.optimizers[index]
+        module = trainer.lightning_module
+        hooks = trainer.hooks
+        clip = self._clip
+
+        def after_closure() -> None:
+            if hooks.on_before_optimizer_step is not None:
+                hooks.on_before_optimizer_step(trainer, module, optimizer)
+            if clip is not None:
+                clip(optimizer)
+
+        result = self._precision.optimizer_step(optimizer, closure if closure is not None else _do_nothing,
+                                                after_closure)
+        if self._manual:
+            trainer.state.global_step += 1
+        return result
+
+    def _step_lr_schedulers(self, trainer: Any, stepped: List[int]) -> None:
+        step = trainer.state.global_step
+        for config in self._step_schedulers:
+            if (config.opt_idx is None or config.opt_idx in stepped) and step % config.frequency == 0:
+                step_scheduler(trainer, config)
+
+    @hookimpl
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        """Step the ``interval='epoch'`` schedulers (automatic optimization; plateau ones with their metric)."""
+        if self._manual:
+            return
+        epoch = trainer.current_epoch
+        for config in trainer.lr_scheduler_configs:
+            if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:
+                step_scheduler(trainer, config)
+
+    # ---- behaviour hooks ------------------------------------------------------------------------
     @hookimpl
     def backward(self, trainer: Any, pl_module: LightningModule, loss: torch.Tensor, optimizer: Any,
                  optimizer_idx: Optional[int]) -> bool:
-        """The module's ``backward`` if overridden, else ``loss.backward()``."""
-        if self._module_backward:
-            pl_module.backward(loss, optimizer, optimizer_idx)
+        """Scale the loss (GradScaler), then the module's ``backward`` if overridden, else ``loss.backward()``."""
+        if self._scale is not None:
+            loss = self._scale(loss)
+        if self._module_backward is not None:
+            self._module_backward(loss, optimizer, optimizer_idx)
         else:
             loss.backward()
         return True
@@ -108,39 +519,56 @@ class OptimizationPlugin:
     @hookimpl
     def optimizer_step(self, trainer: Any, pl_module: LightningModule, optimizer: Any, optimizer_idx: int,
                        closure: Any) -> bool:
-        """The module's ``optimizer_step`` if overridden, else ``optimizer.step()``."""
-        if self._module_step:
-            pl_module.optimizer_step(trainer.current_epoch, trainer.state.batch_idx, optimizer, optimizer_idx, closure)
-        elif closure is not None:
-            optimizer.step(closure)
-        else:
+        """The module's ``optimizer_step`` if overridden (given a :class:`LightningOptimizer`), else a step.
+
+        On the fast path this is ``optimizer.step()``; otherwise the step goes through
+        :meth:`step_optimizer` (precision, ``on_before_optimizer_step``, clipping).
+        """
+        if self._fast:
             optimizer.step()
+            return True
+        wrapped = self._wrapped[optimizer_idx] if optimizer_idx < len(self._wrapped) else None
+        if wrapped is None or wrapped.optimizer is not optimizer:
+            wrapped = next((w for w in self._wrapped if w.optimizer is optimizer), None)
+        if wrapped is None:  # an optimizer the trainer did not build: step it as asked
+            optimizer.step(closure) if closure is not None else optimizer.step()
+            return True
+        if self._module_step is not None:
+            self._module_step(trainer.current_epoch, trainer.state.batch_idx, wrapped, optimizer_idx,
+                              closure if closure is not None else _do_nothing)
+        else:
+            wrapped.step(closure)
         return True
 
     @hookimpl
     def optimizer_zero_grad(self, trainer: Any, pl_module: LightningModule, optimizer: Any, optimizer_idx: int) -> bool:
         """The module's ``optimizer_zero_grad`` if overridden, else ``optimizer.zero_grad()``."""
-        if self._module_zero_grad:
-            pl_module.optimizer_zero_grad(trainer.current_epoch, trainer.state.batch_idx, optimizer, optimizer_idx)
+        if self._module_zero_grad is not None:
+            self._module_zero_grad(trainer.current_epoch, trainer.state.batch_idx, optimizer, optimizer_idx)
         else:
             optimizer.zero_grad()
         return True
 
-    @hookimpl
-    def on_train_epoch_end(self, trainer: Any) -> None:
-        """Step the per-epoch learning-rate schedulers."""
-        for scheduler in trainer.lr_scheduler_configs:
-            scheduler.step()
+
+def _own_impls(plugin: Any, trainer: Any) -> Tuple[Any, Any, Any]:
+    """``plugin``'s ``backward``/``optimizer_step``/``optimizer_zero_grad`` functions as registered.
+
+    The dispatch hands out exactly these objects for an event whose only implementation is
+    this plugin's, so ``hooks.backward is own[0]`` tells that nothing else takes part.
+    """
+    own = []
+    for name in ("backward", "optimizer_step", "optimizer_zero_grad"):
+        impls = getattr(trainer.registry.hook, name).get_hookimpls()
+        own.append(next((impl.function for impl in impls if impl.plugin is plugin), None))
+    return own[0], own[1], own[2]
 
 
-class _Done:
-    """A non-``None`` stand-in for a skipped batch (firstresult hooks treat ``None`` as "not handled")."""
-
-    def __repr__(self) -> str:
-        return "<skipped batch>"
+def _takes_optimizer_idx(module: LightningModule) -> bool:
+    return "optimizer_idx" in _names(module.training_step)
 
 
-SKIPPED = _Done()
+def _position(trainer: Any, batch_idx: int) -> str:
+    return f"global step {trainer.state.global_step}, epoch {trainer.current_epoch}, batch index {batch_idx}"
 
 
 def _output_or_done(output: Any) -> Any:

@@ -1,0 +1,256 @@
+"""Per-step cost of hookloop against a plain PyTorch loop (and Lightning/Ignite when installed).
+
+Usage::
+
+    python benchmarks/bench_step.py                 # pre-built batches, then a DataLoader-fed run
+    python benchmarks/bench_step.py --quick         # fewer batches and repeats (a smoke run)
+    python benchmarks/bench_step.py --feed list     # only the pre-built-batches run
+
+One process, one torch thread. Every contender trains the same 32->64->10 MLP (batch 32,
+SGD) for ``--epochs`` epochs of ``--batches`` batches. Contenders run interleaved
+(A B C ... A B C ...) after one warm-up round; each prints the median µs per step over
+``--repeats`` rounds and the median of its per-round ratio to the plain loop of the same
+round. Targets (checked here, never in unit tests) are printed as PASS/FAIL and the exit
+status is 1 when one fails. Per-step time covers whole epochs (see ``common.py``), so
+per-epoch work — checkpoints, logger flushes — counts.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import TimedBatches, TimedLoader, make_batches, make_net, per_step_us  # noqa: E402
+
+#: Ratio-to-plain targets, by contender name.
+TARGETS: Dict[str, float] = {
+    "hookloop default, no bar": 1.05,
+    "hookloop default + bar": 1.10,
+    "hookloop everything off": 1.03,
+}
+
+Runner = Callable[[Any, int, str], None]
+
+
+# ---------------------------------------------------------------------------------------
+# contenders: each trains ``epochs`` epochs over ``data`` in a fresh model and trainer
+# ---------------------------------------------------------------------------------------
+
+def run_plain(data: Any, epochs: int, root: str) -> None:
+    """The reference: a hand-written PyTorch loop."""
+    model = make_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(epochs):
+        for x, y in data:
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+
+def _hookloop_module(log: bool = False) -> Any:
+    from engine import LightningModule
+
+    class BenchModule(LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_net()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = F.cross_entropy(self.net(x), y)
+            if log:
+                self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    return BenchModule()
+
+
+def hookloop_runner(log: bool = False, **flags: Any) -> Runner:
+    """A contender that fits hookloop's public ``Trainer`` with ``flags``."""
+    def run(data: Any, epochs: int, root: str) -> None:
+        from engine import Trainer
+
+        trainer = Trainer(max_epochs=epochs, default_root_dir=root, **flags)
+        with _quiet():
+            trainer.fit(_hookloop_module(log), train_dataloaders=data)
+
+    return run
+
+
+def lightning_runner(**flags: Any) -> Optional[Runner]:
+    """Lightning's Trainer on the same network, or ``None`` when Lightning is not installed."""
+    try:
+        import pytorch_lightning as pl
+    except ImportError:
+        try:
+            import lightning.pytorch as pl  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    class LitBench(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_net()
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return F.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def run(data: Any, epochs: int, root: str) -> None:
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=root,
+                             num_sanity_val_steps=0, **flags)
+        with _quiet():
+            trainer.fit(LitBench(), train_dataloaders=data)
+
+    return run
+
+
+def ignite_runner() -> Optional[Runner]:
+    """Ignite's ``create_supervised_trainer`` on the same network, or ``None`` when not installed."""
+    try:
+        from ignite.engine import create_supervised_trainer
+    except ImportError:
+        return None
+
+    def run(data: Any, epochs: int, root: str) -> None:
+        model = make_net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        create_supervised_trainer(model, optimizer, F.cross_entropy).run(data, max_epochs=epochs)
+
+    return run
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Send progress bars and summaries to /dev/null; silence warnings (same for every contender)."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def contenders(feed: str) -> List[Tuple[str, Runner]]:
+    """Every contender available in this environment, plain loop first."""
+    off = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, num_sanity_val_steps=0)
+    found: List[Tuple[str, Optional[Runner]]] = [
+        ("plain PyTorch loop", run_plain),
+        ("hookloop default, no bar", hookloop_runner(enable_progress_bar=False)),
+        ("hookloop default + bar", hookloop_runner()),
+        ("hookloop everything off", hookloop_runner(**off)),
+        ("hookloop default, no bar, self.log/step", hookloop_runner(log=True, enable_progress_bar=False)),
+        ("Lightning default, no bar", lightning_runner(enable_progress_bar=False)),
+        ("Lightning default + bar", lightning_runner()),
+        ("Ignite create_supervised_trainer", ignite_runner()),
+    ]
+    if feed == "loader":  # the bar and self.log variants add nothing new here
+        found = [c for c in found if "bar" not in c[0] or "no bar" in c[0]]
+        found = [c for c in found if "self.log" not in c[0]]
+    return [(name, runner) for name, runner in found if runner is not None]
+
+
+# ---------------------------------------------------------------------------------------
+# measurement
+# ---------------------------------------------------------------------------------------
+
+def measure(runner: Runner, feed: str, batches: List[Any], epochs: int) -> float:
+    """Run ``runner`` once on fresh data; return µs per step over epochs 2..E-1."""
+    data = TimedBatches(batches) if feed == "list" else TimedLoader(batches)
+    gc.collect()
+    with tempfile.TemporaryDirectory() as root:
+        runner(data, epochs, root)
+    if len(data.starts) != epochs:
+        raise RuntimeError(f"expected {epochs} epochs to start, saw {len(data.starts)}")
+    return per_step_us(data, len(batches))
+
+
+def bench(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[str] = None) -> bool:
+    """Interleaved rounds of every contender; print the table; return True if every target holds.
+
+    ``only``: keep the plain loop and the contenders whose name contains this text.
+    """
+    batches = make_batches(n_batches)
+    runners = contenders(feed)
+    if only:
+        runners = runners[:1] + [c for c in runners[1:] if only.lower() in c[0].lower()]
+    for _, runner in runners:  # warm-up round: imports, allocator, caches
+        measure(runner, feed, batches, epochs)
+    times: Dict[str, List[float]] = {name: [] for name, _ in runners}
+    ratios: Dict[str, List[float]] = {name: [] for name, _ in runners}
+    for _ in range(repeats):
+        for name, runner in runners:
+            times[name].append(measure(runner, feed, batches, epochs))
+        plain = times[runners[0][0]][-1]
+        for name, _ in runners:
+            ratios[name].append(times[name][-1] / plain)
+    what = "pre-built batches in a list" if feed == "list" else "a DataLoader (batch 32, no workers)"
+    print(f"\n== {what}: {n_batches} batches/epoch, {epochs} epochs (timed: {epochs - 2}), "
+          f"median of {repeats} interleaved rounds ==")
+    print(f"{'contender':44s} {'µs/step':>9s} {'ratio':>7s} {'+µs':>7s}  target")
+    ok = True
+    plain_us = statistics.median(times[runners[0][0]])
+    for name, _ in runners:
+        us = statistics.median(times[name])
+        ratio = statistics.median(ratios[name])
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            passed = ratio <= target
+            ok &= passed
+            verdict = f"<= {target:.2f}x {'PASS' if passed else 'FAIL'}"
+        print(f"{name:44s} {us:9.1f} {ratio:6.3f}x {us - plain_us:+7.1f}  {verdict}")
+    return ok
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse arguments, run the benchmarks, return the exit status (1 if a target failed)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", type=int, default=1000, help="batches per epoch (default 1000)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first and last are not timed")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median; at least 5)")
+    parser.add_argument("--feed", choices=("list", "loader", "both"), default="both")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 batches, 5 rounds")
+    parser.add_argument("--only", help="run the plain loop and the contenders whose name contains this text")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batches, args.repeats = 200, 5
+    if args.epochs < 3:
+        parser.error("--epochs must be at least 3 (the first and the last epoch are not timed)")
+    torch.set_num_threads(1)
+    os.environ.setdefault("ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")  # measure hookloop, not what else is installed
+    print(f"torch {torch.__version__}, python {sys.version.split()[0]}, 1 thread")
+    ok = True
+    for feed in (("list", "loader") if args.feed == "both" else (args.feed,)):
+        ok &= bench(feed, args.batches, args.epochs, args.repeats, args.only)
+    print("\nALL TARGETS PASS" if ok else "\nSOME TARGETS FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""``ModelCheckpoint``: saves the best ``save_top_k`` checkpoints by a monitored metric, and ``last.ckpt``.
+
+Saves happen after everything else of a training epoch's end (``trylast``, after early
+stopping), so a checkpoint never lags one epoch behind. Per-step saving
+(``every_n_train_steps``) is the only thing that registers a per-batch hook.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from engine import Callback, hookimpl
+from engine.errors import MisconfigurationException
+
+_AUTO = "__auto__"
+
+
+class ModelCheckpoint(Callback):
+    """Save checkpoints during ``fit``.
+
+    Args:
+        dirpath: Directory of the files (default: ``<logger version dir>/checkpoints`` with a logger,
+            else ``<default_root_dir>/checkpoints``).
+        filename: Template of the file name without ``.ckpt``, e.g. ``'{epoch}-{val_loss:.2f}'``; each
+            ``{name}`` becomes ``name=value`` (``auto_insert_metric_name``). Default ``'{epoch}-{step}'``.
+        monitor: Metric (in ``trainer.callback_metrics``) ranking the checkpoints; ``None`` keeps the latest.
+        verbose: Print a line for each save.
+        save_last: Also write ``last.ckpt`` at every save (what ``fit(ckpt_path='last')`` resumes from).
+        save_top_k: Files kept: the best k (``-1``: all, ``0``: none besides ``last.ckpt``).
+        save_weights_only: Save only the weights (such files load with ``load_from_checkpoint`` but cannot resume).
+        mode: ``'min'`` or ``'max'``: whether a smaller or a larger monitored value is better.
+        auto_insert_metric_name: Write ``epoch=3`` rather than ``3`` for ``{epoch}``.
+        every_n_train_steps: Also save every N optimizer steps (mid-epoch, resumable exactly).
+        every_n_epochs: Save every N epochs (default 1; 0 turns epoch saving off). Default 0 when
+            ``every_n_train_steps`` is set.
+        filepath: Seed-era: directory or ``dir/filename`` template in one.
+        period: Seed-era name of ``every_n_epochs``.
+        prefix: Seed-era: prefix of every file name.
+    """
+
+    CHECKPOINT_NAME_LAST = "last"
+    FILE_EXTENSION = ".ckpt"
+    #: Among ``trylast`` implementations, run after early stopping and the rest (see engine/registry.py).
+    __engine_order__ = 100
+
+    def __init__(
+        self,
+        dirpath: Optional[str] = None,
+        filename: Optional[str] = None,
+        monitor: Optional[str] = None,
+        verbose: bool = False,
+        save_last: Optional[bool] = None,
+        save_top_k: int = 1,
+        save_weights_only: bool = False,
+        mode: str = "min",
+        auto_insert_metric_name: bool = True,
+        every_n_train_steps: Optional[int] = None,
+        every_n_epochs: Optional[int] = None,
+        filepath: Optional[str] = None,
+        period: Optional[int] = None,
+        prefix: str = "",
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise MisconfigurationException(f"ModelCheckpoint(mode={mode!r}): mode must be 'min' or 'max'.")
+        if not isinstance(save_top_k, int) or save_top_k < -1:
+            raise MisconfigurationException(f"ModelCheckpoint(save_top_k={save_top_k!r}) must be an int >= -1.")
+        if monitor is None and save_top_k not in (-1, 0, 1):
+            raise MisconfigurationException(
+                f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None): ranking {save_top_k} checkpoints needs a "
+                "monitor; pass monitor='val_loss' (or another logged metric), or save_top_k=-1 to keep all.")
+        if every_n_train_steps is not None and every_n_train_steps < 0:
+            raise MisconfigurationException(f"every_n_train_steps={every_n_train_steps} must be >= 0.")
+        if filepath is not None:  # seed-era: one argument for the directory and the template
+            filepath = os.fspath(filepath)
+            if os.path.isdir(filepath) or filepath.endswith(os.sep):
+                dirpath = dirpath or filepath
+            else:
+                dirpath = dirpath or os.path.dirname(filepath) or None
+                filename = filename or os.path.basename(filepath)
+        if every_n_epochs is None:
+            every_n_epochs = period if period is not None else (0 if every_n_train_steps else 1)
+        self.dirpath = os.fspath(dirpath) if dirpath is not None else None
+        self.filename = filename[:-len(self.FILE_EXTENSION)] if filename and filename.endswith(self.FILE_EXTENSION) else filename
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_last = save_last
+        self.save_top_k = save_top_k
+        self.save_weights_only = save_weights_only
+        self.mode = mode
+        self.auto_insert_metric_name = auto_insert_metric_name
+        self.every_n_train_steps = every_n_train_steps or 0
+        self.every_n_epochs = every_n_epochs
+        self.prefix = prefix
+        self.best_k_models: Dict[str, float] = {}
+        self.kth_best_model_path = ""
+        self.kth_value: Optional[float] = None
+        self.best_model_path = ""
+        self.best_model_score: Optional[torch.Tensor] = None
+        self.current_score: Optional[torch.Tensor] = None
+        self.last_model_path = ""
+        self._auto_monitor = False
+        self._deferred = False
+        self._last_saved_step = -1
+        self._written: Tuple[Tuple[int, int], List[str]] = ((-1, -1), [])
+        # Only the hooks this configuration needs are registered: per-batch ones only for per-step saving.
+        hooks = {"setup", "on_train_epoch_end"}
+        if self.every_n_train_steps:
+            hooks |= {"on_train_batch_end", "on_validation_end"}
+        self.__engine_hooks__ = hooks
+
+    @classmethod
+    def default(cls) -> "ModelCheckpoint":
+        """The checkpoint a Trainer makes by default: monitors ``val_loss`` if the run validates, else ``loss``."""
+        checkpoint = cls()
+        checkpoint._auto_monitor = True
+        return checkpoint
+
+    @property
+    def state_key(self) -> str:
+        """Key of this callback's state; differs between differently configured instances."""
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, every_n_train_steps=self.every_n_train_steps,
+                                        every_n_epochs=self.every_n_epochs)
+
+    # ---- hooks -------------------------------------------------------------------------
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Resolve the directory (and the seed-era default monitor) for this run."""
+        if stage != "fit":
+            return
+        self._resolve_dirpath(trainer)
+        if self._auto_monitor:
+            self.monitor = "val_loss" if trainer.has_validation else "loss"
+        self._deferred = False
+
+    @hookimpl(trylast=True)
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Every ``every_n_train_steps`` steps: save (at an epoch's last batch, after the epoch's end instead)."""
+        step = trainer.state.global_step
+        if step % self.every_n_train_steps or step == self._last_saved_step or not self._may_save(trainer):
+            return
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self._deferred = True  # the epoch-end hooks (schedulers, early stopping) run first
+            return
+        self._save(trainer)
+
+    @hookimpl(trylast=True)
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """A step checkpoint taken just before a validation is rewritten after it (resuming skips that validation)."""
+        state = trainer.state
+        if state.sanity_checking or state.stage != "fit":
+            return
+        (step, batch_idx), paths = self._written
+        if step == state.global_step and batch_idx == state.batch_idx:
+            for path in paths:
+                trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
+
+    @hookimpl(trylast=True)
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Save at the end of every ``every_n_epochs``-th epoch (and a step save deferred to here)."""
+        if not self._may_save(trainer):
+            return
+        due = bool(self.every_n_epochs) and (trainer.state.epoch + 1) % self.every_n_epochs == 0
+        if self._deferred or due:
+            self._deferred = False
+            self._save(trainer)
+
+    # ---- saving ------------------------------------------------------------------------
+
+    def _may_save(self, trainer: Any) -> bool:
+        return not trainer.fast_dev_run and not trainer.state.sanity_checking
+
+    def _save(self, trainer: Any) -> None:
+        state = trainer.state
+        metrics = self._metrics(trainer)
+        written = self._save_top_k(trainer, metrics)
+        if self.save_last:
+            written.append(self._save_last(trainer, metrics))
+        self._last_saved_step = state.global_step
+        self._written = ((state.global_step, state.batch_idx), written)
+
+    def _metrics(self, trainer: Any) -> Dict[str, Any]:
+        metrics = dict(trainer.callback_metrics)
+        metrics["epoch"] = trainer.state.epoch
+        metrics["step"] = trainer.state.global_step
+        return metrics
+
+    def _save_top_k(self, trainer: Any, metrics: Dict[str, Any]) -> List[str]:
+        if self.save_top_k == 0:
+            return []
+        if self.monitor is None:
+            path = self._new_path(metrics)
+            older = [p for p in self.best_k_models if p != path] if self.save_top_k == 1 else []
+            self._commit(trainer, path, float(metrics["step"]), older)
+            self.best_model_path = self.kth_best_model_path = path
+            return [path]
+        if self.monitor not in metrics:
+            if self._auto_monitor:
+                return []
+            raise MisconfigurationException(
+                f"ModelCheckpoint(monitor={self.monitor!r}) could not find {self.monitor!r} in the logged metrics. "
+                f"Log it with self.log({self.monitor!r}, ...), or monitor one of: "
+                f"{', '.join(sorted(trainer.callback_metrics)) or '(none yet)'}."
+            )
+        current = self._score(metrics[self.monitor])
+        self.current_score = torch.tensor(current)
+        if not self._better_than_kth(current):
+            if self.verbose:
+                print(f"Epoch {metrics['epoch']}, step {metrics['step']}: {self.monitor} was not in the top {self.save_top_k}")
+            return []
+        path = self._new_path(metrics)
+        full = self.save_top_k != -1 and len(self.best_k_models) >= self.save_top_k and path not in self.best_k_models
+        self._commit(trainer, path, current, [self._worst()] if full else [])
+        if self.verbose:
+            print(f"Epoch {metrics['epoch']}, step {metrics['step']}: {self.monitor} reached {current:.5f}; saved {path}")
+        return [path]
+
+    def _commit(self, trainer: Any, path: str, score: float, replaced: List[str]) -> None:
+        """Rank ``path`` in place of ``replaced``, write it, then delete the replaced files.
+
+        The ranking is updated first so that the checkpoint holds itself in its own ranking
+        (a resumed run keeps managing it); if the write fails, the ranking is put back and
+        nothing is deleted.
+        """
+        saved = (dict(self.best_k_models), self.best_model_path, self.best_model_score,
+                 self.kth_best_model_path, self.kth_value)
+        for old in replaced:
+            self.best_k_models.pop(old, None)
+        self.best_k_models[path] = score
+        if self.monitor is not None:
+            self._update_best()
+        try:
+            self._write(trainer, path, self.save_weights_only)
+        except BaseException:
+            (self.best_k_models, self.best_model_path, self.best_model_score,
+             self.kth_best_model_path, self.kth_value) = saved
+            raise
+        for old in replaced:
+            if old != path:
+                self._drop(trainer, old)
+
+    def _save_last(self, trainer: Any, metrics: Dict[str, Any]) -> str:
+        path = os.path.join(self._resolve_dirpath(trainer), self.prefix + self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+        # ``last.ckpt`` is always a full, resumable checkpoint.
+        previous, self.last_model_path = self.last_model_path, path
+        try:
+            self._write(trainer, path, False)
+        except BaseException:
+            self.last_model_path = previous
+            raise
+        return path
+
+    def _write(self, trainer: Any, path: str, weights_only: bool) -> None:
+        trainer.save_checkpoint(path, weights_only)
+
+    def _drop(self, trainer: Any, path: str) -> None:
+        self.best_k_models.pop(path, None)
+        if path != self.last_model_path and trainer.is_global_zero and os.path.isfile(path):
+            os.remove(path)
+
+    def _score(self, value: Any) -> float:
+        score = float(value)
+        if math.isnan(score):  # a NaN ranks worst
+            score = math.inf if self.mode == "min" else -math.inf
+        return score
+
+    def _better_than_kth(self, current: float) -> bool:
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        kth = self.best_k_models[self._worst()]
+        return current < kth if self.mode == "min" else current > kth
+
+    def _worst(self) -> str:
+        pick = max if self.mode == "min" else min
+        return pick(self.best_k_models, key=self.best_k_models.__getitem__)
+
+    def _update_best(self) -> None:
+        pick = min if self.mode == "min" else max
+        self.best_model_path = pick(self.best_k_models, key=self.best_k_models.__getitem__)
+        self.best_model_score = torch.tensor(self.best_k_models[self.best_model_path])
+        self.kth_best_model_path = self._worst()
+        self.kth_value = self.best_k_models[self.kth_best_model_path]
+
+    # ---- names -------------------------------------------------------------------------
+
+    def format_checkpoint_name(self, metrics: Dict[str, Any], filename: Optional[str] = None) -> str:
+        """The file name (with ``.ckpt``) the template gives for ``metrics`` (missing metrics format as 0)."""
+        template = filename if filename is not None else (self.filename or "{epoch}-{step}")
+        field = re.compile(r"\{([^{}:!]+)([:!][^{}]*)?\}")
+        names = [m.group(1) for m in field.finditer(template)]
+        if self.auto_insert_metric_name:
+            template = field.sub(lambda m: f"{m.group(1)}={{{m.group(1)}{m.group(2) or ''}}}", template)
+        values = {}
+        for name in names:
+            value = metrics.get(name, 0)
+            if isinstance(value, torch.Tensor):
+                value = value.item()
+            values[name] = value
+        try:
+            text = template.format_map(values)
+        except (ValueError, KeyError, IndexError) as exc:
+            raise MisconfigurationException(f"ModelCheckpoint filename template {template!r} cannot be formatted: {exc}") from exc
+        return self.prefix + text + self.FILE_EXTENSION
+
+    def _new_path(self, metrics: Dict[str, Any]) -> str:
+        base = self.format_checkpoint_name(metrics)
+        path = os.path.join(self.dirpath or "", base)
+        version = 0
+        # A file of another run (or an earlier save) with this name is kept; the new one gets a version suffix.
+        while os.path.exists(path) and path not in self.best_k_models and path != self.last_model_path:
+            version += 1
+            path = os.path.join(self.dirpath or "", base[:-len(self.FILE_EXTENSION)] + f"-v{version}" + self.FILE_EXTENSION)
+        return path
+
+    def _resolve_dirpath(self, trainer: Any) -> str:
+        if self.dirpath is None:
+            root = trainer.log_dir if trainer.loggers else trainer.default_root_dir
+            self.dirpath = os.path.join(root, "checkpoints")
+        return self.dirpath
+
+    def last_candidates(self) -> List[str]:
+        """Files ``fit(ckpt_path='last')`` considers from this callback (the newest existing one wins)."""
+        paths = list(self.best_k_models)
+        if self.dirpath is not None:
+            paths.append(os.path.join(self.dirpath, self.prefix + self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION))
+        return paths
+
+    # ---- state -------------------------------------------------------------------------
+
+    def state_dict(self) -> Dict[str, Any]:
+        """What is ranked and where (plain data)."""
+        return {
+            "monitor": self.monitor, "dirpath": self.dirpath, "best_k_models": dict(self.best_k_models),
+            "best_model_path": self.best_model_path, "kth_best_model_path": self.kth_best_model_path,
+            "best_model_score": None if self.best_model_score is None else float(self.best_model_score),
+            "last_model_path": self.last_model_path, "last_saved_step": self._last_saved_step,
+        }
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore the ranking; files of another directory are not ranked against this run's."""
+        if state_dict.get("dirpath") == self.dirpath or self.dirpath is None:
+            self.best_k_models = dict(state_dict.get("best_k_models", {}))
+            self.kth_best_model_path = state_dict.get("kth_best_model_path", "")
+            self.last_model_path = state_dict.get("last_model_path", "")
+            if self.best_k_models and self.monitor is not None:
+                self._update_best()
+        self.best_model_path = state_dict.get("best_model_path", self.best_model_path)
+        score = state_dict.get("best_model_score")
+        self.best_model_score = None if score is None else torch.tensor(score)
+        self._last_saved_step = state_dict.get("last_saved_step", -1)

@@ -1,0 +1,339 @@
+"""Built-in ``checkpoint_io``: writes checkpoints atomically and restores runs exactly.
+
+A checkpoint is a dict that ``torch.load(weights_only=True)`` reads back (tensors, numbers,
+strings, lists, dicts). Keys:
+
+``hookloop_version``, ``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``,
+``lr_schedulers``, ``loop`` (the position: epoch and batch to resume at, the loop state,
+the generator states at the start of the interrupted epoch), ``rng`` (generator states at
+save time), ``callbacks`` (every plugin's ``state_dict()``, by ``state_key``),
+``hyper_parameters``; plugins add their own parts in ``on_save_checkpoint``.
+
+Writing: a temporary file in the target directory, flushed and fsynced, then renamed over
+the target, so a crash mid-save leaves the previous file intact. Restoring (``fit(ckpt_path=...)``,
+``Trainer(resume_from_checkpoint=...)``, ``'last'``) happens after the optimizers are built;
+the epoch then continues at the next batch with the generators as they were.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from engine import hookimpl
+from engine.errors import MisconfigurationException
+from plugins.resume_data import capture_rng, restore_rng, resumed_iterator, to_safe
+
+#: Keys every hookloop checkpoint has (a file without them is not one).
+REQUIRED_KEYS = ("state_dict",)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read or does not fit the model; the message names the file and the problem."""
+
+
+# ---------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------
+
+
+def atomic_save(obj: Any, filepath: str) -> None:
+    """``torch.save(obj)`` to ``filepath`` through a fsynced temporary file and an atomic rename."""
+    directory = os.path.dirname(os.path.abspath(filepath))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(filepath) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint_file(path: Any, map_location: Any = None) -> Dict[str, Any]:
+    """Read a hookloop checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` naming what is wrong."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"Checkpoint {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise CheckpointError(f"Checkpoint {path!r} is a directory, not a checkpoint file.")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text or "not an allowed global" in text:
+            raise CheckpointError(
+                f"Checkpoint {path!r} was refused: it contains pickled objects that could run code when "
+                f"loaded, and hookloop loads checkpoints with torch.load(weights_only=True). Only load it with "
+                f"weights_only=False if you trust its origin. Details: {text.splitlines()[0]}"
+            ) from exc
+        raise CheckpointError(f"Checkpoint {path!r} is not a torch checkpoint file ({exc}).") from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, IndexError... for damaged files
+        size = os.path.getsize(path)
+        raise CheckpointError(
+            f"Checkpoint {path!r} ({size} bytes) is truncated or corrupt and cannot be read "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_KEYS):
+        found = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f"Checkpoint {path!r} is not a hookloop checkpoint: it has no {list(REQUIRED_KEYS)} (found {found})."
+        )
+    return checkpoint
+
+
+def load_weights(module: torch.nn.Module, state_dict: Dict[str, Any], path: str, strict: bool = True) -> None:
+    """``module.load_state_dict`` with an error naming every missing, unexpected and mis-shaped key."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k} (checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)})"
+              for k, v in state_dict.items()
+              if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+    problems = []
+    if strict and missing:
+        problems.append(f"missing in the checkpoint: {', '.join(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected in the checkpoint: {', '.join(unexpected)}")
+    if shapes:
+        problems.append(f"different shapes: {', '.join(shapes)}")
+    if problems:
+        raise CheckpointError(
+            f"Checkpoint {path!r} does not match {type(module).__name__}: " + "; ".join(problems)
+            + ". Is it a checkpoint of another model (or of other hyperparameters)?"
+        )
+    module.load_state_dict(state_dict, strict=strict)
+
+
+# ---------------------------------------------------------------------------------------
+# the plugin
+# ---------------------------------------------------------------------------------------
+
+
+class CheckpointIO:
+    """Builds, writes and restores checkpoints; makes a resumed epoch continue at the next batch."""
+
+    def __init__(self) -> None:
+        #: Generator states captured when the current training epoch's iterator was created.
+        self._epoch_rng: Optional[Dict[str, Any]] = None
+        #: The epoch whose batches are running (``None`` between epochs).
+        self._open_epoch: Optional[int] = None
+        #: Set by a restore: ``(epoch_rng, rng)`` used by the first epoch iterated after it.
+        self._pending: Optional[Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]] = None
+
+    # ---- saving ------------------------------------------------------------------------
+
+    @hookimpl(trylast=True)
+    def save_checkpoint(self, trainer: Any, filepath: str, weights_only: bool) -> str:
+        """Build the checkpoint dict (firing ``on_save_checkpoint``) and write it atomically on rank zero."""
+        checkpoint = self.dump_checkpoint(trainer, weights_only)
+        if trainer.is_global_zero:
+            atomic_save(checkpoint, os.fspath(filepath))
+        return os.fspath(filepath)
+
+    def dump_checkpoint(self, trainer: Any, weights_only: bool = False) -> Dict[str, Any]:
+        """The checkpoint dict of the run's current state."""
+        from engine import __version__
+
+        module = trainer.lightning_module
+        state = trainer.state
+        epoch, batch = self._resume_position(trainer)
+        checkpoint: Dict[str, Any] = {
+            "hookloop_version": __version__,
+            "epoch": state.epoch,
+            "global_step": state.global_step,
+            "state_dict": module.state_dict(),
+            "loop": {"state": state.state_dict(), "resume_epoch": epoch, "resume_batch": batch,
+                     "epoch_rng": self._epoch_rng if batch else None},
+        }
+        hparams = dict(module.hparams) if module.hparams else {}
+        safe = to_safe(hparams)
+        if safe is None and hparams:
+            safe = {k: v for k, v in ((k, to_safe(v)) for k, v in hparams.items()) if v is not None}
+            warnings.warn(f"Hyperparameters {sorted(set(hparams) - set(safe))} are not plain data and are "
+                          "left out of the checkpoint (it must load with torch.load(weights_only=True)).")
+        checkpoint["hyper_parameters"] = safe or {}
+        if not weights_only:
+            checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+            checkpoint["lr_schedulers"] = [_scheduler(cfg).state_dict() for cfg in trainer.lr_scheduler_configs]
+            checkpoint["rng"] = capture_rng()
+            checkpoint["callbacks"] = {key: plugin.state_dict() for key, plugin in _stateful_plugins(trainer)}
+            if trainer.hooks.on_save_checkpoint is not None:
+                trainer.hooks.on_save_checkpoint(trainer, module, checkpoint)
+        return checkpoint
+
+    def _resume_position(self, trainer: Any) -> Tuple[int, int]:
+        """``(epoch, batch)`` a run restored from a checkpoint taken now continues at."""
+        state = trainer.state
+        if self._open_epoch is None or self._open_epoch != state.epoch:
+            return state.epoch, 0  # between epochs (after the loop advanced, or before it began)
+        if state.phase == "train_epoch_end":
+            return state.epoch + 1, 0
+        if state.phase.startswith("train") or state.phase == "validate":
+            return state.epoch, state.batch_idx + 1
+        return state.epoch, 0
+
+    # ---- iterating (exact resume) ------------------------------------------------------------
+
+    @hookimpl(tryfirst=True)
+    def iterate_dataloader(self, trainer: Any, pl_module: Any, dataloader: Any, stage: str, start_batch: int) -> Any:
+        """Training epochs: remember the generator states at epoch start; a resumed epoch skips at the sampler."""
+        if stage != "train":
+            return None
+        self._open_epoch = trainer.state.epoch
+        pending, self._pending = self._pending, None
+        if pending is not None and start_batch:
+            epoch_rng, rng = pending
+            self._epoch_rng = epoch_rng
+            return resumed_iterator(dataloader, start_batch, epoch_rng, rng)
+        if pending is not None and pending[1] is not None:
+            restore_rng(pending[1])
+        self._epoch_rng = capture_rng()
+        return iter(dataloader)
+
+    # ---- restoring ---------------------------------------------------------------------
+
+    @hookimpl(trylast=True)
+    def configure_model(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Restore ``trainer.ckpt_path`` once the model is placed and the optimizers exist."""
+        self._open_epoch = None
+        self._pending = None
+        path = self.resolve_ckpt_path(trainer, trainer.ckpt_path, stage)
+        if path is None:
+            return
+        trainer.ckpt_path = path
+        checkpoint = load_checkpoint_file(path, map_location=trainer.root_device or "cpu")
+        if stage == "fit":
+            self.restore_training(trainer, pl_module, checkpoint, path)
+        else:
+            load_weights(pl_module, checkpoint["state_dict"], path)
+            if trainer.hooks.on_load_checkpoint is not None:
+                trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def resolve_ckpt_path(self, trainer: Any, ckpt_path: Any, stage: str) -> Optional[str]:
+        """A file path for ``ckpt_path`` (``None``, a path, ``'last'`` or ``'best'``)."""
+        if ckpt_path is None:
+            return None
+        ckpt_path = os.fspath(ckpt_path)
+        checkpointers = [c for c in trainer.callbacks if hasattr(c, "best_model_path")]
+        if ckpt_path == "best":
+            best = next((c.best_model_path for c in checkpointers if c.best_model_path), None)
+            if best is None:
+                raise MisconfigurationException(
+                    f"ckpt_path='best' but no ModelCheckpoint has a best model yet; pass a path instead.")
+            return best
+        if ckpt_path == "last":
+            candidates: List[str] = []
+            for c in checkpointers:
+                candidates += [p for p in (getattr(c, "last_model_path", ""), *c.last_candidates()) if p]
+            candidates.append(os.path.join(trainer.default_root_dir, "interrupted.ckpt"))
+            existing = [p for p in candidates if os.path.isfile(p)]
+            if not existing:
+                warnings.warn(f"ckpt_path='last' is set, but no last checkpoint was found (looked at "
+                              f"{sorted(set(candidates))}); training starts from scratch.")
+                return None
+            return max(existing, key=os.path.getmtime)
+        return ckpt_path
+
+    def restore_training(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any], path: str) -> None:
+        """Put the whole run back: weights, optimizers, schedulers, plugin states, loop position, generators."""
+        load_weights(pl_module, checkpoint["state_dict"], path)
+        saved = checkpoint.get("optimizer_states")
+        if saved is None:
+            raise CheckpointError(
+                f"Checkpoint {path!r} holds weights only (saved with weights_only=True) and cannot resume "
+                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead."
+            )
+        if len(saved) != len(trainer.optimizers):
+            raise CheckpointError(f"Checkpoint {path!r} has {len(saved)} optimizer states but configure_optimizers "
+                                  f"built {len(trainer.optimizers)} optimizers.")
+        for optimizer, state in zip(trainer.optimizers, saved):
+            optimizer.load_state_dict(state)
+        schedulers = checkpoint.get("lr_schedulers", [])
+        for cfg, state in zip(trainer.lr_scheduler_configs, schedulers):
+            _scheduler(cfg).load_state_dict(state)
+        saved_plugins = checkpoint.get("callbacks", {})
+        for key, plugin in _stateful_plugins(trainer):
+            if key in saved_plugins:
+                plugin.load_state_dict(saved_plugins[key])
+        if trainer.hooks.on_load_checkpoint is not None:
+            trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+        loop = checkpoint.get("loop", {})
+        state = trainer.state
+        state.load_state_dict(loop.get("state", {}))
+        state.epoch = int(loop.get("resume_epoch", checkpoint.get("epoch", 0)))
+        state.global_step = int(checkpoint.get("global_step", state.global_step))
+        state.start_batch = int(loop.get("resume_batch", 0))
+        state.batch_idx = max(state.start_batch - 1, 0)
+        state.restored = True
+        self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"))
+
+
+def _scheduler(config: Any) -> Any:
+    """The scheduler object of a scheduler config (or the scheduler itself)."""
+    return getattr(config, "scheduler", config)
+
+
+def _stateful_plugins(trainer: Any) -> List[Tuple[str, Any]]:
+    """``(state_key, plugin)`` for every registered plugin or callback with ``state_dict``/``load_state_dict``."""
+    found = []
+    for record in trainer.registry.records():
+        plugin = record.plugin
+        if isinstance(plugin, torch.nn.Module) or isinstance(plugin, type) or record.tier == "module":
+            continue
+        if callable(getattr(plugin, "state_dict", None)) and callable(getattr(plugin, "load_state_dict", None)):
+            key = getattr(plugin, "state_key", None)
+            found.append((key if isinstance(key, str) else record.name, plugin))
+    return found
+
+
+def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any = None, strict: bool = True,
+                                **overrides: Any) -> Any:
+    """Build ``cls`` from the checkpoint's saved hyperparameters (``overrides`` winning) and load its weights."""
+    import inspect
+
+    path = os.fspath(checkpoint_path)
+    checkpoint = load_checkpoint_file(path, map_location=map_location)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    hparams.update(overrides)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        hparams = {k: v for k, v in hparams.items() if k in params}
+    try:
+        module = cls(**hparams)
+    except TypeError as exc:
+        raise CheckpointError(
+            f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
+            "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint."
+        ) from exc
+    load_weights(module, checkpoint["state_dict"], path, strict=strict)
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        module.to(map_location)
+    module.on_load_checkpoint(checkpoint)
+    module.eval()
+    return module

@@ -1,0 +1,319 @@
+"""Built-in ``progress_bar``: tqdm bars for training, validation, test and predict (rank zero only).
+
+In a terminal: one training bar per epoch (or one bar over optimizer steps when
+``max_steps`` drives training) showing the running-mean ``loss``, ``v_num`` and every
+progress-bar metric; a validation bar that disappears when done. When stdout is not a
+terminal (CI logs, files) no bar is drawn: one plain line per epoch (and every quarter of
+very long epochs) carries the same information.
+
+Per batch this costs a counter and, when a loss is returned, appending a detached tensor
+to a short window; values become floats only when the bar is refreshed.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import sys
+import time
+from typing import Any, Deque, Dict, Optional, TextIO
+
+import torch
+
+from engine.callback import Callback
+from plugins.rank_zero import is_rank_zero
+
+#: Batches in the running mean of ``loss`` shown on the bar.
+LOSS_WINDOW = 20
+#: In a terminal, recompute the bar's metrics at most this often (seconds); the count moves every refresh.
+POSTFIX_INTERVAL = 0.25
+#: Without a terminal, epochs of at least this many batches also print at every quarter.
+LONG_EPOCH = 1000
+
+_EVAL_DESC = {"validate": "Validation", "test": "Testing", "predict": "Predicting"}
+
+
+class TQDMProgressBar(Callback):
+    """tqdm progress bars (``Trainer(enable_progress_bar=False)`` or ``progress_bar_refresh_rate=0``: none).
+
+    Args:
+        refresh_rate: Move the bars every this many batches (seed-era ``progress_bar_refresh_rate``).
+        process_position: Offset of the bars, for several trainers in one terminal.
+        file: Where to draw (default: ``sys.stdout`` at the start of each run).
+
+    Pass an instance in ``Trainer(callbacks=[...])`` to replace the built-in one.
+    """
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0, file: Optional[TextIO] = None) -> None:
+        if not isinstance(refresh_rate, int) or refresh_rate < 1:
+            raise ValueError(f"TQDMProgressBar(refresh_rate={refresh_rate!r}): use an int >= 1 "
+                             "(turn the bar off with Trainer(enable_progress_bar=False)).")
+        self.refresh_rate = refresh_rate
+        self.process_position = process_position
+        self._file_arg = file
+        self._file: Optional[TextIO] = None
+        self._active = False
+        self._tty = False
+        self._steps_mode = False
+        self._main: Any = None  # tqdm bar, or _LineBar without a terminal
+        self._eval: Any = None
+        self._losses: Deque[torch.Tensor] = collections.deque(maxlen=LOSS_WINDOW)
+        self._seen = 0  # batches since the main bar last moved
+        self._eval_seen = 0
+        self._postfix_at = 0.0
+
+    # ---- metrics ------------------------------------------------------------------------------
+    def get_metrics(self, trainer: Any, pl_module: Any) -> Dict[str, Any]:
+        """What the bar shows: running-mean ``loss``, ``v_num``, then every progress-bar metric (floats).
+
+        Override to change it. Called only when the bar refreshes.
+        """
+        items: Dict[str, Any] = {}
+        if self._losses:
+            items["loss"] = float(torch.stack(list(self._losses)).float().mean())
+        logger = getattr(trainer, "logger", None)
+        version = getattr(logger, "version", None) if logger is not None else None
+        if version is not None and version != "":
+            items["v_num"] = version
+        for key, value in trainer.progress_bar_metrics.items():
+            items[key] = float(value)
+        return items
+
+    def _postfix(self, trainer: Any) -> str:
+        metrics = self.get_metrics(trainer, trainer.lightning_module)
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+
+    # ---- run ----------------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Decide once per run whether (rank zero) and how (terminal or plain lines) to draw."""
+        self._active = is_rank_zero(trainer)
+        self._file = self._file_arg if self._file_arg is not None else sys.stdout
+        isatty = getattr(self._file, "isatty", None)
+        self._tty = bool(isatty and isatty())
+        self._losses.clear()
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """With ``max_steps`` and no ``max_epochs``, one bar runs over all optimizer steps."""
+        self._steps_mode = trainer.max_steps is not None and trainer.max_steps > 0 and trainer.max_epochs < 0
+        if self._active and self._steps_mode:
+            self._main = self._bar("Training", trainer.max_steps, trainer.global_step, leave=True, quarters=True)
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """A fresh bar for the epoch."""
+        if not self._active or self._steps_mode:
+            return
+        total = trainer.num_training_batches
+        self._main = self._bar(f"Epoch {trainer.current_epoch}", None if total == math.inf else int(total),
+                               trainer.state.start_batch, leave=True)
+        self._seen = 0
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep the loss (a detached tensor); move the bar every ``refresh_rate`` batches."""
+        loss = _loss_of(outputs)
+        if loss is not None:
+            self._losses.append(loss.detach())
+        self._seen += 1
+        if self._seen >= self.refresh_rate and self._main is not None:
+            self._advance(trainer)
+
+    def _advance(self, trainer: Any) -> None:
+        bar = self._main
+        if self._steps_mode:
+            bar.update(trainer.global_step - bar.n)
+        else:
+            bar.update(self._seen)
+        self._seen = 0
+        now = time.monotonic()
+        if self._tty and now - self._postfix_at >= POSTFIX_INTERVAL:
+            self._postfix_at = now
+            bar.set_postfix_str(self._postfix(trainer), refresh=False)
+        elif not self._tty and bar.due():
+            bar.set_postfix_str(self._postfix(trainer), refresh=False)
+            bar.print_line()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Show the epoch's final values (epoch metrics included) and close the epoch's bar."""
+        if self._main is None:
+            return
+        if self._seen:
+            self._advance(trainer)
+        if self._steps_mode:  # the step bar goes on; its plain lines come every quarter
+            self._main.set_postfix_str(self._postfix(trainer), refresh=self._tty)
+            return
+        self._main.set_postfix_str(self._postfix(trainer), refresh=False)
+        self._close_main()
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Close the step bar."""
+        self._close_main()
+
+    def _close_main(self) -> None:
+        if self._main is not None:
+            self._main.close()
+            self._main = None
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    def _eval_start(self, trainer: Any, stage: str) -> None:
+        if not self._active:
+            return
+        inside_fit = trainer.state.stage == "fit"
+        desc = "Sanity Checking" if trainer.sanity_checking else _EVAL_DESC[stage]
+        total = _eval_total(trainer) if inside_fit else None
+        if inside_fit and not self._tty:
+            return  # validation inside fit: its metrics show on the epoch's line
+        # Validation inside fit leaves no trail; a standalone validate/test/predict keeps its bar.
+        self._eval = self._bar(desc, total, 0, leave=not inside_fit)
+        self._eval_seen = 0
+
+    def _eval_batch_end(self) -> None:
+        if self._eval is None:
+            return
+        self._eval_seen += 1
+        if self._eval_seen >= self.refresh_rate:
+            self._eval.update(self._eval_seen)
+            self._eval_seen = 0
+
+    def _eval_end(self, trainer: Any) -> None:
+        if self._eval is not None:
+            if self._eval_seen:
+                self._eval.update(self._eval_seen)
+                self._eval_seen = 0
+            if trainer.state.stage != "fit":
+                self._eval.set_postfix_str(self._postfix(trainer), refresh=False)
+            self._eval.close()
+            self._eval = None
+        if self._main is not None and self._tty and not trainer.sanity_checking:
+            self._main.set_postfix_str(self._postfix(trainer), refresh=True)
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open the validation (or sanity-check) bar."""
+        self._eval_start(trainer, "validate")
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Move the validation bar."""
+        self._eval_batch_end()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Close the validation bar; the training bar shows the new validation metrics."""
+        self._eval_end(trainer)
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open the test bar."""
+        self._eval_start(trainer, "test")
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Move the test bar."""
+        self._eval_batch_end()
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        """Close the test bar with the test metrics."""
+        self._eval_end(trainer)
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open the predict bar."""
+        self._eval_start(trainer, "predict")
+
+    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Move the predict bar."""
+        self._eval_batch_end()
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        """Close the predict bar."""
+        self._eval_end(trainer)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Close open bars so the error is printed on a clean line."""
+        for bar in (self._eval, self._main):
+            if bar is not None:
+                bar.close()
+        self._eval = self._main = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Streams and live bars stay in this process (spawned workers pickle the callbacks).
+        state = dict(self.__dict__)
+        state.update(_file=None, _main=None, _eval=None)
+        return state
+
+    # ---- bars ---------------------------------------------------------------------------------
+    def _bar(self, desc: str, total: Optional[int], initial: int, leave: bool, quarters: bool = False) -> Any:
+        if not self._tty:
+            return _LineBar(self._file, desc, total, initial, quarters)
+        from tqdm import tqdm  # imported when a bar is first drawn
+
+        return tqdm(desc=desc, total=total, initial=initial, leave=leave, file=self._file,
+                    position=2 * self.process_position + (0 if leave else 1), dynamic_ncols=True,
+                    smoothing=0, unit="it")
+
+
+class _LineBar:
+    """The bar without a terminal: prints a tqdm-formatted line when :meth:`due` says so, never redraws."""
+
+    def __init__(self, file: TextIO, desc: str, total: Optional[int], initial: int, quarters: bool) -> None:
+        self.file, self.desc, self.total, self.n = file, desc, total, initial
+        self.postfix = ""
+        self.start = time.monotonic()
+        # One line at the end; long epochs (and the bar over all steps) also at every quarter.
+        self.every = math.ceil(total / 4) if total and (quarters or total >= LONG_EPOCH) else None
+        self.printed_at = initial
+        self.closed_printed = False
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more."""
+        self.n += n
+
+    def due(self) -> bool:
+        """True when a line should be printed now."""
+        return bool(self.every) and self.n - self.printed_at >= self.every
+
+    def set_postfix_str(self, postfix: str, refresh: bool = True) -> None:
+        """The metrics part of the line."""
+        self.postfix = postfix
+
+    def print_line(self) -> None:
+        """Print the current state as one line."""
+        from tqdm import tqdm
+
+        line = tqdm.format_meter(self.n, self.total, time.monotonic() - self.start, prefix=self.desc,
+                                 postfix=self.postfix or None, ascii=True, ncols=None, unit="it")
+        print(line, file=self.file, flush=True)
+        self.printed_at = self.n
+
+    def close(self) -> None:
+        """Print the final line."""
+        if not self.closed_printed:
+            self.print_line()
+            self.closed_printed = True
+
+
+def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, dict):
+        loss = outputs.get("loss")
+        return loss if isinstance(loss, torch.Tensor) else None
+    if isinstance(outputs, (list, tuple)):  # one output per optimizer
+        for item in outputs:
+            loss = _loss_of(item)
+            if loss is not None:
+                return loss
+    return None
+
+
+def _eval_total(trainer: Any) -> Optional[int]:
+    limits = list(trainer.num_val_batches or [])
+    if trainer.sanity_checking:
+        steps = trainer.num_sanity_val_steps
+        limits = [n if steps < 0 else min(n, steps) for n in limits]
+    total = sum(limits)
+    return None if not limits or total == math.inf else int(total)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+#: Seed-era name.
+ProgressBar = TQDMProgressBar
+
+__all__ = ["TQDMProgressBar", "ProgressBar"]

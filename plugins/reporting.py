@@ -1,0 +1,31 @@
+"""The built-ins that report on a run — loggers, progress bar, model summary — built from the trainer's flags.
+
+Also sets ``trainer.loggers`` (so ``trainer.logger`` and ``module.logger`` work from the
+moment the trainer exists). Names: ``logger`` (then ``logger_1``, ...), ``progress_bar``,
+``model_summary``; each can be removed with ``Trainer(disable_plugins=[...])``.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+from plugins.logger_base import DummyLogger, as_plugin, loggers_from_flag
+from plugins.progress import TQDMProgressBar
+from plugins.summary import ModelSummary, max_depth_for
+
+
+def reporting_plugins(trainer: Any) -> List[Tuple[str, Any]]:
+    """``(name, plugin)`` for the loggers, progress bar and model summary ``trainer``'s flags ask for."""
+    plugins: List[Tuple[str, Any]] = []
+    trainer.loggers = loggers_from_flag(trainer)
+    for i, logger in enumerate(trainer.loggers):
+        if not isinstance(logger, DummyLogger):  # fast_dev_run: nothing to call
+            plugins.append(("logger" if i == 0 else f"logger_{i}", as_plugin(logger)))
+    user = list(getattr(trainer, "_user_callbacks", []))
+    if trainer.enable_progress_bar and not any(isinstance(c, TQDMProgressBar) for c in user):
+        plugins.append(("progress_bar", TQDMProgressBar(trainer.progress_bar_refresh_rate, trainer.process_position)))
+    if trainer.enable_model_summary and not any(isinstance(c, ModelSummary) for c in user):
+        plugins.append(("model_summary", ModelSummary(max_depth_for(trainer.weights_summary))))
+    return plugins
+
+
+__all__ = ["reporting_plugins"]

@@ -1,0 +1,159 @@
+"""``TensorBoardLogger``: scalars and hyperparameters as TensorBoard event files, through tensorboardX.
+
+Files go to ``save_dir/name/version_N/`` (``N`` one more than the highest existing
+version). tensorboardX is imported when the writer is first needed, so importing
+``plugins`` stays cheap.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Union
+
+from plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, flatten, hparams_dict, next_version,
+                                 save_hparams_yaml)
+
+
+class TensorBoardLogger(Logger):
+    """Log to TensorBoard event files in ``save_dir/name/version_N``.
+
+    Args:
+        save_dir: Root directory (the default logger uses ``Trainer(default_root_dir=...)``).
+        name: Experiment name, a sub-directory of ``save_dir`` (``""`` or ``None``: none).
+        version: An int (``version_<int>``), a string (used as the directory name) or ``None``
+            for the next free ``version_N``.
+        default_hp_metric: Log ``hp_metric = -1`` with the hyperparameters, so TensorBoard's
+            hparams view has a metric column until you log ``hp_metric`` yourself.
+        prefix: Put before every metric name (``prefix-name``).
+        sub_dir: A further sub-directory of the version directory.
+        **kwargs: Passed to ``tensorboardX.SummaryWriter`` (e.g. ``flush_secs``).
+
+    ``experiment`` is the ``SummaryWriter``, created on first use, so a module can call
+    ``self.logger.experiment.add_histogram(...)`` (on ranks other than zero it does nothing).
+    """
+
+    def __init__(self, save_dir: Union[str, "os.PathLike[str]"], name: Optional[str] = "lightning_logs",
+                 version: Union[int, str, None] = None, default_hp_metric: bool = True, prefix: str = "",
+                 sub_dir: Optional[str] = None, **kwargs: Any) -> None:
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._default_hp_metric = default_hp_metric
+        self._prefix = prefix
+        self._sub_dir = sub_dir
+        self._kwargs = kwargs
+        self._experiment: Any = None
+        #: Every hyperparameter logged so far (written to ``hparams.yaml``).
+        self.hparams: Dict[str, Any] = {}
+
+    # ---- where ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The experiment name (``lightning_logs`` by default)."""
+        return self._name
+
+    @property
+    def save_dir(self) -> str:
+        """The root directory given at construction."""
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        """``save_dir/name``: the directory that holds the ``version_N`` directories."""
+        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
+
+    @property
+    def version(self) -> Union[int, str]:
+        """The version: as given, or the next free ``N`` (fixed at first access)."""
+        if self._version is None:
+            self._version = next_version(self.root_dir)
+        return self._version
+
+    @property
+    def log_dir(self) -> str:
+        """The directory of this run's event files and ``hparams.yaml``."""
+        version = self.version
+        path = os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        return os.path.join(path, self._sub_dir) if self._sub_dir else path
+
+    # ---- the writer --------------------------------------------------------------------------
+    @property
+    def experiment(self) -> Any:
+        """The ``tensorboardX.SummaryWriter`` (a do-nothing stand-in on ranks other than zero)."""
+        if not self.rank_zero:
+            return DummyExperiment()
+        if self._experiment is None:
+            from tensorboardX import SummaryWriter  # heavy import: only when something is written
+
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = SummaryWriter(logdir=self.log_dir, **self._kwargs)
+        return self._experiment
+
+    # ---- the logging hooks -------------------------------------------------------------------
+    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
+        """One scalar per metric at ``step`` (a dict value becomes one chart with several lines)."""
+        writer = self.experiment
+        for key, value in metrics.items():
+            tag = f"{self._prefix}-{key}" if self._prefix else key
+            if isinstance(value, dict):
+                writer.add_scalars(tag, {k: float(v) for k, v in value.items()}, step)
+            else:
+                writer.add_scalar(tag, float(value), step)
+
+    def log_hyperparams(self, params: Any, metrics: Optional[Dict[str, float]] = None) -> None:
+        """Hyperparameters to TensorBoard's hparams view and to ``hparams.yaml``."""
+        if not self.rank_zero:
+            return
+        params = hparams_dict(params)
+        self.hparams.update(params)
+        flat = {k: _tb_value(v) for k, v in flatten(params).items()}
+        if metrics is None and self._default_hp_metric:
+            metrics = {"hp_metric": -1.0}
+        from tensorboardX.summary import hparams  # the hparams plugin's protobufs
+
+        metrics = dict(metrics or {})
+        exp, ssi, sei = hparams(flat, metrics)
+        file_writer = self.experiment._get_file_writer()
+        for summary in (exp, ssi, sei):
+            file_writer.add_summary(summary)
+        if metrics:
+            self.log_metrics(metrics, 0)
+        self.save()
+
+    def finalize(self, status: str) -> None:
+        """Flush and close the writer (a later run through this logger opens a new event file)."""
+        if self._experiment is not None:
+            self._experiment.flush()
+            self._experiment.close()
+            self._experiment = None
+        self.save()
+
+    def save(self) -> None:
+        """Write ``hparams.yaml`` into the log directory (if this run wrote anything there)."""
+        if not self.rank_zero:
+            return
+        log_dir = self.log_dir
+        if self.hparams:
+            os.makedirs(log_dir, exist_ok=True)
+        if os.path.isdir(log_dir):
+            save_hparams_yaml(os.path.join(log_dir, HPARAMS_FILE), self.hparams)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The writer holds threads and open files: never pickle it (ddp_spawn pickles the trainer).
+        state = dict(self.__dict__)
+        state["_experiment"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"TensorBoardLogger(save_dir={self._save_dir!r}, name={self._name!r}, version={self._version!r})"
+
+
+def _tb_value(value: Any) -> Any:
+    """TensorBoard's hparams view shows numbers, bools and strings; anything else as its ``str``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and getattr(value, "numel", lambda: 0)() == 1:
+        return value.item()
+    return str(value)
+
+
+__all__ = ["TensorBoardLogger"]

@@ -1,0 +1,256 @@
+"""ModelCheckpoint: on by default, directories, names, top-k, last, periods; and what a checkpoint holds."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from engine import Callback, Trainer
+from engine.errors import MisconfigurationException
+from plugins import EarlyStopping, ModelCheckpoint
+from tests.models import ModernModel, SeedModel
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False)
+
+
+def _files(directory):
+    return sorted(f for f in os.listdir(directory) if not f.startswith("."))
+
+
+class Scripted(ModernModel):
+    """Logs a scripted ``score`` per epoch (and ``val_loss`` from validation)."""
+
+    def __init__(self, scores=(3.0, 1.0, 2.0, 0.5), **kw):
+        super().__init__(**kw)
+        self.scores = list(scores)
+
+    def on_train_epoch_end(self):
+        self.log("score", self.scores[self.current_epoch])
+
+
+# ---------------------------------------------------------------------------------------
+# on by default, off, instances
+# ---------------------------------------------------------------------------------------
+
+
+def test_default_checkpoint_lives_in_the_logger_version_dir_and_monitors_val_loss(tmp_path):
+    trainer = Trainer(max_epochs=2, default_root_dir=str(tmp_path), **QUIET)
+    trainer.fit(SeedModel())
+    cb = trainer.checkpoint_callback
+    assert isinstance(cb, ModelCheckpoint) and cb.monitor == "val_loss"
+    assert cb.dirpath == os.path.join(trainer.log_dir, "checkpoints")
+    assert trainer.log_dir.startswith(str(tmp_path)) and trainer.log_dir != str(tmp_path)
+    assert _files(cb.dirpath) == [os.path.basename(cb.best_model_path)]
+    assert cb.best_model_score == min(cb.best_k_models.values())
+
+
+def test_default_without_logger_uses_default_root_dir_and_loss_without_validation(tmp_path):
+    model = SeedModel()
+    model.validation_step = None  # no validation: the seed-era default monitors `loss`
+    trainer = Trainer(max_epochs=1, logger=False, default_root_dir=str(tmp_path), **QUIET)
+    trainer.fit(model)
+    cb = trainer.checkpoint_callback
+    assert cb.monitor == "loss"
+    assert cb.dirpath == os.path.join(str(tmp_path), "checkpoints")
+    assert _files(cb.dirpath) == ["epoch=0-step=8.ckpt"]
+
+
+@pytest.mark.parametrize("flags", [dict(checkpoint_callback=False), dict(enable_checkpointing=False)])
+def test_checkpointing_off(flags):
+    trainer = Trainer(max_epochs=1, logger=False, **QUIET, **flags)
+    trainer.fit(SeedModel())
+    assert trainer.checkpoint_callback is None
+    assert not os.path.exists("checkpoints")
+    with pytest.raises(MisconfigurationException, match="ModelCheckpoint"):
+        Trainer(callbacks=[ModelCheckpoint()], **flags)
+
+
+@pytest.mark.parametrize("how", ["checkpoint_callback", "callbacks"])
+def test_an_instance_is_used_instead_of_the_default(tmp_path, how):
+    mine = ModelCheckpoint(dirpath=str(tmp_path / "mine"), filename="{epoch}-{val_loss:.2f}", monitor="val_loss")
+    kwargs = {"checkpoint_callback": mine} if how == "checkpoint_callback" else {"callbacks": [mine]}
+    trainer = Trainer(max_epochs=1, logger=False, **QUIET, **kwargs)
+    trainer.fit(ModernModel())
+    assert [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)] == [mine]
+    (name,) = _files(tmp_path / "mine")
+    val_loss = float(trainer.callback_metrics["val_loss"])
+    assert name == f"epoch=0-val_loss={val_loss:.2f}.ckpt"
+
+
+# ---------------------------------------------------------------------------------------
+# ranking
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode, k, expected", [
+    ("min", 1, ["epoch=3-score=0.50.ckpt"]),
+    ("min", 2, ["epoch=1-score=1.00.ckpt", "epoch=3-score=0.50.ckpt"]),
+    ("max", 2, ["epoch=0-score=3.00.ckpt", "epoch=2-score=2.00.ckpt"]),
+    ("min", -1, ["epoch=0-score=3.00.ckpt", "epoch=1-score=1.00.ckpt", "epoch=2-score=2.00.ckpt",
+                 "epoch=3-score=0.50.ckpt"]),
+    ("min", 0, []),
+])
+def test_save_top_k_and_mode(tmp_path, mode, k, expected):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), filename="{epoch}-{score:.2f}", monitor="score", mode=mode,
+                         save_top_k=k)
+    Trainer(max_epochs=4, logger=False, callbacks=[cb], **QUIET).fit(Scripted())
+    assert _files(tmp_path) == expected
+    if k:
+        best = {"min": 0.5, "max": 3.0}[mode]
+        assert float(cb.best_model_score) == best
+        assert os.path.basename(cb.best_model_path).endswith(f"score={best:.2f}.ckpt")
+    else:
+        assert cb.best_model_path == "" and cb.best_model_score is None
+
+
+def test_save_last_and_best_model_path(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="score", save_last=True)
+    trainer = Trainer(max_epochs=3, logger=False, callbacks=[cb], **QUIET)
+    trainer.fit(Scripted())
+    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "last.ckpt"]
+    assert cb.last_model_path == str(tmp_path / "last.ckpt")
+    assert cb.best_model_path == str(tmp_path / "epoch=1-step=16.ckpt")
+    assert torch.load(cb.last_model_path, weights_only=True)["global_step"] == 24
+
+
+def test_monitor_none_keeps_the_latest(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path))
+    Trainer(max_epochs=3, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
+    assert _files(tmp_path) == ["epoch=2-step=24.ckpt"]
+
+
+def test_missing_monitor_is_an_error_listing_metrics(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_acc_typo")
+    with pytest.raises(MisconfigurationException, match=r"val_acc_typo.*val_acc, val_loss"):
+        Trainer(max_epochs=1, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
+
+
+def test_every_n_epochs(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), save_top_k=-1, every_n_epochs=2)
+    Trainer(max_epochs=5, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
+    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "epoch=3-step=32.ckpt"]
+
+
+def test_every_n_train_steps_saves_mid_epoch_and_registers_per_batch_hooks_only_then(tmp_path):
+    steps = ModelCheckpoint(dirpath=str(tmp_path), save_top_k=-1, every_n_train_steps=3)
+    trainer = Trainer(max_epochs=2, logger=False, callbacks=[steps], **QUIET)
+    trainer.fit(ModernModel())
+    assert set(_files(tmp_path)) == {f"epoch={s // 8}-step={s}.ckpt" for s in (3, 6, 9, 12, 15)}
+    record = next(r for r in trainer.registry.records() if r.plugin is steps)
+    assert "on_train_batch_end" in record.hooks
+    per_epoch = Trainer(max_epochs=1, logger=False, **QUIET)
+    record = next(r for r in per_epoch.registry.records() if isinstance(r.plugin, ModelCheckpoint))
+    assert "on_train_batch_end" not in record.hooks and "on_train_epoch_end" in record.hooks
+
+
+def test_an_existing_file_is_not_overwritten(tmp_path):
+    (tmp_path / "epoch=0-step=8.ckpt").write_text("someone else's")
+    cb = ModelCheckpoint(dirpath=str(tmp_path))
+    Trainer(max_epochs=1, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
+    assert (tmp_path / "epoch=0-step=8.ckpt").read_text() == "someone else's"
+    assert cb.best_model_path == str(tmp_path / "epoch=0-step=8-v1.ckpt")
+
+
+def test_checkpoint_runs_after_early_stopping_and_the_module_epoch_end():
+    trainer = Trainer(logger=False, early_stop_callback=True, callbacks=[ModelCheckpoint()], **QUIET)
+    order = [name for name, _ in trainer.registry.call_order("on_train_epoch_end")]
+    assert order.index("early_stopping") < order.index(next(n for n in order if n.startswith("ModelCheckpoint")))
+
+
+# ---------------------------------------------------------------------------------------
+# what a checkpoint holds
+# ---------------------------------------------------------------------------------------
+
+
+class Counter(Callback):
+    """A stateful callback; two instances coexist thanks to ``state_key``."""
+
+    def __init__(self, name):
+        self.name, self.count = name, 0
+
+    @property
+    def state_key(self):
+        return f"Counter[{self.name}]"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.count += 1
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint.setdefault("extra", []).append(self.name)
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state_dict):
+        self.count = state_dict["count"]
+
+
+class Scheduled(ModernModel):
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=0.01)
+        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+
+def test_a_checkpoint_holds_everything_and_loads_with_weights_only(tmp_path):
+    a, b = Counter("a"), Counter("b")
+    trainer = Trainer(max_epochs=2, logger=False, callbacks=[a, b], early_stop_callback=True, **QUIET)
+    trainer.fit(Scheduled(lr=0.01))
+    path = str(tmp_path / "full.ckpt")
+    random.seed(5)
+    np.random.seed(6)
+    torch.manual_seed(7)
+    trainer.save_checkpoint(path)
+    ck = torch.load(path, weights_only=True)
+    from engine import __version__
+
+    assert ck["hookloop_version"] == __version__
+    assert ck["epoch"] == 2 and ck["global_step"] == 16
+    assert ck["loop"]["resume_epoch"] == 2 and ck["loop"]["resume_batch"] == 0
+    assert ck["state_dict"].keys() == trainer.lightning_module.state_dict().keys()
+    assert ck["optimizer_states"][0]["state"][0]["exp_avg"].shape == (2, 8)
+    assert ck["lr_schedulers"][0]["last_epoch"] == 2
+    assert ck["callbacks"]["Counter[a]"] == {"count": 16} and ck["callbacks"]["Counter[b]"] == {"count": 16}
+    assert any(k.startswith("EarlyStopping") for k in ck["callbacks"])
+    assert any(k.startswith("ModelCheckpoint") for k in ck["callbacks"])
+    assert ck["extra"] == ["a", "b"]
+    assert ck["hyper_parameters"] == {"lr": 0.01, "n_train": 256, "batch_size": 32}
+    assert torch.equal(ck["rng"]["torch"], torch.get_rng_state())
+    random.seed(5)
+    np.random.seed(6)
+    assert ck["rng"]["python"]["state"].tolist() == list(random.getstate()[1])
+    assert ck["rng"]["numpy"]["keys"].tolist() == np.random.get_state()[1].tolist()
+
+
+def test_restoring_puts_back_every_part(tmp_path):
+    a = Counter("a")
+    trainer = Trainer(max_epochs=2, logger=False, callbacks=[a], **QUIET)
+    trainer.fit(Scheduled(lr=0.01))
+    trainer.save_checkpoint("two.ckpt")
+    seen = {}
+
+    class Peek(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["epoch"], seen["step"] = trainer.current_epoch, trainer.global_step
+            seen["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+            seen["exp_avg"] = trainer.optimizers[0].state_dict()["state"][0]["exp_avg"].clone()
+
+    a2 = Counter("a")
+    resumed = Trainer(max_epochs=3, logger=False, callbacks=[a2, Peek()], resume_from_checkpoint="two.ckpt", **QUIET)
+    resumed.fit(Scheduled(lr=0.01))
+    assert seen["epoch"] == 2 and seen["step"] == 16
+    assert seen["lr"] == pytest.approx(0.01 * 0.25)
+    assert torch.equal(seen["exp_avg"], trainer.optimizers[0].state_dict()["state"][0]["exp_avg"])
+    assert a2.count == 16 + 8 and resumed.global_step == 24 and resumed.state.restored
+
+
+def test_weights_only_checkpoint_cannot_resume_but_loads_a_module(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), save_weights_only=True)
+    Trainer(max_epochs=1, logger=False, callbacks=[cb], **QUIET).fit(ModernModel(lr=0.2))
+    ck = torch.load(cb.best_model_path, weights_only=True)
+    assert "optimizer_states" not in ck and "state_dict" in ck
+    assert ModernModel.load_from_checkpoint(cb.best_model_path).hparams.lr == 0.2
+    with pytest.raises(RuntimeError, match="weights only"):
+        Trainer(max_epochs=2, logger=False, **QUIET).fit(ModernModel(), ckpt_path=cb.best_model_path)

@@ -1,0 +1,185 @@
+"""Checkpoint files: atomic writes, safe loading, clear errors for bad files, load_from_checkpoint."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from engine import Callback, Trainer
+from plugins import ModelCheckpoint
+from plugins.checkpoint_io import CheckpointError, atomic_save
+from tests.models import ModernModel
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _trained(tmp_path, **flags):
+    trainer = Trainer(max_epochs=1, **QUIET, **flags)
+    model = ModernModel(lr=0.1)
+    trainer.fit(model)
+    return trainer, model
+
+
+# ---------------------------------------------------------------------------------------
+# atomic writes
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_the_previous_file_intact_and_no_temporary(tmp_path, monkeypatch):
+    trainer, _ = _trained(tmp_path, checkpoint_callback=False)
+    path = str(tmp_path / "model.ckpt")
+    trainer.save_checkpoint(path)
+    before = open(path, "rb").read()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        trainer.save_checkpoint(path)
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["model.ckpt"]  # the temporary file was removed
+    assert torch.load(path, weights_only=True)["global_step"] == 8
+
+
+def test_a_process_killed_during_a_save_leaves_the_previous_file_intact(tmp_path):
+    """A real SIGKILL after the new file is written but before it is renamed into place."""
+    path = str(tmp_path / "model.ckpt")
+    atomic_save({"state_dict": {"w": torch.zeros(3)}, "version": 1}, path)
+    child = textwrap.dedent(f"""
+        import os, signal, torch
+        from plugins.checkpoint_io import atomic_save
+        os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+        atomic_save({{"state_dict": {{"w": torch.ones(3)}}, "version": 2}}, {path!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", child], env=dict(os.environ, PYTHONPATH=REPO),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert torch.load(path, weights_only=True)["version"] == 1
+    leftovers = [f for f in os.listdir(tmp_path) if f != "model.ckpt"]
+    assert leftovers and all(f.startswith(".model.ckpt.") and f.endswith(".tmp") for f in leftovers)
+
+
+def test_top_k_never_deletes_the_only_good_file_when_a_save_fails(tmp_path, monkeypatch):
+    class Failing(ModelCheckpoint):
+        fail = False
+
+        def _write(self, trainer, path, weights_only):
+            if self.fail:
+                raise OSError(28, "No space left on device")
+            super()._write(trainer, path, weights_only)
+
+    class Improving(ModernModel):
+        def on_train_epoch_end(self):
+            self.log("score", 10.0 - self.current_epoch)
+
+    cb = Failing(dirpath=str(tmp_path), monitor="score", save_top_k=1)
+
+    class BreakDisk(Callback):  # make epoch 2's save fail
+        def on_train_epoch_start(self, trainer, pl_module):
+            cb.fail = trainer.current_epoch == 1
+
+    trainer = Trainer(max_epochs=2, callbacks=[BreakDisk(), cb], **QUIET)
+    with pytest.raises(OSError, match="No space"):
+        trainer.fit(Improving())
+    assert os.listdir(tmp_path) == ["epoch=0-step=8.ckpt"]
+    assert cb.best_model_path == str(tmp_path / "epoch=0-step=8.ckpt") and cb.best_k_models == {cb.best_model_path: 10.0}
+    assert torch.load(cb.best_model_path, weights_only=True)["global_step"] == 8
+
+
+# ---------------------------------------------------------------------------------------
+# safe loading
+# ---------------------------------------------------------------------------------------
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_a_checkpoint_with_code_is_refused(tmp_path):
+    trainer, _ = _trained(tmp_path, checkpoint_callback=False)
+    path = str(tmp_path / "evil.ckpt")
+    checkpoint = trainer.hooks.save_checkpoint  # build a real checkpoint, then poison it
+    checkpoint(trainer, path, False)
+    data = torch.load(path, weights_only=True)
+    data["hyper_parameters"]["payload"] = _RunsCode()
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt.*refused.*weights_only"):
+        ModernModel.load_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused"):
+        Trainer(max_epochs=2, **QUIET).fit(ModernModel(), ckpt_path=path)
+    assert not os.path.exists("pwned.txt")
+
+
+def test_load_from_checkpoint_rebuilds_from_hyperparameters(tmp_path):
+    trainer, model = _trained(tmp_path, checkpoint_callback=False)
+    trainer.save_checkpoint("m.ckpt")
+    loaded = ModernModel.load_from_checkpoint("m.ckpt")
+    assert loaded.hparams.lr == 0.1 and not loaded.training
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+    overridden = ModernModel.load_from_checkpoint("m.ckpt", map_location="cpu", lr=0.5)
+    assert overridden.hparams.lr == 0.5 and overridden.layer.weight.device.type == "cpu"
+
+
+def test_load_from_checkpoint_strict_and_mismatch_names_keys(tmp_path):
+    trainer, _ = _trained(tmp_path, checkpoint_callback=False)
+    trainer.save_checkpoint("m.ckpt")
+
+    class Bigger(ModernModel):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.extra = torch.nn.Linear(2, 2)
+
+    with pytest.raises(CheckpointError, match=r"m\.ckpt.*missing in the checkpoint: extra\.weight, extra\.bias"):
+        Bigger.load_from_checkpoint("m.ckpt")
+    assert isinstance(Bigger.load_from_checkpoint("m.ckpt", strict=False), Bigger)
+
+
+# ---------------------------------------------------------------------------------------
+# bad files
+# ---------------------------------------------------------------------------------------
+
+
+def test_missing_truncated_and_foreign_files_are_named(tmp_path):
+    trainer, _ = _trained(tmp_path, checkpoint_callback=False)
+    good = str(tmp_path / "good.ckpt")
+    trainer.save_checkpoint(good)
+    blob = open(good, "rb").read()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(blob[: len(blob) // 2])
+    text = tmp_path / "notes.ckpt"
+    text.write_text("these are my notes, not a checkpoint")
+    foreign = str(tmp_path / "foreign.ckpt")
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    cases = [(str(tmp_path / "nope.ckpt"), "does not exist"), (str(truncated), "truncated or corrupt"),
+             (str(text), "not a torch checkpoint|truncated or corrupt"), (foreign, r"not a hookloop checkpoint.*weights")]
+    for path, problem in cases:
+        with pytest.raises(CheckpointError, match=problem) as info:
+            Trainer(max_epochs=2, **QUIET).fit(ModernModel(), ckpt_path=path)
+        assert path in str(info.value)
+
+
+def test_resuming_a_checkpoint_of_another_model_names_the_keys(tmp_path):
+    trainer, _ = _trained(tmp_path, checkpoint_callback=False)
+    trainer.save_checkpoint("m.ckpt")
+
+    class Other(ModernModel):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(8, 3)
+            self.head = torch.nn.Linear(3, 2)
+
+    with pytest.raises(CheckpointError) as info:
+        Trainer(max_epochs=2, **QUIET).fit(Other(), ckpt_path="m.ckpt")
+    message = str(info.value)
+    assert "m.ckpt" in message and "head.weight" in message
+    assert "layer.weight (checkpoint (2, 8), model (3, 8))" in message
+

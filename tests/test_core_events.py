@@ -1,0 +1,229 @@
+"""The event catalogue and the order in which a fit emits it; behaviour hooks a plugin replaces."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from engine import Callback, LightningModule, hookimpl, hookspecs
+from engine.markers import SKIPPED_BATCH
+from plugins.model_hooks import ModuleHooks
+from tests.core_support import Recorder, quiet_trainer
+from tests.models import SeedModel
+
+#: Lightning 2.x ``Callback`` hooks and the seed-era ones, with Lightning's argument names.
+LIGHTNING_CALLBACK_API = {
+    "setup": ("trainer", "pl_module", "stage"),
+    "teardown": ("trainer", "pl_module", "stage"),
+    "on_fit_start": ("trainer", "pl_module"),
+    "on_fit_end": ("trainer", "pl_module"),
+    "on_sanity_check_start": ("trainer", "pl_module"),
+    "on_sanity_check_end": ("trainer", "pl_module"),
+    "on_train_batch_start": ("trainer", "pl_module", "batch", "batch_idx"),
+    "on_train_batch_end": ("trainer", "pl_module", "outputs", "batch", "batch_idx"),
+    "on_train_epoch_start": ("trainer", "pl_module"),
+    "on_train_epoch_end": ("trainer", "pl_module"),
+    "on_validation_epoch_start": ("trainer", "pl_module"),
+    "on_validation_epoch_end": ("trainer", "pl_module"),
+    "on_test_epoch_start": ("trainer", "pl_module"),
+    "on_test_epoch_end": ("trainer", "pl_module"),
+    "on_predict_epoch_start": ("trainer", "pl_module"),
+    "on_predict_epoch_end": ("trainer", "pl_module"),
+    "on_validation_batch_start": ("trainer", "pl_module", "batch", "batch_idx", "dataloader_idx"),
+    "on_validation_batch_end": ("trainer", "pl_module", "outputs", "batch", "batch_idx", "dataloader_idx"),
+    "on_test_batch_start": ("trainer", "pl_module", "batch", "batch_idx", "dataloader_idx"),
+    "on_test_batch_end": ("trainer", "pl_module", "outputs", "batch", "batch_idx", "dataloader_idx"),
+    "on_predict_batch_start": ("trainer", "pl_module", "batch", "batch_idx", "dataloader_idx"),
+    "on_predict_batch_end": ("trainer", "pl_module", "outputs", "batch", "batch_idx", "dataloader_idx"),
+    "on_train_start": ("trainer", "pl_module"),
+    "on_train_end": ("trainer", "pl_module"),
+    "on_validation_start": ("trainer", "pl_module"),
+    "on_validation_end": ("trainer", "pl_module"),
+    "on_test_start": ("trainer", "pl_module"),
+    "on_test_end": ("trainer", "pl_module"),
+    "on_predict_start": ("trainer", "pl_module"),
+    "on_predict_end": ("trainer", "pl_module"),
+    "on_exception": ("trainer", "pl_module", "exception"),
+    "on_save_checkpoint": ("trainer", "pl_module", "checkpoint"),
+    "on_load_checkpoint": ("trainer", "pl_module", "checkpoint"),
+    "on_before_backward": ("trainer", "pl_module", "loss"),
+    "on_after_backward": ("trainer", "pl_module"),
+    "on_before_optimizer_step": ("trainer", "pl_module", "optimizer"),
+    "on_before_zero_grad": ("trainer", "pl_module", "optimizer"),
+    # seed era (0.8/0.9)
+    "on_init_start": ("trainer",),
+    "on_init_end": ("trainer",),
+    "on_epoch_start": ("trainer", "pl_module"),
+    "on_epoch_end": ("trainer", "pl_module"),
+    "on_batch_start": ("trainer", "pl_module"),
+    "on_batch_end": ("trainer", "pl_module"),
+    "on_pretrain_routine_start": ("trainer", "pl_module"),
+    "on_pretrain_routine_end": ("trainer", "pl_module"),
+    "on_keyboard_interrupt": ("trainer", "pl_module"),
+}
+
+
+def test_every_hookspec_has_a_docstring():
+    names = hookspecs.event_names()
+    assert len(names) > 60
+    undocumented = [n for n in names if len((getattr(hookspecs, n).__doc__ or "").strip()) < 20]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("name", sorted(LIGHTNING_CALLBACK_API))
+def test_lightning_callback_names_and_arguments(name):
+    trainer = quiet_trainer()
+    spec = getattr(trainer.registry.hook, name).spec
+    assert spec is not None, f"no event {name}"
+    assert tuple(spec.argnames) == LIGHTNING_CALLBACK_API[name]
+    assert tuple(inspect.signature(getattr(Callback, name)).parameters)[1:] == LIGHTNING_CALLBACK_API[name]
+
+
+def test_behaviour_hooks_are_firstresult():
+    trainer = quiet_trainer()
+    for name in ("training_step", "run_training_batch", "backward", "optimizer_step", "optimizer_zero_grad",
+                 "transfer_batch_to_device", "evaluation_step"):
+        assert getattr(trainer.registry.hook, name).spec.opts["firstresult"], name
+
+
+VAL_RUN = ["on_validation_start", "on_validation_epoch_start", "on_validation_batch_start",
+           "on_validation_batch_end", "on_validation_epoch_end", "on_validation_end"]
+TRAIN_BATCH = ["on_batch_start", "on_train_batch_start", "on_train_batch_end", "on_batch_end"]
+
+
+def test_fit_emits_events_in_lightning_order():
+    recorder = Recorder()
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
+                            callbacks=[recorder])
+    trainer.fit(SeedModel())
+    expected = (
+        ["on_init_start", "on_init_end", "setup", "on_fit_start", "on_pretrain_routine_start",
+         "on_sanity_check_start", *VAL_RUN, "on_sanity_check_end", "on_pretrain_routine_end",
+         "on_train_start", "on_epoch_start", "on_train_epoch_start"]
+        + TRAIN_BATCH * 2
+        + VAL_RUN
+        + ["on_train_epoch_end", "on_epoch_end", "on_train_end", "on_fit_end", "teardown"]
+    )
+    assert recorder.names() == expected
+    args = dict(recorder.events)  # the last call of each event
+    assert args["setup"]["stage"] == args["teardown"]["stage"] == "fit"
+    assert [v["batch_idx"] for n, v in recorder.events if n == "on_train_batch_end"] == [0, 1]
+    assert isinstance(args["on_train_batch_end"]["outputs"], dict) and "loss" in args["on_train_batch_end"]["outputs"]
+    assert args["on_validation_batch_end"]["dataloader_idx"] == 0
+
+
+def test_optimization_events_fire_inside_each_batch():
+    recorder = Recorder()
+    quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[recorder]).fit(SeedModel())
+    names = recorder.names(skip=())
+    inside = names[names.index("on_train_batch_start") + 1:names.index("on_train_batch_end")]
+    assert sorted(inside) == sorted(["on_before_backward", "on_after_backward", "on_before_optimizer_step",
+                                     "on_before_zero_grad"])
+
+
+def test_callback_with_default_dataloader_idx_gets_the_real_index():
+    """Lightning callbacks declare ``dataloader_idx=0``; they still get every loader's index."""
+    class Seen(Callback):
+        def __init__(self):
+            self.idx = []
+
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            self.idx.append(dataloader_idx)
+
+    class TwoLoaders(SeedModel):
+        def val_dataloader(self):
+            return [super().val_dataloader(), super().val_dataloader()]
+
+        def validation_epoch_end(self, outputs):
+            assert len(outputs) == 2
+
+    seen = Seen()
+    quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                  callbacks=[seen]).fit(TwoLoaders())
+    assert seen.idx == [0, 1]
+
+
+def test_callbacks_run_in_list_order_before_the_module():
+    order = []
+
+    class Named(Callback):
+        def __init__(self, name):
+            self.name = name
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            order.append(self.name)
+
+    class Model(SeedModel):
+        def on_train_epoch_end(self):
+            order.append("module")
+
+    quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0,
+                  callbacks=[Named("first"), Named("second")]).fit(Model())
+    assert order == ["first", "second", "module"]
+
+
+# ---- behaviour hooks ----------------------------------------------------------------------
+
+
+def test_tryfirst_plugin_replaces_training_step():
+    class Model(SeedModel):
+        def training_step(self, batch, batch_idx):
+            raise AssertionError("replaced: the module's training_step must not run")
+
+    class ZeroTarget:
+        """Trains the model's outputs towards zero instead."""
+
+        calls = 0
+
+        @hookimpl(tryfirst=True)
+        def training_step(self, trainer, pl_module, batch, batch_idx):
+            ZeroTarget.calls += 1
+            return (pl_module(batch[0]) ** 2).mean()
+
+    model = Model()
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, plugins=[ZeroTarget()])
+    trainer.fit(model)
+    assert ZeroTarget.calls == 3 and trainer.global_step == 3
+
+
+def test_tryfirst_plugin_replaces_run_training_batch():
+    """A plugin can take over a whole batch (e.g. a two-step optimizer); the loop reports what it returns."""
+    class Frozen:
+        @hookimpl(tryfirst=True)
+        def run_training_batch(self, trainer, pl_module, batch, batch_idx):
+            return {"custom": batch_idx}
+
+    model = SeedModel()
+    before = [p.detach().clone() for p in model.parameters()]
+    recorder = Recorder()
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, plugins=[Frozen()],
+                            callbacks=[recorder])
+    trainer.fit(model)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert trainer.global_step == 0
+    assert [v["outputs"] for n, v in recorder.events if n == "on_train_batch_end"] == [{"custom": 0}, {"custom": 1}]
+
+
+def test_skipped_batch_marker_becomes_none_for_listeners():
+    class Skip:
+        @hookimpl(tryfirst=True)
+        def run_training_batch(self):
+            return SKIPPED_BATCH
+
+    recorder = Recorder()
+    quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, plugins=[Skip()],
+                  callbacks=[recorder]).fit(SeedModel())
+    assert dict(recorder.events)["on_train_batch_end"]["outputs"] is None
+
+
+def test_module_adapter_registers_only_overridden_hooks():
+    class Plain(LightningModule):
+        def training_step(self, batch, batch_idx):
+            return batch.sum()
+
+    trainer = quiet_trainer()
+    assert ModuleHooks(trainer, Plain()).__engine_hooks__ == set()
+    hooks = ModuleHooks(trainer, SeedModel()).__engine_hooks__
+    assert {"on_train_batch_end", "on_train_epoch_end", "on_validation_batch_end", "on_validation_epoch_end"} <= hooks
+    assert "on_train_batch_start" not in hooks and "on_fit_start" not in hooks

@@ -1,0 +1,253 @@
+"""CSVLogger, several loggers, no logger, third-party loggers, rank zero and the cost of logging."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from engine import Trainer, hookimpl
+from engine.errors import MisconfigurationException
+from plugins import CSVLogger, TensorBoardLogger
+from plugins.logger_base import DummyLogger, Logger
+from plugins.rank_zero import is_rank_zero, rank_zero_only
+from tests.models import ModernModel
+
+
+def fit(model, **flags):
+    flags.setdefault("max_epochs", 2)
+    flags.setdefault("enable_progress_bar", False)
+    flags.setdefault("weights_summary", None)
+    flags.setdefault("num_sanity_val_steps", 0)
+    trainer = Trainer(**flags)
+    trainer.fit(model)
+    return trainer
+
+
+def written_files(root: str = "."):
+    """Every file under ``root``, relative paths."""
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def read_csv(path: str):
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, list(reader)
+
+
+def test_csv_logger_rows_per_logging_step_union_of_columns_and_hparams():
+    model = ModernModel(lr=0.03, n_train=128, batch_size=32)  # 4 batches per epoch
+    trainer = fit(model, logger=CSVLogger("."), log_every_n_steps=2)
+    log_dir = os.path.join(".", "lightning_logs", "version_0")
+    assert trainer.logger.log_dir == log_dir
+    columns, rows = read_csv(os.path.join(log_dir, "metrics.csv"))
+    assert columns[:2] == ["step", "epoch"]
+    assert set(columns) == {"step", "epoch", "train_loss", "val_loss", "val_acc"}
+    # one row per logging step: train values at 1, 3 | 5, 7; validation + epoch join the row of steps 3 and 7
+    assert [int(r["step"]) for r in rows] == [1, 3, 5, 7]
+    assert [r["epoch"] for r in rows] == ["", "0", "", "1"]
+    assert rows[0]["val_acc"] == "" and rows[1]["val_acc"] != ""
+    assert float(rows[-1]["val_acc"]) == pytest.approx(trainer.callback_metrics["val_acc"].item())
+    assert all(r["train_loss"] for r in rows)
+    with open(os.path.join(log_dir, "hparams.yaml")) as fh:
+        assert yaml.safe_load(fh) == {"lr": 0.03, "n_train": 128, "batch_size": 32}
+
+
+def test_csv_logger_flushes_during_training_and_widens_the_header():
+    logger = CSVLogger("out", name="csv", version="a", flush_logs_every_n_steps=1)
+    logger.log_metrics({"a": 1.0}, 0)
+    path = os.path.join("out", "csv", "a", "metrics.csv")
+    assert read_csv(path) == (["step", "a"], [{"step": "0", "a": "1.0"}])
+    logger.log_metrics({"b": 2.0}, 1)  # a new column: the file is rewritten with the wider header
+    logger.log_metrics({"a": 3.0}, 2)
+    assert read_csv(path) == (["step", "a", "b"], [{"step": "0", "a": "1.0", "b": ""},
+                                                   {"step": "1", "a": "", "b": "2.0"},
+                                                   {"step": "2", "a": "3.0", "b": ""}])
+
+
+def test_csv_logger_needs_only_the_standard_library(tmp_path):
+    code = (
+        "import sys\n"
+        "from plugins.csv_logger import CSVLogger\n"
+        f"log = CSVLogger({str(tmp_path)!r})\n"
+        "log.log_hyperparams({'lr': 0.1}); log.log_metrics({'x': 1.0}, 0); log.finalize('success')\n"
+        "print(sorted(m for m in ('yaml', 'pandas', 'tensorboardX', 'tensorboard', 'numpy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # numpy comes with torch (the engine); nothing else is loaded for CSV logging
+    assert out.stdout.strip() in ("[]", "['numpy']")
+
+
+def test_logger_false_writes_nothing():
+    trainer = fit(ModernModel(n_train=64), logger=False, enable_checkpointing=False)
+    assert trainer.logger is None and trainer.loggers == []
+    assert trainer.lightning_module.logger is None
+    assert written_files() == []
+
+
+def test_two_loggers_both_write():
+    tb, csv_logger = TensorBoardLogger("."), CSVLogger(".", name="csv_logs")
+    trainer = fit(ModernModel(n_train=64), logger=[tb, csv_logger], log_every_n_steps=1)
+    assert trainer.loggers == [tb, csv_logger] and trainer.logger is tb
+    acc = EventAccumulator(tb.log_dir)
+    acc.Reload()
+    _, rows = read_csv(os.path.join(csv_logger.log_dir, "metrics.csv"))
+    tb_steps = [e.step for e in acc.Scalars("train_loss")]
+    assert tb_steps == [int(r["step"]) for r in rows if r["train_loss"]] == [0, 1, 2, 3]
+    assert [e.value for e in acc.Scalars("train_loss")] == pytest.approx([float(r["train_loss"]) for r in rows])
+
+
+class RecordingLogger:
+    """A third-party logger: no base class, no decorator — Lightning's logger methods only."""
+
+    def __init__(self):
+        self.metrics, self.params, self.status = [], None, None
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params):
+        self.params = dict(params)
+
+    def finalize(self, status):
+        self.status = status
+
+
+class HookLogger:
+    """A plugin implementing the logging hooks with @hookimpl, attached with Trainer(plugins=...)."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def log_metrics(self, trainer, metrics, step):
+        assert all(isinstance(v, float) for v in metrics.values())
+        self.calls.append(step)
+
+    @hookimpl
+    def finalize_logging(self, trainer, status):
+        self.calls.append(status)
+
+
+class SubclassLogger(Logger):
+    """A Logger subclass: its overrides are hooks without @hookimpl."""
+
+    def __init__(self):
+        self.steps = []
+
+    def log_metrics(self, metrics, step):
+        self.steps.append(step)
+
+
+def test_third_party_loggers_receive_the_logging_hooks():
+    duck, sub, hooked = RecordingLogger(), SubclassLogger(), HookLogger()
+    trainer = fit(ModernModel(n_train=64), max_epochs=1, logger=[duck, sub], plugins=[hooked], log_every_n_steps=1)
+    assert trainer.logger is duck
+    assert duck.params == {"lr": 0.05, "n_train": 64, "batch_size": 32}
+    assert [s for s, _ in duck.metrics] == [0, 1, 1]  # two steps, then the epoch's values
+    assert set(duck.metrics[-1][1]) == {"val_loss", "val_acc", "epoch"}
+    assert duck.status == "success"
+    assert sub.steps == [0, 1, 1]
+    assert hooked.calls == [0, 1, 1, "success"]
+
+
+def test_finalize_reports_failure_and_files_are_flushed():
+    class Boom(ModernModel):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 2:
+                raise RuntimeError("boom")
+            return super().training_step(batch, batch_idx)
+
+    duck = RecordingLogger()
+    csv_logger = CSVLogger(".")
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(Boom(n_train=128), logger=[duck, csv_logger], log_every_n_steps=1)
+    assert duck.status == "failed"
+    _, rows = read_csv(os.path.join(csv_logger.log_dir, "metrics.csv"))
+    assert [r["step"] for r in rows] == ["0", "1"]  # what was logged before the error is kept
+
+
+def test_not_a_logger_is_a_clear_error():
+    with pytest.raises(MisconfigurationException, match="no logger.*TensorBoardLogger"):
+        Trainer(logger="tensorboard")
+
+
+def test_fast_dev_run_disables_loggers_but_experiment_calls_still_work():
+    class UsesExperiment(ModernModel):
+        def on_train_epoch_end(self):
+            self.logger.experiment.add_scalar("x", 1.0, 0)
+
+    trainer = Trainer(fast_dev_run=True, enable_progress_bar=False, weights_summary=None)
+    trainer.fit(UsesExperiment(n_train=64))
+    assert isinstance(trainer.logger, DummyLogger)
+    assert not os.path.exists("lightning_logs")
+
+
+class SecondRank:
+    """Makes this process global rank 1 (as a launcher would in the second process)."""
+
+    @hookimpl(tryfirst=True)
+    def setup_environment(self, trainer):
+        trainer.global_rank = 1
+
+
+def test_only_rank_zero_writes_logs_draws_bars_and_prints(capsys):
+    model = ModernModel(n_train=64)
+    csv_logger = CSVLogger(".", name="csv")
+    trainer = fit(model, plugins=[SecondRank()], logger=[TensorBoardLogger("."), csv_logger],
+                  enable_progress_bar=True, weights_summary="top", log_every_n_steps=1, enable_checkpointing=False)
+    assert not trainer.is_global_zero
+    model.logger.experiment.add_scalar("ignored", 1.0, 0)  # a do-nothing writer on other ranks
+    assert written_files() == []
+    out = capsys.readouterr().out
+    assert "Epoch" not in out and "Trainable params" not in out
+
+
+def test_rank_zero_helpers(monkeypatch):
+    class T:
+        is_global_zero = False
+
+    calls = []
+
+    @rank_zero_only
+    def write(trainer, value):
+        calls.append(value)
+        return value
+
+    assert write(T(), 1) is None and calls == []
+    T.is_global_zero = True
+    assert write(trainer=T(), value=2) == 2 and calls == [2]
+    monkeypatch.setenv("RANK", "3")
+    assert not is_rank_zero()
+    assert is_rank_zero(T())  # the trainer's rank wins over the environment
+
+
+def test_logging_converts_values_only_at_the_logging_interval(monkeypatch):
+    """No per-step ``.item()``/``float()``: the number of conversions does not grow with the steps."""
+    counts = {"n": 0}
+    item, to_float = torch.Tensor.item, torch.Tensor.__float__
+
+    def counting_item(self):
+        counts["n"] += 1
+        return item(self)
+
+    def counting_float(self):
+        counts["n"] += 1
+        return to_float(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    monkeypatch.setattr(torch.Tensor, "__float__", counting_float)
+
+    def conversions(n_train):
+        counts["n"] = 0
+        fit(ModernModel(n_train=n_train, batch_size=8), max_epochs=1, logger=CSVLogger("."),
+            log_every_n_steps=1000, enable_progress_bar=True, enable_checkpointing=False)
+        return counts["n"]
+
+    assert conversions(64) == conversions(640)  # 8 vs 80 training steps

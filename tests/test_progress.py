@@ -1,0 +1,118 @@
+"""The tqdm progress bar: what it shows, in a terminal and in a log file, and how to turn it off."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from engine import Trainer
+from plugins.progress import TQDMProgressBar
+from tests.models import ModernModel, SeedModel
+
+
+class FakeTerminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def screen(raw: str):
+    """What a terminal shows after ``raw``: handles newlines, carriage returns and cursor-up."""
+    rows, row, col = [[]], 0, 0
+    i = 0
+    while i < len(raw):
+        if raw.startswith("\x1b[A", i):
+            row, i = max(row - 1, 0), i + 3
+            continue
+        ch = raw[i]
+        i += 1
+        if ch == "\n":
+            row, col = row + 1, 0
+            while len(rows) <= row:
+                rows.append([])
+        elif ch == "\r":
+            col = 0
+        else:
+            line = rows[row]
+            line.extend(" " * (col - len(line) + 1) if col >= len(line) else "")
+            line[col] = ch
+            col += 1
+    return [s for s in ("".join(r).rstrip() for r in rows) if s]
+
+
+class BarModel(ModernModel):
+    """Logs a prog_bar value and returns a seed-era 'progress_bar' dict."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return {"loss": loss, "progress_bar": {"shown_lr": 0.05}}
+
+
+def fit(model, **flags):
+    flags.setdefault("max_epochs", 2)
+    flags.setdefault("weights_summary", None)
+    flags.setdefault("logger", False)
+    flags.setdefault("enable_checkpointing", False)
+    trainer = Trainer(**flags)
+    trainer.fit(model)
+    return trainer
+
+
+def test_plain_lines_when_stdout_is_not_a_terminal(capsys):
+    fit(BarModel(n_train=32 * 40), max_epochs=3, logger=True)  # 40 batches per epoch
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [l for l in lines if l.startswith("Epoch")]
+    assert len(lines) == len(epochs) == 3  # one line per epoch, no bar redraws
+    for n, line in enumerate(epochs):
+        assert line.startswith(f"Epoch {n}: 100%") and "40/40" in line
+        assert re.search(r"loss=\d\.\d+", line)
+        assert "v_num=0" in line
+        for name in ("train_loss=", "val_acc=", "shown_lr=0.05"):
+            assert name in line
+    assert "val_loss" not in epochs[-1]  # not a prog_bar value
+
+
+def test_terminal_bar_per_epoch_and_validation_leaves_no_trail():
+    term = FakeTerminal()
+    fit(BarModel(n_train=128), callbacks=[TQDMProgressBar(file=term)])
+    raw = term.getvalue()
+    assert "Sanity Checking" in raw and "Validation" in raw  # drawn while running...
+    shown = screen(raw)
+    assert [l.split(":")[0] for l in shown] == ["Epoch 0", "Epoch 1"]  # ...but only the epoch bars remain
+    assert all("4/4" in l and "loss=" in l and "val_acc=" in l and "shown_lr=" in l for l in shown)
+
+
+def test_refresh_rate_moves_the_bar_every_n_batches():
+    term = FakeTerminal()
+    trainer = fit(ModernModel(n_train=16 * 8, batch_size=8), max_epochs=1, progress_bar_refresh_rate=4,
+                  callbacks=[], num_sanity_val_steps=0, limit_val_batches=0)
+    assert trainer.plugin("progress_bar").refresh_rate == 4
+    bar = TQDMProgressBar(refresh_rate=4, file=term)
+    fit(ModernModel(n_train=16 * 8, batch_size=8), max_epochs=1, callbacks=[bar], limit_val_batches=0)
+    counts = {int(m) for m in re.findall(r"(\d+)/16", term.getvalue())}
+    assert 16 in counts and counts <= {0, 4, 8, 12, 16}
+
+
+@pytest.mark.parametrize("flags", [{"enable_progress_bar": False}, {"progress_bar_refresh_rate": 0}])
+def test_turned_off(capsys, flags):
+    trainer = fit(ModernModel(n_train=64), **flags)
+    assert "progress_bar" not in trainer.registry.names()
+    assert capsys.readouterr().out == ""
+
+
+def test_one_bar_over_steps_when_max_steps_drives_training(capsys):
+    fit(SeedModel(n_train=64), max_epochs=None, max_steps=12)  # 2 batches per epoch, 6 epochs
+    lines = capsys.readouterr().out.splitlines()
+    assert not [l for l in lines if l.startswith("Epoch")]
+    assert 1 <= len(lines) <= 5 and all(l.startswith("Training") for l in lines)
+    assert "12/12" in lines[-1] and "loss=" in lines[-1]
+
+
+def test_standalone_test_keeps_its_bar(capsys):
+    model = ModernModel(n_train=64)
+    trainer = Trainer(logger=False, enable_checkpointing=False, weights_summary=None)
+    trainer.test(model)
+    out = capsys.readouterr().out
+    assert out.startswith("Testing") and "2it" in out

@@ -1,0 +1,179 @@
+"""Exact resume: a run killed with SIGKILL mid-epoch and resumed ends with bitwise the same weights.
+
+Every run happens in a child process (this file run as a script), so the kill is real and
+nothing of the killed run survives but its checkpoint files.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from typing import List, Optional
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS, N, BATCH, EVERY = 3, 56, 8, 2  # 7 batches per epoch, 21 steps, a checkpoint every 2 steps
+
+
+# ---------------------------------------------------------------------------------------
+# the child: one training run (optionally killed at a step, optionally resumed)
+# ---------------------------------------------------------------------------------------
+
+
+def _child(root: str, kill_at: int, ckpt_path: Optional[str]) -> None:
+    import numpy as np
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from engine import Callback, LightningModule, Trainer, seed_everything
+    from plugins import EarlyStopping, ModelCheckpoint
+
+    torch.set_num_threads(1)
+
+    class Noisy(LightningModule):
+        """Dropout, and Python/numpy randomness in the loss: every generator matters."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = nn.functional.cross_entropy(self.net(x), y)
+            return loss * (1.0 + 0.01 * random.random() + 0.01 * float(np.random.rand()))
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", nn.functional.cross_entropy(self.net(x), y))
+
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.parameters(), lr=0.01)
+            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)]
+
+        def train_dataloader(self):
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(N, 8, generator=g)
+            return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=BATCH, shuffle=True)
+
+        def val_dataloader(self):
+            x = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+            return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8, shuffle=True)
+
+    class KillAt(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    seed_everything(1234 if ckpt_path is None else 999)  # a resumed run must not depend on its own seed
+    callbacks = [ModelCheckpoint(dirpath=os.path.join(root, "ckpt"), every_n_train_steps=EVERY, save_top_k=-1,
+                                 save_last=True),
+                 EarlyStopping(monitor="val_loss", patience=50), KillAt()]
+    trainer = Trainer(max_epochs=EPOCHS, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=1, callbacks=callbacks)
+    trainer.fit(Noisy(), ckpt_path=ckpt_path)
+    torch.save(trainer.lightning_module.state_dict(), os.path.join(root, "final.pt"))
+    with open(os.path.join(root, "seen.txt"), "w") as f:
+        f.write(f"{trainer.global_step} {trainer.current_epoch}")
+
+
+def _run(root: str, kill_at: int = -1, ckpt_path: Optional[str] = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=REPO, ENGINE_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1")
+    args = [sys.executable, __file__, root, str(kill_at)] + ([ckpt_path] if ckpt_path else [])
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------------------------------
+# the tests
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    root = str(tmp_path_factory.mktemp("uninterrupted"))
+    result = _run(root)
+    assert result.returncode == 0, result.stderr
+    return torch.load(os.path.join(root, "final.pt"), weights_only=True)
+
+
+def _kill_points() -> List[int]:
+    # 5: newest checkpoint mid-epoch 0; 15: newest checkpoint at the end of epoch 1 (its last
+    # batch); plus one random step (printed by pytest's parametrize id).
+    pick = random.Random().choice([s for s in range(3, EPOCHS * N // BATCH) if s not in (5, 15)])
+    return [5, 15, pick]
+
+
+@pytest.mark.parametrize("kill_at", _kill_points())
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, uninterrupted, kill_at):
+    root = str(tmp_path)
+    killed = _run(root, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not os.path.exists(os.path.join(root, "final.pt"))
+    last = os.path.join(root, "ckpt", "last.ckpt")
+    saved = torch.load(last, weights_only=True)
+    newest = saved["global_step"]
+    assert newest == (kill_at - 1) // EVERY * EVERY  # the checkpoint before the killing step
+    resumed = _run(root, ckpt_path="last")
+    assert resumed.returncode == 0, resumed.stderr
+    weights = torch.load(os.path.join(root, "final.pt"), weights_only=True)
+    assert weights.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(weights[name], tensor), f"{name} differs after resuming from step {newest}"
+    with open(os.path.join(root, "seen.txt")) as f:
+        assert f.read() == f"{EPOCHS * N // BATCH} {EPOCHS}"
+
+
+def test_resume_reads_no_trained_batch(tmp_path):
+    """The resumed epoch starts at the next batch and loads none of the trained samples."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from engine import Callback, Trainer
+    from tests.models import SeedModel, make_data
+
+    class Counting(Dataset):
+        def __init__(self) -> None:
+            self.data = make_data(64)
+            self.loaded: List[int] = []
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def __getitem__(self, i):
+            self.loaded.append(i)
+            return self.data[i]
+
+    class SaveAt(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 2:
+                trainer.save_checkpoint("mid.ckpt")
+                self.loaded = list(data.loaded)
+
+    class Record(Callback):
+        seen: List[int] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.seen.append(batch_idx)
+
+    data = Counting()
+    loader = DataLoader(data, batch_size=8, shuffle=True)
+    flags = dict(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                 checkpoint_callback=False, limit_val_batches=0)
+    saver = SaveAt()
+    Trainer(callbacks=[saver], **flags).fit(SeedModel(), train_dataloaders=loader)
+    trained = saver.loaded
+    assert len(trained) == 24
+    data.loaded.clear()
+    record = Record()
+    resumed = Trainer(callbacks=[record], **flags)
+    resumed.fit(SeedModel(), train_dataloaders=loader, ckpt_path="mid.ckpt")
+    assert record.seen == [3, 4, 5, 6, 7]
+    assert len(data.loaded) == 40 and not set(data.loaded) & set(trained)
+    assert sorted(data.loaded + trained) == list(range(64))  # the same permutation, continued
+    assert resumed.global_step == 8
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
