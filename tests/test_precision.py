@@ -134,22 +134,17 @@ def test_grad_scaler_state_travels_in_the_checkpoint():
     plugin = MixedPrecisionPlugin("16-mixed", device="cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 8,
                                                                                         growth_interval=3))
     trainer = fit(Fp16Model(), max_epochs=1, plugins=[plugin])
-    checkpoint = {}
-    trainer.registry.hook.on_save_checkpoint(trainer=trainer, pl_module=trainer.lightning_module, checkpoint=checkpoint)
-    state = checkpoint[SCALER_STATE_KEY]
+    trainer.save_checkpoint("amp.ckpt")
+    state = torch.load("amp.ckpt", weights_only=True)[SCALER_STATE_KEY]
     assert state["scale"] == plugin.scaler.get_scale() and state["scale"] != 2.0 ** 8  # it grew
 
-    torch.save(checkpoint, "scaler.ckpt")
-    loaded = torch.load("scaler.ckpt", weights_only=True)
     fresh = MixedPrecisionPlugin("16-mixed", device="cpu")
-    trainer2 = Trainer(plugins=[fresh], max_epochs=1, **QUIET)
-    # Loaded before the scaler exists (resume restores early): applied when it is built.
-    trainer2.registry.hook.on_load_checkpoint(trainer=trainer2, pl_module=None, checkpoint=loaded)
-    trainer2.fit(Fp16Model())
+    fit(Fp16Model(), max_epochs=2, plugins=[fresh], ckpt_path="amp.ckpt")  # resumes for one more epoch
     reference = torch.amp.GradScaler("cpu")
-    reference.load_state_dict(loaded[SCALER_STATE_KEY])
-    _, _ = _run_scaler_for_one_epoch(reference)
+    reference.load_state_dict(state)
+    _run_scaler_for_one_epoch(reference)
     assert fresh.scaler.get_scale() == reference.get_scale()
+    assert fresh.scaler.state_dict() == reference.state_dict()
 
 
 def _run_scaler_for_one_epoch(scaler):

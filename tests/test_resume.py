@@ -24,7 +24,7 @@ EPOCHS, N, BATCH, EVERY = 3, 56, 8, 2  # 7 batches per epoch, 21 steps, a checkp
 # ---------------------------------------------------------------------------------------
 
 
-def _child(root: str, kill_at: int, ckpt_path: Optional[str]) -> None:
+def _child(root: str, kill_at: int, sig: str, ckpt_path: Optional[str]) -> None:
     import numpy as np
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
@@ -65,24 +65,32 @@ def _child(root: str, kill_at: int, ckpt_path: Optional[str]) -> None:
 
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if trainer.global_step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if trainer.global_step == kill_at and trainer.global_step not in self.sent:
+                self.sent.add(trainer.global_step)  # once: a resumed run passes this step again
+                os.kill(os.getpid(), getattr(signal, "SIG" + sig))
+
+        def on_exception(self, trainer, pl_module, exception):
+            with open(os.path.join(root, "exception.txt"), "w") as f:
+                f.write(f"{type(exception).__name__} at step {trainer.global_step}")
+
+    KillAt.sent = set() if ckpt_path is None else {kill_at}
 
     seed_everything(1234 if ckpt_path is None else 999)  # a resumed run must not depend on its own seed
     callbacks = [ModelCheckpoint(dirpath=os.path.join(root, "ckpt"), every_n_train_steps=EVERY, save_top_k=-1,
                                  save_last=True),
                  EarlyStopping(monitor="val_loss", patience=50), KillAt()]
     trainer = Trainer(max_epochs=EPOCHS, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      num_sanity_val_steps=1, callbacks=callbacks)
+                      num_sanity_val_steps=1, callbacks=callbacks, default_root_dir=root)
     trainer.fit(Noisy(), ckpt_path=ckpt_path)
     torch.save(trainer.lightning_module.state_dict(), os.path.join(root, "final.pt"))
     with open(os.path.join(root, "seen.txt"), "w") as f:
         f.write(f"{trainer.global_step} {trainer.current_epoch}")
 
 
-def _run(root: str, kill_at: int = -1, ckpt_path: Optional[str] = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, ENGINE_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1")
-    args = [sys.executable, __file__, root, str(kill_at)] + ([ckpt_path] if ckpt_path else [])
+def _run(root: str, kill_at: int = -1, ckpt_path: Optional[str] = None, sig: str = "KILL",
+         **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=REPO, ENGINE_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1", **env_vars)
+    args = [sys.executable, __file__, root, str(kill_at), sig] + ([ckpt_path] if ckpt_path else [])
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -124,6 +132,52 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, uninterrup
         assert torch.equal(weights[name], tensor), f"{name} differs after resuming from step {newest}"
     with open(os.path.join(root, "seen.txt")) as f:
         assert f.read() == f"{EPOCHS * N // BATCH} {EPOCHS}"
+
+
+def _assert_same_weights(root: str, expected: dict) -> None:
+    weights = torch.load(os.path.join(root, "final.pt"), weights_only=True)
+    for name, tensor in expected.items():
+        assert torch.equal(weights[name], tensor), f"{name} differs"
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT"])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, uninterrupted, sig):
+    root = str(tmp_path)
+    stopped = _run(root, kill_at=9, sig=sig)
+    assert stopped.returncode != 0
+    assert f"received SIG{sig}" in stopped.stderr and "interrupted.ckpt" in stopped.stderr
+    with open(os.path.join(root, "exception.txt")) as f:
+        assert f.read() == "TrainingInterrupted at step 10"  # on_exception ran, after the next batch
+    checkpoint = torch.load(os.path.join(root, "interrupted.ckpt"), weights_only=True)
+    assert checkpoint["global_step"] == 10 and checkpoint["loop"]["resume_batch"] == 3
+    resumed = _run(root, kill_at=9, ckpt_path=os.path.join(root, "interrupted.ckpt"))
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_weights(root, uninterrupted)
+
+
+def test_slurm_signal_saves_requeues_and_the_next_run_resumes_by_itself(tmp_path, uninterrupted):
+    root = str(tmp_path / "run")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'scontrol.txt'}\n")
+    scontrol.chmod(0o755)
+    slurm = dict(SLURM_JOB_ID="4242", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    stopped = _run(root, kill_at=12, sig="USR1", **slurm)
+    assert stopped.returncode != 0
+    assert os.path.exists(os.path.join(root, "hpc_ckpt_1.ckpt")), stopped.stderr
+    assert (tmp_path / "scontrol.txt").read_text().strip() == "requeue 4242"
+    requeued = _run(root, kill_at=12, sig="USR1", **slurm)  # no ckpt_path: found by itself
+    assert requeued.returncode == 0, requeued.stderr
+    assert "resuming from" in requeued.stderr and "hpc_ckpt_1.ckpt" in requeued.stderr
+    _assert_same_weights(root, uninterrupted)
+
+
+def test_slurm_without_scontrol_saves_and_says_it_cannot_requeue(tmp_path):
+    stopped = _run(str(tmp_path), kill_at=3, sig="USR1", SLURM_JOB_ID="77", PATH=str(tmp_path))
+    assert stopped.returncode != 0
+    assert "scontrol not found" in stopped.stderr and "not requeued" in stopped.stderr
+    assert os.path.exists(tmp_path / "hpc_ckpt_1.ckpt")
 
 
 def test_resume_reads_no_trained_batch(tmp_path):
@@ -176,4 +230,4 @@ def test_resume_reads_no_trained_batch(tmp_path):
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    _child(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
