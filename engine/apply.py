@@ -33,14 +33,25 @@ def apply_to_tensors(data: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in ``batch`` (and any object with a ``.to(device)``) to ``device``."""
+    """Move every tensor in ``batch`` (and any object with a ``.to(device)``, at any depth) to ``device``."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=device.type == "cuda")
-    if not isinstance(batch, (Mapping, list, tuple)) and not dataclasses.is_dataclass(batch) and callable(
-        getattr(batch, "to", None)
-    ):
-        return batch.to(device)
-    return apply_to_tensors(batch, lambda t: t.to(device, non_blocking=device.type == "cuda"))
+    if not isinstance(batch, (Mapping, list, tuple)) and not dataclasses.is_dataclass(batch):
+        return batch.to(device) if callable(getattr(batch, "to", None)) else batch
+    if isinstance(batch, Mapping):
+        items = {k: move_to_device(v, device) for k, v in batch.items()}
+        try:
+            return type(batch)(items)
+        except TypeError:  # a mapping type that cannot be built from a dict
+            return items
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    if isinstance(batch, type):
+        return batch
+    changes = {f.name: move_to_device(getattr(batch, f.name), device) for f in dataclasses.fields(batch) if f.init}
+    return dataclasses.replace(batch, **changes)
 
 
 def detach_all(data: Any) -> Any:

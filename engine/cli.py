@@ -109,7 +109,7 @@ def run_stage(stage: str, argv: Sequence[str], prog: Optional[str] = None) -> in
     else:
         model = model_cls(**model_kwargs)
         results = getattr(trainer, stage)(model, ckpt_path=args.ckpt_path)
-    _report_metrics(results, prog)
+    _report_metrics(trainer, results, prog)
     return 0
 
 
@@ -141,11 +141,15 @@ def _add_trainer_args(parser: argparse.ArgumentParser) -> None:
     Trainer.add_argparse_args(parser)
 
 
+class _ProbeFailed(Exception):
+    """The probe parser met a mistake; the real parser reports it."""
+
+
 class _ProbeParser(argparse.ArgumentParser):
     """A parser that raises instead of exiting: used only to find ``MODULE:CLASS`` among the flags."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
-        raise TargetError(message)
+        raise _ProbeFailed(message)
 
 
 def _probe_target(stage: str, argv: List[str], prog: str) -> Optional[str]:
@@ -154,7 +158,7 @@ def _probe_target(stage: str, argv: List[str], prog: str) -> Optional[str]:
     _add_trainer_args(probe)
     try:
         known, _ = probe.parse_known_args(argv)
-    except TargetError:
+    except _ProbeFailed:
         return None  # the real parser will report the mistake
     return known._target
 
@@ -165,8 +169,11 @@ def _add_model_args(parser: argparse.ArgumentParser, model_cls: type) -> Tuple[a
     hook = getattr(model_cls, "add_model_specific_args", None)
     name = model_cls.__qualname__
     if callable(hook):
+        required = [p for p in inspect.signature(hook).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         try:
-            result = hook(parser)
+            # The seed's template model took `(parent_parser, root_dir)`; root_dir is the working directory.
+            result = hook(parser, os.getcwd()) if len(required) >= 2 else hook(parser)
         except argparse.ArgumentError as exc:
             parser.error(f"{name}.add_model_specific_args: {exc}")
         if result is None:  # it added to the parser in place and returned nothing
@@ -204,6 +211,8 @@ def _check_ckpt_path(parser: argparse.ArgumentParser, path: Optional[str]) -> No
 
 
 def _report_fit(trainer: Any, prog: str) -> None:
+    if not trainer.is_global_zero:  # under DDP every process runs this command; one reports
+        return
     logs = trainer.log_dir if trainer.logger is not None else "none (logger disabled)"
     print(f"{prog}: logs: {logs}")
     callback = trainer.checkpoint_callback
@@ -211,7 +220,9 @@ def _report_fit(trainer: Any, prog: str) -> None:
     print(f"{prog}: best checkpoint: {best or 'none saved'}")
 
 
-def _report_metrics(results: Any, prog: str) -> None:
+def _report_metrics(trainer: Any, results: Any, prog: str) -> None:
+    if not trainer.is_global_zero:
+        return
     for idx, metrics in enumerate(results or []):
         where = f" (dataloader {idx})" if len(results) > 1 else ""
         shown = "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items()))

@@ -224,8 +224,9 @@ def on_train_epoch_start(trainer, pl_module) -> None:
 def on_train_epoch_end(trainer, pl_module) -> None:
     """Called at the end of each training epoch, after any end-of-epoch validation.
 
-    The module's own ``training_epoch_end(outputs)`` (seed-era) and
-    ``on_train_epoch_end()`` run here, before early stopping and checkpointing.
+    The module's seed-era ``training_epoch_end(outputs)`` runs first (``tryfirst``), so
+    every listener sees what it returned; the module's ``on_train_epoch_end()`` runs after
+    the callbacks', and early stopping and checkpointing (``trylast``) run last.
     """
 
 
@@ -285,7 +286,14 @@ def backward(trainer, pl_module, loss: Any, optimizer: Any, optimizer_idx: Optio
 
 @hookspec(firstresult=True)
 def optimizer_step(trainer, pl_module, optimizer: Any, optimizer_idx: int, closure: Callable[[], Any]) -> Any:
-    """Behaviour: step ``optimizer``. ``closure`` re-runs the step's forward/backward (LBFGS). Return ``True``."""
+    """Behaviour: step ``optimizer``. Return ``True``.
+
+    ``closure`` returns the step's loss; its first call reuses the gradients already
+    computed, later calls (LBFGS) re-run ``training_step`` and backward. It may be ``None``
+    (a plugin stepping without one). The built-in implementation calls the module's
+    ``optimizer_step`` when overridden and, off the fp32 fast path, fires
+    ``on_before_optimizer_step``, unscales (GradScaler) and clips inside the step.
+    """
 
 
 @hookspec(firstresult=True)
@@ -305,7 +313,11 @@ def on_after_backward(trainer, pl_module) -> None:
 
 @hookspec
 def on_before_optimizer_step(trainer, pl_module, optimizer: Any) -> None:
-    """Called before ``optimizer.step()``, after gradient accumulation and unscaling."""
+    """Called before ``optimizer.step()``, after gradient accumulation and unscaling.
+
+    As in Lightning, gradients are not clipped yet (clipping follows this event). Under
+    manual optimization it fires inside every ``opt.step()``.
+    """
 
 
 @hookspec
@@ -344,7 +356,7 @@ def on_validation_epoch_start(trainer, pl_module) -> None:
 
 @hookspec
 def on_validation_epoch_end(trainer, pl_module) -> None:
-    """Called after the last validation batch; the module's ``validation_epoch_end`` runs here."""
+    """Called after the last validation batch; the module's ``validation_epoch_end(outputs)`` runs first."""
 
 
 @hookspec
@@ -374,7 +386,7 @@ def on_test_epoch_start(trainer, pl_module) -> None:
 
 @hookspec
 def on_test_epoch_end(trainer, pl_module) -> None:
-    """Called after the last test batch; the module's ``test_epoch_end`` runs here."""
+    """Called after the last test batch; the module's ``test_epoch_end(outputs)`` runs first."""
 
 
 @hookspec

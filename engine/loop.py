@@ -61,6 +61,7 @@ class FitLoop:
         module = trainer.lightning_module
         hooks = trainer.hooks
         self._setup_dataloaders()
+        self._loaded_at_epoch = state.epoch
         if not state.restored:
             self._sanity_check()
         _emit(hooks.on_pretrain_routine_end, trainer, module)
@@ -173,6 +174,10 @@ class FitLoop:
         module = trainer.lightning_module
         hooks = trainer.hooks
         state.skip_rest_of_epoch = False
+        every = trainer.reload_dataloaders_every_n_epochs
+        if every and state.epoch != self._loaded_at_epoch and state.epoch % every == 0:
+            self._setup_dataloaders()  # ask the module/datamodule for fresh loaders
+            self._loaded_at_epoch = state.epoch
         state.phase = "train_epoch_start"
         _emit(hooks.on_epoch_start, trainer, module)
         _emit(hooks.on_train_epoch_start, trainer, module)

@@ -47,7 +47,7 @@ ENTRY_POINT_GROUP = "engine.plugins"
 #: Environment variable that turns entry-point loading off (like pytest's).
 DISABLE_AUTOLOAD_ENV = "ENGINE_DISABLE_PLUGIN_AUTOLOAD"
 
-#: Tiers in registration order. Later tiers are called first (pluggy is LIFO).
+#: Plugin sources, from the one called last to the one called first (see the module docstring).
 TIERS: Tuple[str, ...] = ("builtin", "module", "entrypoint", "code", "callback")
 #: Tier -> rank in the call order (0 runs first): the reverse of :data:`TIERS`.
 _CALL_RANK: Dict[str, int] = {tier: len(TIERS) - 1 - i for i, tier in enumerate(TIERS)}

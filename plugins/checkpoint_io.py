@@ -183,6 +183,10 @@ class CheckpointIO:
             checkpoint["lr_schedulers"] = [_scheduler(cfg).state_dict() for cfg in trainer.lr_scheduler_configs]
             checkpoint["rng"] = capture_rng()
             checkpoint["callbacks"] = {key: plugin.state_dict() for key, plugin in _stateful_plugins(trainer)}
+            # Monitors (checkpoint ranking, plateau schedulers) read these before the next validation.
+            checkpoint["callback_metrics"] = {
+                k: torch.as_tensor(v).detach().cpu() for k, v in state.callback_metrics.items()
+                if isinstance(v, (torch.Tensor, int, float))}
             if trainer.hooks.on_save_checkpoint is not None:
                 trainer.hooks.on_save_checkpoint(trainer, module, checkpoint)
         return checkpoint
@@ -194,7 +198,7 @@ class CheckpointIO:
             return state.epoch, 0  # between epochs (after the loop advanced, or before it began)
         if state.phase == "train_epoch_end":
             return state.epoch + 1, 0
-        if state.phase.startswith("train") or state.phase == "validate":
+        if state.phase.startswith(("train", "validate")):  # in the batch loop, or a validation inside it
             return state.epoch, state.batch_idx + 1
         return state.epoch, 0
 
@@ -225,6 +229,8 @@ class CheckpointIO:
         self._pending = None
         path = self.resolve_ckpt_path(trainer, trainer.ckpt_path, stage)
         if path is None:
+            if stage == "fit":
+                trainer.state.restored = False
             return
         trainer.ckpt_path = path
         checkpoint = load_checkpoint_file(path, map_location=trainer.root_device or "cpu")
@@ -290,6 +296,7 @@ class CheckpointIO:
         state.global_step = int(checkpoint.get("global_step", state.global_step))
         state.start_batch = int(loop.get("resume_batch", 0))
         state.batch_idx = max(state.start_batch - 1, 0)
+        state.callback_metrics.update(checkpoint.get("callback_metrics", {}))
         state.restored = True
         self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"))
 

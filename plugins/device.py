@@ -205,7 +205,7 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
             raise MisconfigurationException(f"devices={devices!r}: the MPS accelerator has exactly one device.")
         ids = [0]
     else:
-        count = _process_count(trainer.num_processes, "num_processes") if trainer.num_processes else \
+        count = _process_count(trainer.num_processes, "num_processes") if trainer.num_processes is not None else \
             _process_count(devices, "devices")
         ids = list(range(count))
 

@@ -47,7 +47,9 @@ class MetricsPlugin:
         """Reduce the epoch's values (after the module's epoch-end hooks have logged)."""
         state = trainer.state
         last = state.last_outputs
-        if "loss" not in state.callback_metrics:
+        # Monitors (the seed-era default checkpoint) read the epoch's last loss as 'loss',
+        # unless the module logs a 'loss' itself.
+        if "loss" not in trainer._train_results.metrics:
             loss = last.get("loss") if isinstance(last, dict) else last
             if isinstance(loss, torch.Tensor):
                 state.callback_metrics["loss"] = loss.detach()

@@ -34,20 +34,25 @@ _TRIGGERS: Dict[str, tuple] = {
     "on_epoch_start": ("on_epoch_start",),
     "on_epoch_end": ("on_epoch_end",),
     "on_train_epoch_start": ("on_train_epoch_start",),
-    "on_train_epoch_end": ("on_train_epoch_end", "training_epoch_end"),
+    "on_train_epoch_end": ("on_train_epoch_end",),
+    # Seed-era aggregation runs first of all on the epoch-end event (Lightning 1.x called
+    # `*_epoch_end(outputs)` before any callback's `on_*_epoch_end`): see ModuleHooks.
+    "aggregate_train_epoch": ("training_epoch_end",),
+    "aggregate_validation_epoch": ("validation_epoch_end",),
+    "aggregate_test_epoch": ("test_epoch_end",),
     "on_train_batch_start": ("on_train_batch_start", "on_batch_start"),
     "on_train_batch_end": ("on_train_batch_end", "training_epoch_end"),
     "on_batch_end": ("on_batch_end",),
     "on_validation_start": ("on_validation_start",),
     "on_validation_end": ("on_validation_end",),
     "on_validation_epoch_start": ("on_validation_epoch_start",),
-    "on_validation_epoch_end": ("on_validation_epoch_end", "validation_epoch_end"),
+    "on_validation_epoch_end": ("on_validation_epoch_end",),
     "on_validation_batch_start": ("on_validation_batch_start",),
     "on_validation_batch_end": ("on_validation_batch_end", "validation_epoch_end"),
     "on_test_start": ("on_test_start",),
     "on_test_end": ("on_test_end",),
     "on_test_epoch_start": ("on_test_epoch_start",),
-    "on_test_epoch_end": ("on_test_epoch_end", "test_epoch_end"),
+    "on_test_epoch_end": ("on_test_epoch_end",),
     "on_test_batch_start": ("on_test_batch_start",),
     "on_test_batch_end": ("on_test_batch_end", "test_epoch_end"),
     "on_predict_start": ("on_predict_start",),
@@ -345,16 +350,17 @@ class ModuleHooks:
         if "on_train_batch_end" in self.overridden:
             self.module.on_train_batch_end(outputs, batch, batch_idx)
 
+    @hookimpl(specname="on_train_epoch_end", tryfirst=True)
+    def aggregate_train_epoch(self, trainer: Any) -> None:
+        """Seed-era ``training_epoch_end(outputs)``, before every ``on_train_epoch_end``."""
+        outputs, self._train_outputs = self._train_outputs, []
+        result = self.module.training_epoch_end(outputs)
+        del outputs  # free the epoch's outputs before anything else runs
+        _take_epoch_end_dict(trainer, result, "training_epoch_end", trainer._train_results)
+
     @hookimpl
-    def on_train_epoch_end(self, trainer: Any) -> None:
-        module = self.module
-        if "training_epoch_end" in self.overridden:
-            outputs, self._train_outputs = self._train_outputs, []
-            result = module.training_epoch_end(outputs)
-            del outputs  # free the epoch's outputs before anything else runs
-            _take_epoch_end_dict(trainer, result, "training_epoch_end", trainer._train_results)
-        if "on_train_epoch_end" in self.overridden:
-            module.on_train_epoch_end()
+    def on_train_epoch_end(self) -> None:
+        self.module.on_train_epoch_end()
 
     # ---- evaluation ---------------------------------------------------------------------------
     def _eval_batch_end(self, hook: str, aggregate: str, outputs: Any, batch: Any, batch_idx: int,
@@ -364,15 +370,12 @@ class ModuleHooks:
         if hook in self.overridden:
             getattr(self.module, hook)(outputs, batch, batch_idx, dataloader_idx)
 
-    def _eval_epoch_end(self, trainer: Any, hook: str, aggregate: str) -> None:
-        if aggregate in self.overridden:
-            per_loader, self._eval_outputs = self._eval_outputs, {}
-            n_loaders = max(trainer.state.num_dataloaders, len(per_loader), 1)
-            outputs = [per_loader.get(i, []) for i in range(n_loaders)]
-            result = getattr(self.module, aggregate)(outputs[0] if len(outputs) == 1 else outputs)
-            _take_epoch_end_dict(trainer, result, aggregate, trainer._eval_results)
-        if hook in self.overridden:
-            getattr(self.module, hook)()
+    def _aggregate_eval(self, trainer: Any, aggregate: str) -> None:
+        per_loader, self._eval_outputs = self._eval_outputs, {}
+        n_loaders = max(trainer.state.num_dataloaders, len(per_loader), 1)
+        outputs = [per_loader.get(i, []) for i in range(n_loaders)]
+        result = getattr(self.module, aggregate)(outputs[0] if len(outputs) == 1 else outputs)
+        _take_epoch_end_dict(trainer, result, aggregate, trainer._eval_results)
 
     @hookimpl
     def on_validation_start(self) -> None:
@@ -394,9 +397,14 @@ class ModuleHooks:
     def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         self._eval_batch_end("on_validation_batch_end", "validation_epoch_end", outputs, batch, batch_idx, dataloader_idx)
 
+    @hookimpl(specname="on_validation_epoch_end", tryfirst=True)
+    def aggregate_validation_epoch(self, trainer: Any) -> None:
+        """Seed-era ``validation_epoch_end(outputs)``, before every ``on_validation_epoch_end``."""
+        self._aggregate_eval(trainer, "validation_epoch_end")
+
     @hookimpl
-    def on_validation_epoch_end(self, trainer: Any) -> None:
-        self._eval_epoch_end(trainer, "on_validation_epoch_end", "validation_epoch_end")
+    def on_validation_epoch_end(self) -> None:
+        self.module.on_validation_epoch_end()
 
     @hookimpl
     def on_test_start(self) -> None:
@@ -418,9 +426,14 @@ class ModuleHooks:
     def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         self._eval_batch_end("on_test_batch_end", "test_epoch_end", outputs, batch, batch_idx, dataloader_idx)
 
+    @hookimpl(specname="on_test_epoch_end", tryfirst=True)
+    def aggregate_test_epoch(self, trainer: Any) -> None:
+        """Seed-era ``test_epoch_end(outputs)``, before every ``on_test_epoch_end``."""
+        self._aggregate_eval(trainer, "test_epoch_end")
+
     @hookimpl
-    def on_test_epoch_end(self, trainer: Any) -> None:
-        self._eval_epoch_end(trainer, "on_test_epoch_end", "test_epoch_end")
+    def on_test_epoch_end(self) -> None:
+        self.module.on_test_epoch_end()
 
     @hookimpl
     def on_predict_start(self) -> None:

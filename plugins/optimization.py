@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
@@ -223,6 +224,8 @@ class OptimizationPlugin:
         self._anomaly_before: Optional[bool] = None
         self._step_schedulers: List[LRSchedulerConfig] = []
         self._manual = False
+        #: Optimizer indices holding accumulated gradients not yet stepped.
+        self._pending: set = set()
 
     # ---- set-up -------------------------------------------------------------------------------
     @hookimpl
@@ -237,6 +240,7 @@ class OptimizationPlugin:
         #: The optimizers as the module sees them (``self.optimizers()``).
         trainer.lightning_optimizers = self._wrapped
         self._frequencies = setup.frequencies
+        self._pending = set()
         self._precision = getattr(trainer, "precision_plugin", None) or FULL_PRECISION
         self._scale = self._precision.pre_backward if self._precision.scaler is not None else None
         self._manual = not pl_module.automatic_optimization
@@ -423,7 +427,9 @@ class OptimizationPlugin:
             loss = loss / k  # the mean over the k accumulated batches
         loss = self._backward(trainer, pl_module, loss, optimizer, idx)
         if not step_now:
+            self._pending.add(idx or 0)
             return output
+        self._pending.discard(idx or 0)
         closure = _CachedClosure(self, trainer, pl_module, batch, batch_idx, optimizer, idx, loss)
         hooks.optimizer_step(trainer, pl_module, optimizer, idx or 0, closure)
         if hooks.on_before_zero_grad is not None:
@@ -487,6 +493,23 @@ class OptimizationPlugin:
             trainer.state.global_step += 1
         return result
 
+    def _flush_pending(self, trainer: Any) -> None:
+        module = trainer.lightning_module
+        hooks = trainer.hooks
+        if trainer.num_training_batches != math.inf:
+            for idx in self._pending:
+                trainer.optimizers[idx].zero_grad()
+            self._pending.clear()
+            return
+        for idx in sorted(self._pending):
+            optimizer = trainer.optimizers[idx]
+            hooks.optimizer_step(trainer, module, optimizer, idx, None)
+            if hooks.on_before_zero_grad is not None:
+                hooks.on_before_zero_grad(trainer, module, optimizer)
+            hooks.optimizer_zero_grad(trainer, module, optimizer, idx)
+        self._pending.clear()
+        trainer.state.global_step += 1
+
     def _step_lr_schedulers(self, trainer: Any, stepped: List[int]) -> None:
         step = trainer.state.global_step
         for config in self._step_schedulers:
@@ -495,9 +518,16 @@ class OptimizationPlugin:
 
     @hookimpl
     def on_train_epoch_end(self, trainer: Any) -> None:
-        """Step the ``interval='epoch'`` schedulers (automatic optimization; plateau ones with their metric)."""
+        """Step the ``interval='epoch'`` schedulers (automatic optimization; plateau ones with their metric).
+
+        An epoch of unknown length cannot tell its last batch in advance: its last, incomplete
+        accumulation group steps here. An epoch cut short (``should_stop``, a skipped rest)
+        drops its unfinished group, as Lightning does.
+        """
         if self._manual:
             return
+        if self._pending:
+            self._flush_pending(trainer)
         epoch = trainer.current_epoch
         for config in trainer.lr_scheduler_configs:
             if config.interval == "epoch" and (epoch + 1) % config.frequency == 0:

@@ -233,7 +233,7 @@ class SimpleProfiler:
         if plugin is None:
             return plugin_name
         cls = plugin if inspect.isclass(plugin) else type(plugin)
-        what = plugin.__name__ if inspect.ismodule(plugin) else cls.__qualname__
+        what = plugin.__name__ if inspect.ismodule(plugin) else cls.__name__
         return plugin_name if what == plugin_name else f"{plugin_name} ({what})"
 
 

@@ -177,6 +177,17 @@ def test_fit_a_dotted_module_without_a_class_name_after_trainer_flags(tiny):
     assert line_value(proc.stdout, "logs") == "none (logger disabled)"
 
 
+def test_fit_under_ddp_relaunches_the_command_and_reports_once(tiny):
+    # Every process runs `hookloop fit ...` again (real gloo DDP on 2 CPU processes); rank 0 reports.
+    proc = run("fit", "tiny.py:TinyModel", "--strategy", "ddp", "--devices", "2", "--accelerator", "cpu",
+               "--max_epochs", "1", "--limit_train_batches", "2", "--limit_val_batches", "1", *QUIET,
+               cwd=tiny, command=(HOOKLOOP,))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("MODEL hidden=4") == 2
+    assert proc.stdout.count("best checkpoint:") == 1
+    assert Path(line_value(proc.stdout, "best checkpoint")).is_file()
+
+
 def test_fit_the_digits_example_with_its_add_model_specific_args(tmp_path):
     proc = run("fit", REPO / "examples" / "digits.py:DigitsClassifier", "--hidden", "8", "--batch_size", "32",
                "--max_epochs", "1", "--limit_train_batches", "2", "--limit_val_batches", "1",
@@ -247,3 +258,23 @@ def test_a_bad_flag_in_a_real_process_prints_usage_and_no_traceback(tiny):
     assert proc.stderr.startswith("usage: hookloop fit MODULE:CLASS")
     assert "argument --limit_train_batches: expected int|float; got 'half'" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_the_seed_template_signature_with_root_dir(tiny, capsys):
+    # pl_examples' template model: `add_model_specific_args(parent_parser, root_dir)`, flags added in place.
+    (tiny / "template.py").write_text(TINY + '''
+
+class TemplateModel(TinyModel):
+    @staticmethod
+    def add_model_specific_args(parent_parser, root_dir):
+        parent_parser.add_argument("--data_root", default=root_dir)
+        parent_parser.add_argument("--hidden", type=int, default=5)
+        return parent_parser
+
+    def __init__(self, hidden, data_root, **kwargs):
+        super().__init__(hidden=hidden)
+        print(f"ROOT {data_root}")
+''')
+    assert main(["fit", "template.py:TemplateModel", "--fast_dev_run", "--logger", "false", *QUIET]) == 0
+    out = capsys.readouterr().out
+    assert f"ROOT {os.getcwd()}" in out and "MODEL hidden=5" in out

@@ -225,5 +225,26 @@ def test_module_adapter_registers_only_overridden_hooks():
     trainer = quiet_trainer()
     assert ModuleHooks(trainer, Plain()).__engine_hooks__ == set()
     hooks = ModuleHooks(trainer, SeedModel()).__engine_hooks__
-    assert {"on_train_batch_end", "on_train_epoch_end", "on_validation_batch_end", "on_validation_epoch_end"} <= hooks
-    assert "on_train_batch_start" not in hooks and "on_fit_start" not in hooks
+    # SeedModel defines training_epoch_end and validation_epoch_end, no on_* hook
+    assert hooks == {"on_train_batch_end", "aggregate_train_epoch", "on_validation_batch_end",
+                     "aggregate_validation_epoch"}
+
+
+def test_seed_epoch_end_results_reach_callbacks_of_the_same_event():
+    """As in Lightning 1.x, ``*_epoch_end(outputs)`` runs before any callback's ``on_*_epoch_end``."""
+    class Model(SeedModel):
+        def training_epoch_end(self, outputs):
+            return {"train_avg": torch.stack([o["loss"] for o in outputs]).mean()}
+
+    class Reads(Callback):
+        seen = []
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seen.append(("train", "train_avg" in trainer.callback_metrics))
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            self.seen.append(("val", "val_loss" in trainer.callback_metrics))
+
+    quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0,
+                  callbacks=[Reads()]).fit(Model())
+    assert Reads.seen == [("val", True), ("train", True)]

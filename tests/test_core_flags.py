@@ -211,3 +211,44 @@ def test_state_counters_and_metric_dicts():
     assert set(trainer.logged_metrics) >= {"train_loss", "eval_loss"}
     assert isinstance(trainer.progress_bar_metrics, dict)
     assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in trainer.callback_metrics.values())
+
+
+def test_callback_metrics_loss_is_the_latest_epoch_loss():
+    class Bare(SeedModel):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx)["loss"]  # a bare tensor: no seed dict
+
+    class Last(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.loss = outputs.detach()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seen = self.loss
+
+        def on_epoch_end(self, trainer, pl_module):
+            assert torch.equal(trainer.callback_metrics["loss"], self.seen)
+
+    last = Last()
+    trainer = quiet_trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=0, callbacks=[last])
+    trainer.fit(Bare())
+    assert torch.equal(trainer.callback_metrics["loss"], last.loss)
+
+
+def test_reload_dataloaders_every_n_epochs():
+    class Model(SeedModel):
+        calls = []
+
+        def train_dataloader(self):
+            Model.calls.append(("train", self.current_epoch))
+            return super().train_dataloader()
+
+        def val_dataloader(self):
+            Model.calls.append(("val", self.current_epoch))
+            return super().val_dataloader()
+
+    quiet_trainer(max_epochs=4, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                  reload_dataloaders_every_n_epochs=2).fit(Model())
+    assert Model.calls == [("train", 0), ("val", 0), ("train", 2), ("val", 2)]
+    Model.calls.clear()
+    quiet_trainer(max_epochs=3, limit_train_batches=1, limit_val_batches=0, reload_dataloaders_every_epoch=True).fit(Model())
+    assert Model.calls == [("train", 0), ("train", 1), ("train", 2)]

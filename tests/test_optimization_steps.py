@@ -259,3 +259,20 @@ def test_nan_loss_stops_with_step_epoch_and_batch(flag):
 def test_nan_loss_without_the_flags_trains_on():
     trainer = fit(GoesNaN(), max_epochs=2)
     assert trainer.global_step == 16
+
+
+def test_iterable_without_length_still_steps_its_last_incomplete_group():
+    class Unsized(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(batches(80))
+
+    class Streamed(Regressor):
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(Unsized(), batch_size=None)
+
+    model = Streamed(_sgd)
+    reference = twin(model)
+    trainer = fit(model, accumulate_grad_batches=4)
+    _hand_accumulation(reference, 80, lambda e: 4, epochs=2)
+    assert_same_weights(model, reference)
+    assert trainer.global_step == 2 * 3

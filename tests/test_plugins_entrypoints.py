@@ -157,3 +157,36 @@ def test_cli_reports_a_broken_entry_point_without_traceback(autoload):
                           env=env, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{DIST_NAME} 0.3.1" in done.stderr and "tp_zbroken" in done.stderr
+
+
+def _readme_package_files() -> dict:
+    """The files of the README's "Writing a plugin" example: {path: text}."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Writing a plugin", 1)[1].split("\n### ", 1)[0]
+    files = {}
+    for label, fence in (("`setup.cfg`", "```ini"), ("`pyproject.toml`", "```toml"),
+                         ("`hookloop_epoch_timer/__init__.py`", "```python")):
+        block = section.split(f"\n{label}\n", 1)[1].split(fence + "\n", 1)[1].split("\n```", 1)[0]
+        files[label.strip("`")] = block + "\n"
+    return files
+
+
+def test_readme_plugin_package_works(tmp_path, monkeypatch, capsys):
+    package = tmp_path / "hookloop-epoch-timer"
+    for relative, text in _readme_package_files().items():
+        (package / relative).parent.mkdir(parents=True, exist_ok=True)
+        (package / relative).write_text(text)
+    done = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(package))
+    assert done.returncode == 0, done.stderr
+    try:
+        importlib.invalidate_caches()
+        monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
+        trainer = Trainer(max_epochs=2, **QUIET)
+        assert trainer.plugin("epoch_timer").__class__.__name__ == "EpochTimer"
+        trainer.fit(ModernModel())
+        out = capsys.readouterr().out
+        assert "epoch 0 took" in out and "epoch 1 took" in out
+    finally:
+        _pip("uninstall", "--yes", "--quiet", "hookloop-epoch-timer")
+        sys.modules.pop("hookloop_epoch_timer", None)
+        importlib.invalidate_caches()

@@ -139,7 +139,7 @@ def test_grad_scaler_state_travels_in_the_checkpoint():
     assert state["scale"] == plugin.scaler.get_scale() and state["scale"] != 2.0 ** 8  # it grew
 
     fresh = MixedPrecisionPlugin("16-mixed", device="cpu")
-    fit(Fp16Model(), max_epochs=2, plugins=[fresh], ckpt_path="amp.ckpt")  # resumes for one more epoch
+    Trainer(max_epochs=2, plugins=[fresh], **QUIET).fit(Fp16Model(), ckpt_path="amp.ckpt")  # one more epoch
     reference = torch.amp.GradScaler("cpu")
     reference.load_state_dict(state)
     _run_scaler_for_one_epoch(reference)

@@ -12,11 +12,47 @@ import subprocess
 import sys
 from typing import List, Optional
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from engine import Callback, LightningModule, Trainer, seed_everything
+from plugins import EarlyStopping, ModelCheckpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS, N, BATCH, EVERY = 3, 56, 8, 2  # 7 batches per epoch, 21 steps, a checkpoint every 2 steps
+
+
+class Noisy(LightningModule):
+    """Dropout, and Python/numpy randomness in the loss: every generator matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        return loss * (1.0 + 0.01 * random.random() + 0.01 * float(np.random.rand()))
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self.net(x), y))
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=0.01)
+        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)]
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(N, 8, generator=g)
+        return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=BATCH, shuffle=True)
+
+    def val_dataloader(self):
+        x = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+        return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8, shuffle=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -25,43 +61,7 @@ EPOCHS, N, BATCH, EVERY = 3, 56, 8, 2  # 7 batches per epoch, 21 steps, a checkp
 
 
 def _child(root: str, kill_at: int, sig: str, ckpt_path: Optional[str]) -> None:
-    import numpy as np
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from engine import Callback, LightningModule, Trainer, seed_everything
-    from plugins import EarlyStopping, ModelCheckpoint
-
     torch.set_num_threads(1)
-
-    class Noisy(LightningModule):
-        """Dropout, and Python/numpy randomness in the loss: every generator matters."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = nn.functional.cross_entropy(self.net(x), y)
-            return loss * (1.0 + 0.01 * random.random() + 0.01 * float(np.random.rand()))
-
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("val_loss", nn.functional.cross_entropy(self.net(x), y))
-
-        def configure_optimizers(self):
-            opt = torch.optim.Adam(self.parameters(), lr=0.01)
-            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)]
-
-        def train_dataloader(self):
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(N, 8, generator=g)
-            return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=BATCH, shuffle=True)
-
-        def val_dataloader(self):
-            x = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
-            return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8, shuffle=True)
 
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -180,11 +180,37 @@ def test_slurm_without_scontrol_saves_and_says_it_cannot_requeue(tmp_path):
     assert os.path.exists(tmp_path / "hpc_ckpt_1.ckpt")
 
 
+def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path):
+    """The step checkpoint before a mid-epoch validation is rewritten after it (generators, metrics)."""
+    flags = dict(max_epochs=2, val_check_interval=3, num_sanity_val_steps=0, logger=False,
+                 enable_progress_bar=False, enable_model_summary=False)
+
+    def run(directory, *extra, ckpt_path=None):
+        seed_everything(3)
+        checkpoint = ModelCheckpoint(dirpath=str(tmp_path / directory), every_n_train_steps=3, save_last=True)
+        model = Noisy()
+        Trainer(callbacks=[checkpoint, *extra], **flags).fit(model, ckpt_path=ckpt_path)
+        return model.state_dict()
+
+    class Crash(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 7:  # step 6 saved, validated, then rewritten
+                raise RuntimeError("crash")
+
+    expected = run("a")
+    with pytest.raises(RuntimeError, match="crash"):
+        run("b", Crash())
+    last = str(tmp_path / "b" / "last.ckpt")
+    assert torch.load(last, weights_only=True)["loop"]["resume_batch"] == 6
+    resumed = run("b", ckpt_path=last)
+    for name, tensor in expected.items():
+        assert torch.equal(resumed[name], tensor), name
+
+
 def test_resume_reads_no_trained_batch(tmp_path):
     """The resumed epoch starts at the next batch and loads none of the trained samples."""
     from torch.utils.data import DataLoader, Dataset
 
-    from engine import Callback, Trainer
     from tests.models import SeedModel, make_data
 
     class Counting(Dataset):
