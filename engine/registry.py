@@ -241,6 +241,31 @@ class PluginRegistry(pluggy.PluginManager):
             super().register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(self._explain_validation(plugin, name, exc)) from exc
+        self._pass_defaulted_arguments(plugin)
+
+    def _pass_defaulted_arguments(self, plugin: Any) -> None:
+        """Pass event arguments that an implementation declares with a default, e.g. ``dataloader_idx=0``.
+
+        pluggy passes only arguments without defaults. Lightning callbacks commonly write
+        ``on_validation_batch_end(..., batch_idx, dataloader_idx=0)`` and expect the real
+        index, so the leading defaulted parameters that the event provides become regular
+        (positional) arguments of the implementation.
+        """
+        for caller in vars(self.hook).values():
+            spec = getattr(caller, "spec", None)
+            if spec is None:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin or not impl.kwargnames:
+                    continue
+                extra = []
+                for kwarg in impl.kwargnames:
+                    if kwarg not in spec.argnames:
+                        break  # keep positions aligned with the signature
+                    extra.append(kwarg)
+                if extra:
+                    impl.argnames = tuple(impl.argnames) + tuple(extra)
+                    impl.kwargnames = tuple(k for k in impl.kwargnames if k not in extra)
 
     def _explain_validation(self, plugin: Any, name: str, exc: Exception) -> str:
         message = f"Plugin {name!r} ({_describe(plugin)}) is invalid: {exc}"

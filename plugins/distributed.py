@@ -251,24 +251,13 @@ class DistributedPlugin:
     @hookimpl(specname="on_validation_end", tryfirst=True)
     def equalize_validation_metrics(self, trainer: Any) -> None:
         """Average the validation run's epoch metrics over ranks before monitors read them."""
-        if not dist.is_initialized() or trainer.sanity_checking:
-            return
-        produced = trainer._eval_results.produced
-        local = sorted(k for k, v in produced.items() if isinstance(v, torch.Tensor) and v.numel() == 1)
-        everyone: List[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, local)
-        keys = [k for k in local if all(k in other for other in everyone)]
-        if not keys:
-            return
-        stacked = torch.stack([produced[k].detach().float().reshape(()).cpu() for k in keys])
-        stacked = _collective_tensor(stacked, trainer)
-        dist.all_reduce(stacked, dist.ReduceOp.SUM)
-        stacked = (stacked / dist.get_world_size()).cpu()
-        metrics = trainer.state.callback_metrics
-        for key, value in zip(keys, stacked):
-            produced[key] = value
-            if key in metrics:
-                metrics[key] = value
+        if not trainer.sanity_checking:
+            _equalize_eval_metrics(trainer)
+
+    @hookimpl(specname="on_test_end", tryfirst=True)
+    def equalize_test_metrics(self, trainer: Any) -> None:
+        """Average the test run's epoch metrics over ranks: ``trainer.test()`` returns the same everywhere."""
+        _equalize_eval_metrics(trainer)
 
     @hookimpl(specname="on_validation_end", trylast=True)
     def agree_on_stop_after_validation(self, trainer: Any) -> None:
@@ -279,6 +268,28 @@ class DistributedPlugin:
     def agree_on_stop_after_epoch(self, trainer: Any) -> None:
         """Stop every rank if any rank was asked to stop at the epoch's end."""
         _agree_on_stop(trainer)
+
+
+def _equalize_eval_metrics(trainer: Any) -> None:
+    """Each rank evaluated its shard: average the epoch values (sync_dist ones are already equal)."""
+    if not dist.is_initialized():
+        return
+    produced = trainer._eval_results.produced
+    local = sorted(k for k, v in produced.items() if isinstance(v, torch.Tensor) and v.numel() == 1)
+    everyone: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, local)
+    keys = [k for k in local if all(k in other for other in everyone)]
+    if not keys:
+        return
+    stacked = torch.stack([produced[k].detach().float().reshape(()).cpu() for k in keys])
+    stacked = _collective_tensor(stacked, trainer)
+    dist.all_reduce(stacked, dist.ReduceOp.SUM)
+    stacked = (stacked / dist.get_world_size()).cpu()
+    metrics = trainer.state.callback_metrics
+    for key, value in zip(keys, stacked):
+        produced[key] = value
+        if key in metrics:
+            metrics[key] = value
 
 
 def _agree_on_stop(trainer: Any) -> None:
