@@ -76,11 +76,9 @@ def _build(caller: Any, argnames: Sequence[str], firstresult: bool, name: str = 
         return _through_pluggy(caller, tuple(argnames))
     # The registry keeps pluggy's list in reverse call order (tryfirst/trylast, __engine_order__
     # and tiers already applied, see engine/registry.py), so reversing it gives the call order.
-    # Arguments with a default (Lightning's ``dataloader_idx=0``) are passed too when the event has them.
-    functions = tuple(
-        _adapt(impl.function, tuple(impl.argnames) + tuple(k for k in impl.kwargnames if k in argnames), argnames)
-        for impl in reversed(impls)
-    )
+    # Defaulted event arguments (Lightning's ``dataloader_idx=0``) were already made regular
+    # arguments at registration (PluginRegistry._pass_defaulted_arguments).
+    functions = tuple(_adapt(impl.function, impl.argnames, argnames) for impl in reversed(impls))
     if len(functions) == 1:
         return functions[0]
     if firstresult:

@@ -26,7 +26,7 @@ import torch
 
 from engine import hookimpl
 from engine.errors import MisconfigurationException
-from plugins.resume_data import capture_rng, restore_rng, resumed_iterator, to_safe
+from plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
 #: Keys every hookloop checkpoint has (a file without them is not one).
 REQUIRED_KEYS = ("state_dict",)
@@ -189,6 +189,14 @@ class CheckpointIO:
                 if isinstance(v, (torch.Tensor, int, float))}
             if trainer.hooks.on_save_checkpoint is not None:
                 trainer.hooks.on_save_checkpoint(trainer, module, checkpoint)
+        unsafe = find_unsafe(checkpoint, "checkpoint")
+        if unsafe is not None:
+            # Refuse before writing: a file that cannot be loaded safely must not replace a good one.
+            raise CheckpointError(
+                f"Cannot save a checkpoint: {unsafe} is an object torch.load(weights_only=True) would refuse. "
+                "Store plain data there (tensors, numbers, strings, lists, dicts), e.g. in the "
+                "state_dict()/on_save_checkpoint of the plugin that put it there."
+            )
         return checkpoint
 
     def _resume_position(self, trainer: Any) -> Tuple[int, int]:

@@ -173,3 +173,23 @@ def to_safe(value: Any) -> Any:
             out[k] = sv
         return out
     return None
+
+
+def find_unsafe(value: Any, where: str) -> Optional[str]:
+    """Where in ``value`` something sits that ``torch.load(weights_only=True)`` refuses, e.g. ``"x['a'][2]: set"``."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype,
+                                           torch.device, torch.Size)):
+        return None
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            found = find_unsafe(item, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = find_unsafe(key, f"{where} key {key!r}") or find_unsafe(item, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    return f"{where}: {type(value).__module__}.{type(value).__qualname__}"
