@@ -234,6 +234,8 @@ class Trainer:
 
         # ---- plugins ----------------------------------------------------------------------
         self.registry = PluginRegistry()
+        #: Names given to ``disable_plugins``; built-in factories read it to leave those out.
+        self.disabled_plugins = frozenset(disable_plugins or ())
         self._register_plugins(self._user_callbacks, list(plugins or []), list(disable_plugins or []))
         if self.hooks.on_init_start is not None:
             self.hooks.on_init_start(self)

@@ -44,11 +44,16 @@ def digits_splits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float
 
 
 class DigitsClassifier(LightningModule):
-    """A two-layer perceptron over the 64 pixels, in the seed-era style."""
+    """A two-layer perceptron over the 64 pixels, in the seed-era style.
 
-    def __init__(self, hidden: int = 128, lr: float = 0.01, batch_size: int = 64, seed: int = 0) -> None:
+    Extra keyword arguments (e.g. every parsed command-line flag, ``DigitsClassifier(**vars(args))``)
+    are ignored.
+    """
+
+    def __init__(self, hidden: int = 128, lr: float = 0.01, batch_size: int = 64, seed: int = 0,
+                 **kwargs: object) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters("hidden", "lr", "batch_size", "seed")
         self.net = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, 10))
         self.splits = digits_splits(seed)
 

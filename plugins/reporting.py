@@ -16,10 +16,14 @@ from plugins.summary import ModelSummary, max_depth_for
 def reporting_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     """``(name, plugin)`` for the loggers, progress bar and model summary ``trainer``'s flags ask for."""
     plugins: List[Tuple[str, Any]] = []
-    trainer.loggers = loggers_from_flag(trainer)
-    for i, logger in enumerate(trainer.loggers):
+    disabled = getattr(trainer, "disabled_plugins", frozenset())
+    named = [("logger" if i == 0 else f"logger_{i}", logger) for i, logger in enumerate(loggers_from_flag(trainer))]
+    # A logger removed with disable_plugins=[...] must not linger in trainer.loggers either
+    # (the Trainer itself leaves the disabled plugin unregistered).
+    trainer.loggers = [logger for name, logger in named if name not in disabled]
+    for name, logger in named:
         if not isinstance(logger, DummyLogger):  # fast_dev_run: nothing to call
-            plugins.append(("logger" if i == 0 else f"logger_{i}", as_plugin(logger)))
+            plugins.append((name, as_plugin(logger)))
     user = list(getattr(trainer, "_user_callbacks", []))
     if trainer.enable_progress_bar and not any(isinstance(c, TQDMProgressBar) for c in user):
         plugins.append(("progress_bar", TQDMProgressBar(trainer.progress_bar_refresh_rate, trainer.process_position)))

@@ -82,6 +82,7 @@ class Model(LightningModule):
             metrics={k: float(v) for k, v in t.callback_metrics.items()},
             pid=os.getpid(), ppid=os.getppid(), torchelastic=os.environ.get("TORCHELASTIC_RUN_ID"),
             started_children=len(getattr(plugin, "_children", [])),
+            broadcast=t.hooks.broadcast(t, f"from rank {t.global_rank}", 0),
             environment=type(plugin.environment).__name__ if plugin is not None else None,
         )
         with open(os.path.join(OUT, f"rank{t.global_rank}.json"), "w") as f:

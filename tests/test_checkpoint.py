@@ -254,3 +254,14 @@ def test_weights_only_checkpoint_cannot_resume_but_loads_a_module(tmp_path):
     assert ModernModel.load_from_checkpoint(cb.best_model_path).hparams.lr == 0.2
     with pytest.raises(RuntimeError, match="weights only"):
         Trainer(max_epochs=2, logger=False, **QUIET).fit(ModernModel(), ckpt_path=cb.best_model_path)
+
+
+def test_validate_with_ckpt_path_best_loads_the_best_weights(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="score", mode="max")
+    trainer = Trainer(max_epochs=3, logger=False, callbacks=[cb], **QUIET)
+    model = Scripted(scores=(0.0, 9.0, 1.0))
+    trainer.fit(model)
+    best = torch.load(cb.best_model_path, weights_only=True)["state_dict"]
+    assert not torch.equal(best["layer.weight"], model.layer.weight)
+    trainer.validate(model, ckpt_path="best", verbose=False)
+    assert trainer.ckpt_path == cb.best_model_path and torch.equal(best["layer.weight"], model.layer.weight)

@@ -183,3 +183,20 @@ def test_resuming_a_checkpoint_of_another_model_names_the_keys(tmp_path):
     assert "m.ckpt" in message and "head.weight" in message
     assert "layer.weight (checkpoint (2, 8), model (3, 8))" in message
 
+
+
+def test_state_that_would_not_load_safely_is_refused_before_writing(tmp_path):
+    class Careless(Callback):
+        def state_dict(self):
+            return {"seen": {1, 2}}  # a set: torch.load(weights_only=True) refuses it
+
+        def load_state_dict(self, state_dict):
+            pass
+
+    trainer, _ = _trained(tmp_path, checkpoint_callback=False)
+    trainer.save_checkpoint("good.ckpt")
+    before = open("good.ckpt", "rb").read()
+    trainer.registry.add(Careless(), "careless", "callback")
+    with pytest.raises(CheckpointError, match=r"checkpoint\['callbacks'\]\['.*Careless'\]\['seen'\]: builtins.set"):
+        trainer.save_checkpoint("good.ckpt")
+    assert open("good.ckpt", "rb").read() == before

@@ -262,3 +262,15 @@ def test_unpicklable_model_for_spawn_names_the_attribute() -> None:
         trainer.fit(LockedModel())
     assert "`model.layer.guard` (lock)" in str(info.value) and "ddp_spawn" in str(info.value)
     assert find_unpicklable(ModernModel(), "model") is None
+
+
+@pytest.mark.parametrize("flags", [dict(use_distributed_sampler=False), dict(replace_sampler_ddp=False), {}])
+def test_distributed_sampler_opt_out(flags) -> None:
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", **flags, **QUIET)
+    trainer.world_size, trainer.global_rank = 2, 1  # as setup_environment sets them in rank 1
+    loader = make_loader(64, 8, shuffle=True)
+    processed = trainer.hooks.process_dataloader(trainer, ModernModel(), loader, "train")
+    if flags:
+        assert processed is loader
+    else:
+        assert isinstance(processed.sampler, DistributedSampler) and processed.sampler.rank == 1

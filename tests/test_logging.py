@@ -251,3 +251,11 @@ def test_logging_converts_values_only_at_the_logging_interval(monkeypatch):
         return counts["n"]
 
     assert conversions(64) == conversions(640)  # 8 vs 80 training steps
+
+
+def test_disabling_the_logger_plugin_removes_it_from_trainer_loggers(tmp_path):
+    from engine import Trainer
+
+    trainer = Trainer(default_root_dir=tmp_path, disable_plugins=["logger"], enable_progress_bar=False)
+    assert trainer.loggers == [] and trainer.logger is None
+    assert "logger" not in trainer.registry.names()
