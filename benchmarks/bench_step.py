@@ -12,7 +12,8 @@ SGD) for ``--epochs`` epochs of ``--batches`` batches. Contenders run interleave
 ``--repeats`` rounds and the median of its per-round ratio to the plain loop of the same
 round. Targets (checked here, never in unit tests) are printed as PASS/FAIL and the exit
 status is 1 when one fails. Per-step time covers whole epochs (see ``common.py``), so
-per-epoch work — checkpoints, logger flushes — counts.
+per-epoch work — checkpoints, logger flushes — counts. Time is the process's CPU time by
+default (``--clock wall`` for wall time): on a shared machine, waiting for a core is noise.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 from common import TimedBatches, TimedLoader, make_batches, make_net, per_step_us  # noqa: E402
 
 #: Ratio-to-plain targets, by contender name.
@@ -231,6 +233,17 @@ def bench(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[s
     return ok
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} x {os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse arguments, run the benchmarks, return the exit status (1 if a target failed)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -240,14 +253,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--feed", choices=("list", "loader", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 batches, 5 rounds")
     parser.add_argument("--only", help="run the plain loop and the contenders whose name contains this text")
+    parser.add_argument("--clock", choices=sorted(common.CLOCKS), default="cpu",
+                        help="cpu: CPU time of the process (default; steady on a shared machine); wall: wall time")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.repeats = 200, 5
     if args.epochs < 3:
         parser.error("--epochs must be at least 3 (the first and the last epoch are not timed)")
     torch.set_num_threads(1)
+    common.clock = common.CLOCKS[args.clock]
     os.environ.setdefault("ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")  # measure hookloop, not what else is installed
-    print(f"torch {torch.__version__}, python {sys.version.split()[0]}, 1 thread")
+    print(f"torch {torch.__version__}, python {sys.version.split()[0]}, 1 thread, {args.clock} clock, "
+          f"CPU: {_cpu_model()}")
     ok = True
     for feed in (("list", "loader") if args.feed == "both" else (args.feed,)):
         ok &= bench(feed, args.batches, args.epochs, args.repeats, args.only)

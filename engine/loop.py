@@ -258,13 +258,14 @@ def run_evaluation(
 ) -> List[Any]:
     """Run ``stage`` (``validate``/``test``/``predict``) over ``dataloaders``; return predict outputs.
 
-    The module is in ``eval()`` mode under ``torch.no_grad()``; its previous mode and the
-    grad mode are restored afterwards, also on error.
+    The module is in ``eval()`` mode under ``torch.no_grad()``; afterwards every submodule gets
+    its own previous mode back (a frozen, eval-mode backbone stays in eval, as in Lightning 2.x)
+    and the grad mode is restored, also on error.
     """
     module = trainer.lightning_module
     state = trainer.state
     start_ev, epoch_start_ev, batch_start_ev, batch_end_ev, epoch_end_ev, end_ev = _EVAL_EVENTS[stage]
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]
     previous_phase = state.phase
     state.phase = stage
     state.num_dataloaders = len(dataloaders)
@@ -300,7 +301,8 @@ def run_evaluation(
             _emit(getattr(trainer.hooks, epoch_end_ev), trainer, module)
             _emit(getattr(trainer.hooks, end_ev), trainer, module)
     finally:
-        module.train(was_training)
+        for submodule, training in modes:
+            submodule.training = training
         state.phase = previous_phase
     return predictions
 

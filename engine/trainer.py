@@ -214,6 +214,10 @@ class Trainer:
         self.datamodule: Any = None
         self.optimizers: List[Any] = []
         self.lr_scheduler_configs: List[Any] = []
+        #: ``self.optimizers()`` of the module: the optimizers wrapped so ``step()`` goes through the trainer.
+        self.lightning_optimizers: List[Any] = []
+        #: The active precision plugin (set by it in ``configure_model``); ``None``: full precision.
+        self.precision_plugin: Any = None
         self.loggers: List[Any] = []
         self.root_device: Any = None
         self.strategy_model: Any = None

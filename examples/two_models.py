@@ -4,7 +4,7 @@
 ``add_model_specific_args`` extends the parser, so ``--help`` and the accepted flags depend
 on the choice. Every ``Trainer`` flag works too::
 
-    python examples/two_models.py --model_name gan --max_epochs 3
+    python examples/two_models.py                      # the GAN, 3 epochs
     python examples/two_models.py --model_name mnist --hidden 64 --max_epochs 5 --fast_dev_run
     python examples/two_models.py --model_name mnist --help
 """
@@ -44,6 +44,7 @@ def build_parser(argv=None) -> ArgumentParser:
     # No -h yet: `--help` must wait until the chosen model has added its flags.
     parser = ArgumentParser(add_help=False)
     parser = Trainer.add_argparse_args(parser)
+    parser.set_defaults(max_epochs=3)  # a quick demo unless --max_epochs says otherwise
     # Figure out which model to use: parse only what is known so far.
     parser.add_argument("--model_name", type=str, default="gan", choices=sorted(MODELS), help="gan or mnist")
     temp_args, _ = parser.parse_known_args(argv)

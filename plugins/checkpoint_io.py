@@ -16,6 +16,7 @@ the epoch then continues at the next batch with the generators as they were.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import tempfile
@@ -143,8 +144,8 @@ class CheckpointIO:
         self._epoch_rng: Optional[Dict[str, Any]] = None
         #: The epoch whose batches are running (``None`` between epochs).
         self._open_epoch: Optional[int] = None
-        #: Set by a restore: ``(epoch_rng, rng)`` used by the first epoch iterated after it.
-        self._pending: Optional[Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]] = None
+        #: Set by a restore: ``(epoch_rng, rng, epoch_metrics)`` used by the first epoch iterated after it.
+        self._pending: Optional[Tuple[Any, Any, Any]] = None
 
     # ---- saving ------------------------------------------------------------------------
 
@@ -169,7 +170,8 @@ class CheckpointIO:
             "global_step": state.global_step,
             "state_dict": module.state_dict(),
             "loop": {"state": state.state_dict(), "resume_epoch": epoch, "resume_batch": batch,
-                     "epoch_rng": self._epoch_rng if batch else None},
+                     "epoch_rng": self._epoch_rng if batch else None,
+                     "epoch_metrics": _epoch_metrics(trainer) if batch else {}},
         }
         hparams = dict(module.hparams) if module.hparams else {}
         safe = to_safe(hparams)
@@ -220,8 +222,10 @@ class CheckpointIO:
         self._open_epoch = trainer.state.epoch
         pending, self._pending = self._pending, None
         if pending is not None and start_batch:
-            epoch_rng, rng = pending
+            epoch_rng, rng, metrics = pending
             self._epoch_rng = epoch_rng
+            # After on_train_epoch_start reset them: the epoch's running self.log reductions go on.
+            _restore_epoch_metrics(trainer, metrics)
             return resumed_iterator(dataloader, start_batch, epoch_rng, rng)
         if pending is not None and pending[1] is not None:
             restore_rng(pending[1])
@@ -241,7 +245,8 @@ class CheckpointIO:
                 trainer.state.restored = False
             return
         trainer.ckpt_path = path
-        checkpoint = load_checkpoint_file(path, map_location=trainer.root_device or "cpu")
+        # On the CPU: generator states must stay there; load_state_dict copies weights to their devices.
+        checkpoint = load_checkpoint_file(path, map_location="cpu")
         if stage == "fit":
             self.restore_training(trainer, pl_module, checkpoint, path)
         else:
@@ -306,7 +311,25 @@ class CheckpointIO:
         state.batch_idx = max(state.start_batch - 1, 0)
         state.callback_metrics.update(checkpoint.get("callback_metrics", {}))
         state.restored = True
-        self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"))
+        self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"), loop.get("epoch_metrics", {}))
+
+
+def _epoch_metrics(trainer: Any) -> Dict[str, Any]:
+    """The running epoch reductions of ``self.log`` values in training (plain data)."""
+    results = getattr(trainer, "_train_results", None)
+    if results is None:
+        return {}
+    return {name: dataclasses.asdict(metric) for name, metric in results.metrics.items()}
+
+
+def _restore_epoch_metrics(trainer: Any, saved: Dict[str, Any]) -> None:
+    results = getattr(trainer, "_train_results", None)
+    if results is None or not saved:
+        return
+    from engine.results import LoggedMetric
+
+    for name, values in saved.items():
+        results.metrics[name] = LoggedMetric(**values)
 
 
 def _scheduler(config: Any) -> Any:

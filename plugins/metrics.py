@@ -42,9 +42,13 @@ class MetricsPlugin:
         results.pending_step_index = None
         _send(trainer, pending, x)
 
-    @hookimpl
-    def on_train_epoch_end(self, trainer: Any) -> None:
-        """Reduce the epoch's values (after the module's epoch-end hooks have logged)."""
+    @hookimpl(specname="on_train_epoch_end", tryfirst=True)
+    def publish_train_epoch(self, trainer: Any) -> None:
+        """Put the epoch's values in ``callback_metrics`` before any ``on_train_epoch_end`` reads them.
+
+        Lightning computes them whenever ``callback_metrics`` is read; here they are reduced
+        once first, and again (and sent) after the module's own epoch-end hooks have logged.
+        """
         state = trainer.state
         last = state.last_outputs
         # Monitors (the seed-era default checkpoint) read the epoch's last loss as 'loss',
@@ -53,6 +57,11 @@ class MetricsPlugin:
             loss = last.get("loss") if isinstance(last, dict) else last
             if isinstance(loss, torch.Tensor):
                 state.callback_metrics["loss"] = loss.detach()
+        trainer._train_results.epoch_end(_reducer(trainer))
+
+    @hookimpl
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        """Reduce the epoch's values (after the module's epoch-end hooks have logged) and send them."""
         to_log = trainer._train_results.epoch_end(_reducer(trainer))
         if to_log:
             to_log = dict(to_log, epoch=trainer.current_epoch)
@@ -67,6 +76,16 @@ class MetricsPlugin:
     def on_test_start(self, trainer: Any) -> None:
         """Every test run accumulates from zero."""
         trainer._eval_results.reset()
+
+    @hookimpl(specname="on_validation_epoch_end", tryfirst=True)
+    def publish_validation_epoch(self, trainer: Any) -> None:
+        """The run's values in ``callback_metrics`` before any ``on_validation_epoch_end`` reads them."""
+        trainer._eval_results.epoch_end(_reducer(trainer))
+
+    @hookimpl(specname="on_test_epoch_end", tryfirst=True)
+    def publish_test_epoch(self, trainer: Any) -> None:
+        """The run's values in ``callback_metrics`` before any ``on_test_epoch_end`` reads them."""
+        trainer._eval_results.epoch_end(_reducer(trainer))
 
     @hookimpl
     def on_validation_epoch_end(self, trainer: Any) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -117,10 +117,6 @@ class _CachedClosure:
             return None
         self.loss = self.plugin._backward(self.trainer, self.module, loss, self.optimizer, self.idx)
         return self.loss
-
-
-def _params(optimizer: Any) -> List[torch.Tensor]:
-    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def _requires_closure(optimizer: Any) -> bool:
@@ -337,7 +333,7 @@ class OptimizationPlugin:
     def _optimize(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
                   optimizer: Any, idx: Optional[int]) -> Any:
         """The fast path: one optimizer, nothing between backward and step but the events."""
-        hooks = trainer.hooks
+        hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
         output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
         # A 0-d tensor is a valid loss: skip the checks (a call) on the common path.
         loss = output if type(output) is torch.Tensor and output.ndim == 0 else validated_loss(output)

@@ -193,3 +193,22 @@ def test_manual_optimization():
     before = model.layer.weight.detach().clone()
     quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0).fit(model)
     assert not torch.equal(before, model.layer.weight)
+
+
+def test_epoch_values_are_readable_by_callbacks_of_the_epoch_end_event():
+    """As in Lightning, a callback's ``on_*_epoch_end`` sees this epoch's reduced ``self.log`` values."""
+    from engine import Callback
+
+    class Reads(Callback):
+        seen = []
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seen.append(("train", float(trainer.callback_metrics["both_epoch"])))
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            self.seen.append(("val", float(trainer.callback_metrics["val_size"])))
+
+    trainer = quiet_trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=[Reads()])
+    trainer.fit(Logs(), make_loader(96, 32), make_loader(40, 32, seed=1))
+    assert Reads.seen == [("val", pytest.approx(27.2)), ("train", 1.0)] * 2
+    assert trainer.logged_metrics["epoch_hook"] == 7.0  # logged by the module after the callbacks, still sent

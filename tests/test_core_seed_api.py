@@ -215,3 +215,25 @@ def test_model_stays_a_plain_module():
     model.eval()
     assert model(torch.randn(3, 8)).shape == (3, 2)
     assert model.trainer is not None and isinstance(model.state_dict(), dict)
+
+
+def test_validation_restores_each_submodule_mode():
+    """A backbone the user froze in eval mode stays in eval mode after validation."""
+    class Model(SeedModel):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.BatchNorm1d(8)
+
+        def forward(self, x):
+            return self.layer(self.norm(x))
+
+        def on_train_start(self):
+            self.norm.eval()  # frozen statistics
+
+        def training_step(self, batch, batch_idx):
+            assert self.training and not self.norm.training
+            return super().training_step(batch, batch_idx)
+
+    model = Model()
+    quiet_trainer(max_epochs=1, limit_train_batches=4, val_check_interval=2, limit_val_batches=1).fit(model)
+    assert model.training and not model.norm.training

@@ -276,3 +276,18 @@ def test_iterable_without_length_still_steps_its_last_incomplete_group():
     _hand_accumulation(reference, 80, lambda e: 4, epochs=2)
     assert_same_weights(model, reference)
     assert trainer.global_step == 2 * 3
+
+
+@pytest.mark.filterwarnings("ignore:Error detected in")  # torch prints the forward trace as a warning
+def test_detect_anomaly_names_the_position_of_a_nan_in_backward():
+    class BadGradient(Regressor):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            if batch_idx == 2:  # finite forward, NaN gradient: sqrt'(0) * 0
+                loss = loss + (self.layer.weight - self.layer.weight.detach()).sum().sqrt() * 0
+            return loss
+
+    with pytest.raises(RuntimeError, match="returned nan") as info:
+        fit(BadGradient(), max_epochs=1, detect_anomaly=True)
+    assert any("global step 2, epoch 0, batch index 2" in note for note in info.value.__notes__)
+    assert not torch.is_anomaly_enabled()

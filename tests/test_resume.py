@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from engine import Callback, LightningModule, Trainer, seed_everything
+from engine import Callback, LightningModule, Trainer, hookimpl, seed_everything
 from plugins import EarlyStopping, ModelCheckpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +35,7 @@ class Noisy(LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = nn.functional.cross_entropy(self.net(x), y)
+        self.log("epoch_loss", loss, on_step=False, on_epoch=True)  # a running epoch mean survives a resume
         return loss * (1.0 + 0.01 * random.random() + 0.01 * float(np.random.rand()))
 
     def validation_step(self, batch, batch_idx):
@@ -187,26 +188,33 @@ def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path):
     flags = dict(max_epochs=2, val_check_interval=3, num_sanity_val_steps=0, logger=False,
                  enable_progress_bar=False, enable_model_summary=False)
 
+    class EpochLoss(Callback):
+        @hookimpl(trylast=True)  # after the metrics plugin reduced the epoch's values
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seen.append(trainer.callback_metrics["epoch_loss"])
+
     def run(directory, *extra, ckpt_path=None):
         seed_everything(3)
         checkpoint = ModelCheckpoint(dirpath=str(tmp_path / directory), every_n_train_steps=3, save_last=True)
-        model = Noisy()
-        Trainer(callbacks=[checkpoint, *extra], **flags).fit(model, ckpt_path=ckpt_path)
-        return model.state_dict()
+        model, epoch_loss = Noisy(), EpochLoss()
+        epoch_loss.seen = []
+        Trainer(callbacks=[checkpoint, epoch_loss, *extra], **flags).fit(model, ckpt_path=ckpt_path)
+        return model.state_dict(), epoch_loss.seen
 
     class Crash(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step == 7:  # step 6 saved, validated, then rewritten
                 raise RuntimeError("crash")
 
-    expected = run("a")
+    expected, expected_losses = run("a")
     with pytest.raises(RuntimeError, match="crash"):
         run("b", Crash())
     last = str(tmp_path / "b" / "last.ckpt")
     assert torch.load(last, weights_only=True)["loop"]["resume_batch"] == 6
-    resumed = run("b", ckpt_path=last)
+    resumed, losses = run("b", ckpt_path=last)
     for name, tensor in expected.items():
         assert torch.equal(resumed[name], tensor), name
+    assert len(losses) == 2 and all(torch.equal(a, b) for a, b in zip(losses, expected_losses))
 
 
 def test_resume_reads_no_trained_batch(tmp_path):
