@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, List, Tuple
+from typing import Any, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

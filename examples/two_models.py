@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from argparse import ArgumentParser, Namespace
 from pathlib import Path
+from typing import Optional, Sequence
 
 # Runnable from a plain checkout (``python examples/two_models.py``), and importable: the
 # models live next to this file, the engine one folder up.
@@ -39,7 +40,7 @@ def main(args: Namespace) -> Trainer:
     return trainer
 
 
-def build_parser(argv=None) -> ArgumentParser:
+def build_parser(argv: Optional[Sequence[str]] = None) -> ArgumentParser:
     """Program flags, Trainer flags, then the flags of the model named by ``--model_name``."""
     # No -h yet: `--help` must wait until the chosen model has added its flags.
     parser = ArgumentParser(add_help=False)

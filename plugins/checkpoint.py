@@ -16,7 +16,15 @@ import torch
 from engine import Callback, hookimpl
 from engine.errors import MisconfigurationException
 
-_AUTO = "__auto__"
+
+def resolve_mode(mode: str, monitor: Optional[str], owner: str) -> str:
+    """``mode`` checked; the seed-era ``'auto'`` becomes ``'max'`` for ``*acc*``/``fmeasure*`` metrics, else ``'min'``."""
+    if mode == "auto":
+        name = monitor or ""
+        return "max" if "acc" in name or name.startswith("fmeasure") else "min"
+    if mode not in ("min", "max"):
+        raise MisconfigurationException(f"{owner}(mode={mode!r}): mode must be 'min' or 'max' (or seed-era 'auto').")
+    return mode
 
 
 class ModelCheckpoint(Callback):
@@ -32,7 +40,8 @@ class ModelCheckpoint(Callback):
         save_last: Also write ``last.ckpt`` at every save (what ``fit(ckpt_path='last')`` resumes from).
         save_top_k: Files kept: the best k (``-1``: all, ``0``: none besides ``last.ckpt``).
         save_weights_only: Save only the weights (such files load with ``load_from_checkpoint`` but cannot resume).
-        mode: ``'min'`` or ``'max'``: whether a smaller or a larger monitored value is better.
+        mode: ``'min'`` or ``'max'``: whether a smaller or a larger monitored value is better (seed-era
+            ``'auto'``: ``'max'`` for accuracy-like names, else ``'min'``).
         auto_insert_metric_name: Write ``epoch=3`` rather than ``3`` for ``{epoch}``.
         every_n_train_steps: Also save every N optimizer steps (mid-epoch, resumable exactly).
         every_n_epochs: Save every N epochs (default 1; 0 turns epoch saving off). Default 0 when
@@ -64,8 +73,7 @@ class ModelCheckpoint(Callback):
         period: Optional[int] = None,
         prefix: str = "",
     ) -> None:
-        if mode not in ("min", "max"):
-            raise MisconfigurationException(f"ModelCheckpoint(mode={mode!r}): mode must be 'min' or 'max'.")
+        mode = resolve_mode(mode, monitor, "ModelCheckpoint")
         if not isinstance(save_top_k, int) or save_top_k < -1:
             raise MisconfigurationException(f"ModelCheckpoint(save_top_k={save_top_k!r}) must be an int >= -1.")
         if monitor is None and save_top_k not in (-1, 0, 1):
@@ -74,6 +82,8 @@ class ModelCheckpoint(Callback):
                 "monitor; pass monitor='val_loss' (or another logged metric), or save_top_k=-1 to keep all.")
         if every_n_train_steps is not None and every_n_train_steps < 0:
             raise MisconfigurationException(f"every_n_train_steps={every_n_train_steps} must be >= 0.")
+        if filepath is None and dirpath is not None and "{" in os.fspath(dirpath):
+            filepath, dirpath = dirpath, None  # seed-era positional `filepath` template
         if filepath is not None:  # seed-era: one argument for the directory and the template
             filepath = os.fspath(filepath)
             if os.path.isdir(filepath) or filepath.endswith(os.sep):

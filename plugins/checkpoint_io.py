@@ -29,6 +29,8 @@ from engine import hookimpl
 from engine.errors import MisconfigurationException
 from plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
+#: File name (in ``default_root_dir``) of the checkpoint saved when a signal interrupts training.
+INTERRUPTED_NAME = "interrupted.ckpt"
 #: Keys every hookloop checkpoint has (a file without them is not one).
 REQUIRED_KEYS = ("state_dict",)
 
@@ -152,6 +154,9 @@ class CheckpointIO:
     @hookimpl(trylast=True)
     def save_checkpoint(self, trainer: Any, filepath: str, weights_only: bool) -> str:
         """Build the checkpoint dict (firing ``on_save_checkpoint``) and write it atomically on rank zero."""
+        if trainer.lightning_module is None:
+            raise MisconfigurationException(
+                f"trainer.save_checkpoint({os.fspath(filepath)!r}) needs a model: call it during or after trainer.fit().")
         checkpoint = self.dump_checkpoint(trainer, weights_only)
         if trainer.is_global_zero:
             atomic_save(checkpoint, os.fspath(filepath))
@@ -264,13 +269,14 @@ class CheckpointIO:
             best = next((c.best_model_path for c in checkpointers if c.best_model_path), None)
             if best is None:
                 raise MisconfigurationException(
-                    f"ckpt_path='best' but no ModelCheckpoint has a best model yet; pass a path instead.")
+                    "ckpt_path='best' but no ModelCheckpoint has a best model yet; pass a path instead.")
             return best
         if ckpt_path == "last":
             candidates: List[str] = []
             for c in checkpointers:
-                candidates += [p for p in (getattr(c, "last_model_path", ""), *c.last_candidates()) if p]
-            candidates.append(os.path.join(trainer.default_root_dir, "interrupted.ckpt"))
+                more = c.last_candidates() if callable(getattr(c, "last_candidates", None)) else []
+                candidates += [p for p in (getattr(c, "last_model_path", ""), *more) if p]
+            candidates.append(os.path.join(trainer.default_root_dir, INTERRUPTED_NAME))
             existing = [p for p in candidates if os.path.isfile(p)]
             if not existing:
                 warnings.warn(f"ckpt_path='last' is set, but no last checkpoint was found (looked at "

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import types
+import warnings
 from datetime import timedelta
 from typing import Any, Callable, Dict, List, Optional
 
@@ -69,7 +70,8 @@ class DistributedPlugin:
         self.watchdog: Optional[Watchdog] = None
         self._children: List[subprocess.Popen] = []
         self._monitor: Optional[ChildMonitor] = None
-        self._result_file: Optional[str] = None
+        self._shut_down = False
+        self._warned = False
 
     def __getstate__(self) -> Dict[str, Any]:  # threads and processes stay in the parent (ddp_spawn)
         state = dict(self.__dict__)
@@ -123,8 +125,7 @@ class DistributedPlugin:
         atexit.register(self._wait_for_children)
 
     def _wait_for_children(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.finish()
+        self.shutdown()
         for proc in self._children:
             proc.wait()
         if self._monitor is not None:
@@ -159,6 +160,13 @@ class DistributedPlugin:
         trainer.local_rank = env.local_rank()
         trainer.node_rank = env.node_rank()
         trainer.world_size = env.world_size()
+        if env.creates_processes_externally and trainer.world_size != self.config.world_size and \
+                self.config.world_size > 1 and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"The Trainer asks for {self.config.world_size} processes (devices x num_nodes), but "
+                f"{type(env).__name__} started {trainer.world_size}; training with the launcher's "
+                f"{trainer.world_size}. Match --nproc_per_node/--ntasks-per-node to `devices`.", stacklevel=2)
         if dist.is_available() and not dist.is_initialized():
             address, port = env.main_address, env.main_port
             os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = address, str(port)
@@ -174,8 +182,21 @@ class DistributedPlugin:
                 self.watchdog = Watchdog(address, port, trainer.global_rank, trainer.world_size,
                                          store_host=trainer.global_rank == 0 and not agent_store)
                 self.watchdog.start()
-                if not self._children:  # the launching process already finishes in _wait_for_children
-                    atexit.register(self.watchdog.finish)
+            if not self._children:  # the launching process shuts down in _wait_for_children
+                atexit.register(self.shutdown)
+
+    def shutdown(self) -> None:
+        """End of this process's part of the job: tell the watchdogs, then leave the process group.
+
+        Leaving explicitly matters: gloo's threads must not be running when the interpreter exits.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if self.watchdog is not None:
+            self.watchdog.finish()
+        if dist.is_initialized() and not (self.watchdog is not None and self.watchdog.failed_here):
+            dist.destroy_process_group()
 
     @hookimpl
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
@@ -419,14 +440,10 @@ def _spawned_main(local_rank: int, payload: bytes, per_node: int, world_size: in
         trainer.datamodule.trainer = trainer
     plugin = next((p for p in (r.plugin for r in trainer.registry.records()) if isinstance(p, DistributedPlugin)),
                   None)
-    try:
-        if stage == "fit":
-            trainer._fit_body()
-        else:
-            trainer._evaluate_body(stage)
-    finally:
-        if plugin is not None and plugin.watchdog is not None and sys.exc_info()[0] is None:
-            plugin.watchdog.finish()
+    if stage == "fit":
+        trainer._fit_body()
+    else:
+        trainer._evaluate_body(stage)
     if trainer.global_rank == 0:
         checkpoint = trainer.checkpoint_callback
         torch.save({
@@ -438,6 +455,8 @@ def _spawned_main(local_rank: int, payload: bytes, per_node: int, world_size: in
             "epoch": trainer.state.epoch,
             "global_step": trainer.state.global_step,
         }, result_file)
+    if plugin is not None:
+        plugin.shutdown()
 
 
 def _restore_results(trainer: Any, results: Dict[str, Any]) -> None:

@@ -63,6 +63,11 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="hookloop-ddp-watchdog", daemon=True)
         self._thread.start()
 
+    @property
+    def failed_here(self) -> bool:
+        """True once this rank reported its own failure."""
+        return self._failed_here
+
     def report_failure(self, exc: BaseException) -> None:
         """Tell every other rank that this one failed with ``exc`` (then this rank raises as usual)."""
         self._failed_here = True
@@ -90,6 +95,8 @@ class Watchdog:
                     time.sleep(0.05)
         except Exception:
             pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5 * self.interval + 1)  # not inside a store call at exit
 
     # ---- the thread -----------------------------------------------------------------------
     def _run(self) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from engine import Callback, hookimpl
 from engine.errors import MisconfigurationException
+from plugins.checkpoint import resolve_mode
 
 
 class EarlyStopping(Callback):
@@ -24,7 +25,7 @@ class EarlyStopping(Callback):
         min_delta: Smallest change that counts as an improvement.
         patience: Checks without improvement before stopping.
         verbose: Print why training stops.
-        mode: ``'min'`` or ``'max'``.
+        mode: ``'min'`` or ``'max'`` (seed-era ``'auto'``: ``'max'`` for accuracy-like names).
         strict: A missing metric is an error listing the metrics that exist (else a warning).
         check_finite: Stop when the metric becomes NaN or infinite.
         stopping_threshold: Stop as soon as the metric is at least this good.
@@ -46,8 +47,7 @@ class EarlyStopping(Callback):
         divergence_threshold: Optional[float] = None,
         check_on_train_epoch_end: Optional[bool] = None,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise MisconfigurationException(f"EarlyStopping(mode={mode!r}): mode must be 'min' or 'max'.")
+        mode = resolve_mode(mode, monitor, "EarlyStopping")
         if patience < 0:
             raise MisconfigurationException(f"EarlyStopping(patience={patience}) must be >= 0.")
         self.monitor = monitor

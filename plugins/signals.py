@@ -25,6 +25,7 @@ import threading
 from typing import Any, Dict, Optional
 
 from engine import hookimpl
+from plugins.checkpoint_io import INTERRUPTED_NAME
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -137,7 +138,7 @@ class SignalsPlugin:
         if slurm and exception.signum == self.requeue_signal:
             path = os.path.join(trainer.default_root_dir, f"hpc_ckpt_{self._next_hpc_number(trainer.default_root_dir)}.ckpt")
         else:
-            path = os.path.join(trainer.default_root_dir, "interrupted.ckpt")
+            path = os.path.join(trainer.default_root_dir, INTERRUPTED_NAME)
         trainer.save_checkpoint(path)
         self.saved_path = path
         print(f"[hookloop] saved a resumable checkpoint to {path}; resume with trainer.fit(model, ckpt_path={path!r})",

@@ -10,7 +10,7 @@ import torch
 
 from engine import Callback, Trainer
 from engine.errors import MisconfigurationException
-from plugins import EarlyStopping, ModelCheckpoint
+from plugins import ModelCheckpoint
 from tests.models import ModernModel, SeedModel
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False)
@@ -141,9 +141,12 @@ def test_every_n_train_steps_saves_mid_epoch_and_registers_per_batch_hooks_only_
     assert set(_files(tmp_path)) == {f"epoch={s // 8}-step={s}.ckpt" for s in (3, 6, 9, 12, 15)}
     record = next(r for r in trainer.registry.records() if r.plugin is steps)
     assert "on_train_batch_end" in record.hooks
-    per_epoch = Trainer(max_epochs=1, logger=False, **QUIET)
-    record = next(r for r in per_epoch.registry.records() if isinstance(r.plugin, ModelCheckpoint))
-    assert "on_train_batch_end" not in record.hooks and "on_train_epoch_end" in record.hooks
+    # The defaults (per-epoch checkpoints, early stopping, checkpoint_io, signals) add nothing per batch.
+    default = Trainer(max_epochs=1, logger=False, early_stop_callback=True, **QUIET)
+    mine = {"checkpoint", "early_stopping", "checkpoint_io", "signals"}
+    records = [r for r in default.registry.records() if r.name in mine]
+    assert {r.name for r in records} == mine
+    assert not [(r.name, h) for r in records for h in r.hooks if "batch" in h]
 
 
 def test_an_existing_file_is_not_overwritten(tmp_path):
@@ -154,7 +157,7 @@ def test_an_existing_file_is_not_overwritten(tmp_path):
     assert cb.best_model_path == str(tmp_path / "epoch=0-step=8-v1.ckpt")
 
 
-def test_checkpoint_runs_after_early_stopping_and_the_module_epoch_end():
+def test_checkpoint_runs_after_early_stopping():
     trainer = Trainer(logger=False, early_stop_callback=True, callbacks=[ModelCheckpoint()], **QUIET)
     order = [name for name, _ in trainer.registry.call_order("on_train_epoch_end")]
     assert order.index("early_stopping") < order.index(next(n for n in order if n.startswith("ModelCheckpoint")))
@@ -265,3 +268,14 @@ def test_validate_with_ckpt_path_best_loads_the_best_weights(tmp_path):
     assert not torch.equal(best["layer.weight"], model.layer.weight)
     trainer.validate(model, ckpt_path="best", verbose=False)
     assert trainer.ckpt_path == cb.best_model_path and torch.equal(best["layer.weight"], model.layer.weight)
+
+
+def test_seed_era_filepath_template_and_auto_mode(tmp_path):
+    template = str(tmp_path / "seed" / "{epoch}-{val_acc:.2f}")
+    for cb in (ModelCheckpoint(filepath=template, monitor="val_acc", mode="auto"),
+               ModelCheckpoint(template, monitor="val_acc", mode="auto")):
+        assert cb.dirpath == str(tmp_path / "seed") and cb.filename == "{epoch}-{val_acc:.2f}" and cb.mode == "max"
+    assert ModelCheckpoint(monitor="val_loss", mode="auto").mode == "min"
+    cb = ModelCheckpoint(filepath=template, monitor="val_acc", mode="auto")
+    Trainer(max_epochs=1, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
+    assert os.path.basename(cb.best_model_path).startswith("epoch=0-val_acc=")

@@ -102,8 +102,14 @@ def tiny(tmp_path, monkeypatch):
     sys.modules.pop("tiny", None)
 
 
+# A launcher's variables left in this process must not make a child think it is one rank of a job.
+_LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
+                "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_ID")
+
+
 def run(*argv, cwd, command=(sys.executable, "-m", "engine")):
-    env = dict(os.environ, OMP_NUM_THREADS="1", ENGINE_DISABLE_PLUGIN_AUTOLOAD="1")
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS}
+    env.update(OMP_NUM_THREADS="1", ENGINE_DISABLE_PLUGIN_AUTOLOAD="1")
     proc = subprocess.run([*map(str, command), *map(str, argv)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=180)
     return proc
@@ -182,7 +188,7 @@ def test_fit_under_ddp_relaunches_the_command_and_reports_once(tiny):
     proc = run("fit", "tiny.py:TinyModel", "--strategy", "ddp", "--devices", "2", "--accelerator", "cpu",
                "--max_epochs", "1", "--limit_train_batches", "2", "--limit_val_batches", "1", *QUIET,
                cwd=tiny, command=(HOOKLOOP,))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("MODEL hidden=4") == 2
     assert proc.stdout.count("best checkpoint:") == 1
     assert Path(line_value(proc.stdout, "best checkpoint")).is_file()

@@ -248,3 +248,14 @@ def test_seed_epoch_end_results_reach_callbacks_of_the_same_event():
     quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0,
                   callbacks=[Reads()]).fit(Model())
     assert Reads.seen == [("val", True), ("train", True)]
+
+
+def test_module_hook_typo_is_an_error_with_a_suggestion():
+    from engine import PluginError
+
+    class Model(SeedModel):
+        def on_validation_epoch_ned(self):
+            pass
+
+    with pytest.raises(PluginError, match="on_validation_epoch_ned.*Did you mean `on_validation_epoch_end`"):
+        quiet_trainer(max_epochs=1, limit_train_batches=1).fit(Model())

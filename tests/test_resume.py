@@ -1,7 +1,8 @@
-"""Exact resume: a run killed with SIGKILL mid-epoch and resumed ends with bitwise the same weights.
+"""Exact resume: a run killed mid-epoch and resumed ends with bitwise the same weights.
 
-Every run happens in a child process (this file run as a script), so the kill is real and
-nothing of the killed run survives but its checkpoint files.
+The kill tests (SIGKILL, SIGTERM/SIGINT, SLURM's SIGUSR1) run training in a child process
+(this file run as a script), so the signal is real and nothing of the killed run survives
+but its checkpoint files.
 """
 from __future__ import annotations
 
@@ -183,7 +184,16 @@ def test_slurm_without_scontrol_saves_and_says_it_cannot_requeue(tmp_path):
     assert os.path.exists(tmp_path / "hpc_ckpt_1.ckpt")
 
 
-def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path):
+class NoisyWorkers(Noisy):
+    """The same data, loaded by two worker processes."""
+
+    def train_dataloader(self):
+        loader = super().train_dataloader()
+        return DataLoader(loader.dataset, batch_size=BATCH, shuffle=True, num_workers=2)
+
+
+@pytest.mark.parametrize("model_class", [Noisy, NoisyWorkers])
+def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path, model_class):
     """The step checkpoint before a mid-epoch validation is rewritten after it (generators, metrics)."""
     flags = dict(max_epochs=2, val_check_interval=3, num_sanity_val_steps=0, logger=False,
                  enable_progress_bar=False, enable_model_summary=False)
@@ -196,7 +206,7 @@ def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path):
     def run(directory, *extra, ckpt_path=None):
         seed_everything(3)
         checkpoint = ModelCheckpoint(dirpath=str(tmp_path / directory), every_n_train_steps=3, save_last=True)
-        model, epoch_loss = Noisy(), EpochLoss()
+        model, epoch_loss = model_class(), EpochLoss()
         epoch_loss.seen = []
         Trainer(callbacks=[checkpoint, epoch_loss, *extra], **flags).fit(model, ckpt_path=ckpt_path)
         return model.state_dict(), epoch_loss.seen
