@@ -19,6 +19,7 @@ from plugins.optimization import OptimizationPlugin
 from plugins.precision import precision_plugin_for
 from plugins.profiler import make_profiler
 from plugins.reporting import reporting_plugins
+from plugins.timer import Timer
 
 
 def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
@@ -37,6 +38,8 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
     plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals
+    if trainer.max_time is not None:  # only then is there a per-batch clock check
+        plugins.append(("timer", Timer(trainer.max_time)))
     profiler = make_profiler(trainer.profiler)  # None when off: then no timer exists anywhere
     if profiler is not None:
         plugins.append(("profiler", profiler))
