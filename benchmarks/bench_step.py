@@ -249,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1000, help="batches per epoch (default 1000)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first and last are not timed")
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median; at least 5)")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (median; at least 5)")
     parser.add_argument("--feed", choices=("list", "loader", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 batches, 5 rounds")
     parser.add_argument("--only", help="run the plain loop and the contenders whose name contains this text")
@@ -258,6 +258,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.repeats = 200, 5
+    if args.repeats < 5:
+        parser.error("--repeats must be at least 5 (a median of fewer rounds says little on a shared machine)")
     if args.epochs < 3:
         parser.error("--epochs must be at least 3 (the first and the last epoch are not timed)")
     torch.set_num_threads(1)

@@ -2,9 +2,10 @@
 
 Every contender trains the same network (32 -> 64 -> 10, ReLU, SGD) on the same batches.
 Time is read only when an epoch's iteration *starts* (``TimedBatches.__iter__``), so the
-per-step path of every contender is untouched by the measurement: the time between the
-start of epoch 2 and the start of epoch ``E + 1`` is ``E - 1`` full epochs, including
-whatever each framework does at epoch boundaries (logging, checkpointing, bars).
+per-step path of every contender is untouched by the measurement. A run trains ``E``
+epochs; the time between the start of epoch 2 and the start of epoch ``E`` is ``E - 2``
+full epochs (the first warms up, the last only closes the window), including whatever each
+framework does at epoch boundaries (logging, checkpointing, bars).
 """
 from __future__ import annotations
 

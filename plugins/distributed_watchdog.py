@@ -56,7 +56,7 @@ class Watchdog:
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Connect to the store and start watching (from the main thread, after the group is up)."""
-        base = dist.TCPStore(self.address, self.port, is_master=False, timeout=timedelta(seconds=30),
+        base = dist.TCPStore(self.address, self.port, is_master=False, timeout=timedelta(seconds=10),
                              wait_for_workers=False)
         self._store = dist.PrefixStore("hookloop_watchdog", base)
         self._store.set(f"hb/{self.rank}", "0")
@@ -80,10 +80,16 @@ class Watchdog:
             time.sleep(3 * self.interval)
 
     def finish(self, wait_s: float = 60.0) -> None:
-        """Normal end of this rank: say so, and (store host) keep the store up until every rank is done."""
-        if self._store is None or self._failed_here:
+        """Normal end of this rank: say so, and (store host) keep the store up until every rank is done.
+
+        The thread stops first, while the store is certainly still up: a thread left inside a
+        store call when the interpreter exits would abort the process.
+        """
+        if self._store is None or self._failed_here or self._stop.is_set():
             return
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
         try:
             self._store.set(f"done/{self.rank}", "1")
             if self.store_host:
@@ -93,10 +99,8 @@ class Watchdog:
                     if self._store.check(["failed"]):
                         break
                     time.sleep(0.05)
-        except Exception:
+        except Exception:  # the store is already gone: nothing left to tell
             pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5 * self.interval + 1)  # not inside a store call at exit
 
     # ---- the thread -----------------------------------------------------------------------
     def _run(self) -> None:

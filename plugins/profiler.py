@@ -106,6 +106,10 @@ class SimpleProfiler:
             impls = getattr(self._trainer.registry.hook, event).get_hookimpls()
             if all(i.plugin is self for i in impls):  # only the profiler's own bookkeeping
                 return function
+            shared = getattr(function, "_profiler_entry", None)
+            if shared is not None:  # the event is one implementation's timer: count it once, for both rows
+                self.stats[(event, "")] = shared
+                return function
             return _timer(self._entry((event, "")), function)
         if impl.plugin is self:
             return function
@@ -190,17 +194,13 @@ class SimpleProfiler:
         for (event, plugin), entry in self.stats.items():
             if entry[0]:
                 events.setdefault(event, []).append((plugin, entry))
-        def event_total(item: Tuple[str, List[Tuple[str, List[float]]]]) -> float:
-            rows = item[1]
-            whole = [e for p, e in rows if p == ""]
-            return whole[0][1] if whole else sum(e[1] for _, e in rows)
-        for event, rows in sorted(events.items(), key=event_total, reverse=True):
+        for event, rows in sorted(events.items(), key=_event_total, reverse=True):
             whole = [e for p, e in rows if p == ""]
             if event == ACTION:
                 lines.append("sections timed with profiler.profile(...)")
             elif whole:
                 lines.append(self._row(event, whole[0]))
-            else:  # an event called through pluggy only: no whole-event timer
+            else:  # still running: ``teardown``, whose last implementation prints this report
                 lines.append(event)
             for plugin, entry in sorted((r for r in rows if r[0] != ""), key=lambda r: r[1][1], reverse=True):
                 lines.append(self._row("  " + self._describe(plugin), entry))
@@ -311,6 +311,13 @@ def make_profiler(flag: Any) -> Optional[Any]:
     return flag
 
 
+def _event_total(item: Tuple[str, List[Tuple[str, List[float]]]]) -> float:
+    """Sort key of an event's rows: the whole event's time, else the sum of its implementations'."""
+    rows = item[1]
+    whole = [entry for plugin, entry in rows if plugin == ""]
+    return whole[0][1] if whole else sum(entry[1] for _, entry in rows)
+
+
 def _timer(entry: List[float], function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` with its calls counted and timed into ``entry`` (``[calls, seconds]``)."""
     clock = _clock
@@ -324,6 +331,7 @@ def _timer(entry: List[float], function: Callable[..., Any]) -> Callable[..., An
             entry[1] += clock() - start
 
     timed.__wrapped__ = function  # type: ignore[attr-defined]
+    timed._profiler_entry = entry  # type: ignore[attr-defined]
     return timed
 
 
