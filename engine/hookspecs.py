@@ -251,9 +251,12 @@ def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int) -> None
 
 @hookspec
 def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
-    """Called after each training batch; ``outputs`` is what ``training_step`` returned.
+    """Called after each training batch with the step's ``outputs``, as Lightning 2.x passes them.
 
-    ``trainer.state.global_step`` already counts this batch's optimizer step(s).
+    A ``training_step`` that returned a loss tensor gives ``{'loss': loss.detach()}``; a dict
+    is passed as returned; ``None`` (a skipped batch) gives ``None``; with several optimizers
+    (seed-era ``optimizer_idx``) it is the list of the optimizers' outputs, each normalized
+    the same way. ``trainer.state.global_step`` already counts this batch's optimizer step(s).
     """
 
 
@@ -265,8 +268,9 @@ def run_training_batch(trainer, pl_module, batch: Any, batch_idx: int) -> Any:
     ``backward``, ``optimizer_step`` and ``optimizer_zero_grad`` (with accumulation,
     clipping and the ``on_before_*`` events), and counts ``trainer.state.global_step``.
     Replace it (``tryfirst=True``) for e.g. a two-step optimizer such as SAM.
-    Return the step output (a dict, a tensor), or ``engine.markers.SKIPPED_BATCH`` when the
-    step returned ``None`` (``on_train_batch_end`` then gets ``outputs=None``).
+    Return the step output (a loss tensor becomes ``{'loss': loss.detach()}``, see
+    :func:`on_train_batch_end`), or ``engine.markers.SKIPPED_BATCH`` when the step returned
+    ``None`` (``on_train_batch_end`` then gets ``outputs=None``).
     """
 
 

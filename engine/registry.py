@@ -236,6 +236,12 @@ class PluginRegistry(pluggy.PluginManager):
             return (group, order, _CALL_RANK["code"], -(self._seq + 1))
         return (group, order, _CALL_RANK[record.tier], -record.seq)
 
+    def _verify_hook(self, hook: Any, hookimpl: Any) -> None:
+        """pluggy's check of an implementation against its event, after aligning ``Callback`` methods by position."""
+        if hook.spec is not None and _is_callback(hookimpl.plugin):
+            _align_by_position(hookimpl, hook.spec.argnames)
+        super()._verify_hook(hook, hookimpl)
+
     def _register_checked(self, plugin: Any, name: str) -> None:
         try:
             super().register(plugin, name=name)
@@ -478,6 +484,21 @@ def entry_points() -> Sequence[importlib.metadata.EntryPoint]:
     if hasattr(eps, "select"):
         return list(eps.select(group=ENTRY_POINT_GROUP))
     return list(eps.get(ENTRY_POINT_GROUP, []))  # Python < 3.10
+
+
+def _align_by_position(impl: Any, spec_args: Sequence[str]) -> None:
+    """Let a ``Callback`` method name its parameters freely, as Lightning's positional calls allow.
+
+    Lightning calls ``on_train_start(trainer, pl_module)`` positionally, so callbacks written for
+    it often say ``(self, trainer, model)``. pluggy matches by name; when a method's required
+    parameters are not all event arguments, they take the event's names by position (the
+    dispatch and pluggy both pass arguments positionally). More required parameters than the
+    event has is left to pluggy's error.
+    """
+    required = tuple(impl.argnames)
+    if set(required) <= set(spec_args) or len(required) > len(spec_args):
+        return
+    impl.argnames = tuple(spec_args[:len(required)])
 
 
 def _is_callback(plugin: Any) -> bool:

@@ -327,7 +327,7 @@ class OptimizationPlugin:
         if self._fast:
             return self._optimize(trainer, pl_module, batch, batch_idx, self._optimizer, None)
         if self._manual or not trainer.optimizers:
-            return _output_or_done(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
+            return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
         return self._optimize_general(trainer, pl_module, batch, batch_idx)
 
     def _optimize(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
@@ -338,7 +338,7 @@ class OptimizationPlugin:
         # A 0-d tensor is a valid loss: skip the checks (a call) on the common path.
         loss = output if type(output) is torch.Tensor and output.ndim == 0 else validated_loss(output)
         if loss is None:
-            return _output_or_done(output)
+            return _batch_output(output)
         # While backward/step/zero_grad are still this plugin's own implementations (no plugin
         # replaced or wrapped them), call torch directly: three Python calls less per batch.
         # Checked per batch, so a plugin registered mid-run takes effect at once.
@@ -366,7 +366,7 @@ class OptimizationPlugin:
         else:
             hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         trainer.state.global_step += 1
-        return output
+        return {"loss": loss.detach()} if loss is output else output
 
     def _active_optimizers(self, optimizers: List[Any]) -> List[Tuple[int, Any]]:
         """Every optimizer, or with ``frequency`` the one whose turn it is (seed-era rotation)."""
@@ -416,7 +416,7 @@ class OptimizationPlugin:
         output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
         loss = validated_loss(output)
         if loss is None:
-            return _output_or_done(output)
+            return _batch_output(output)
         if self._check_finite:
             self._check_loss(trainer, loss, batch_idx)
         if k > 1:
@@ -424,7 +424,7 @@ class OptimizationPlugin:
         loss = self._backward(trainer, pl_module, loss, optimizer, idx)
         if not step_now:
             self._pending.add(idx or 0)
-            return output
+            return _batch_output(output)
         self._pending.discard(idx or 0)
         closure = _CachedClosure(self, trainer, pl_module, batch, batch_idx, optimizer, idx, loss)
         hooks.optimizer_step(trainer, pl_module, optimizer, idx or 0, closure)
@@ -433,7 +433,7 @@ class OptimizationPlugin:
         hooks.optimizer_zero_grad(trainer, pl_module, optimizer, idx or 0)
         if trainer.terminate_on_nan:
             self._check_parameters(trainer, pl_module, batch_idx)
-        return output
+        return _batch_output(output)
 
     def _backward(self, trainer: Any, pl_module: LightningModule, loss: torch.Tensor, optimizer: Any,
                   idx: Optional[int]) -> torch.Tensor:
@@ -597,5 +597,10 @@ def _position(trainer: Any, batch_idx: int) -> str:
     return f"global step {trainer.state.global_step}, epoch {trainer.current_epoch}, batch index {batch_idx}"
 
 
-def _output_or_done(output: Any) -> Any:
-    return SKIPPED if output is None else output
+def _batch_output(output: Any) -> Any:
+    """The step's output as ``on_train_batch_end`` gets it: a loss tensor becomes ``{'loss': loss.detach()}``."""
+    if output is None:
+        return SKIPPED
+    if isinstance(output, torch.Tensor):
+        return {"loss": output.detach()}
+    return output

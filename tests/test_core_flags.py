@@ -220,7 +220,7 @@ def test_callback_metrics_loss_is_the_latest_epoch_loss():
 
     class Last(Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.loss = outputs.detach()
+            self.loss = outputs["loss"]
 
         def on_train_epoch_end(self, trainer, pl_module):
             self.seen = self.loss
