@@ -38,6 +38,9 @@ class Dispatch:
         #: ``None``, the default, leaves everything as it is: no cost unless someone sets it.
         #: Setting it takes effect at the next :meth:`rebuild`.
         self.wrap: Optional[Callable[[str, Any, Callable[..., Any]], Callable[..., Any]]] = None
+        #: A fresh object at every :meth:`rebuild`: a plugin that derives something from the
+        #: dispatch (``hooks.backward is mine``) caches it against this and re-derives on change.
+        self.built: object = object()
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -52,6 +55,7 @@ class Dispatch:
             fn = _build(caller, spec.argnames, bool(spec.opts.get("firstresult")), name, self.wrap)
             self.__dict__[name] = fn if fn is None or self.wrap is None else self.wrap(name, None, fn)
             self._names.append(name)
+        self.built = object()
 
     def call(self, name: str, *args: Any) -> Any:
         """Call event ``name`` with positional ``args`` (a convenience off the hot path)."""

@@ -8,6 +8,7 @@ skipped with one ``is not None`` test.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -62,6 +63,10 @@ class FitLoop:
         hooks = trainer.hooks
         self._setup_dataloaders()
         self._loaded_at_epoch = state.epoch
+        if trainer.num_training_batches == 0:
+            # limit_train_batches=0 turns training off, as in Lightning: fit() sets up and tears down only.
+            warnings.warn("`limit_train_batches=0`: training is skipped.", UserWarning, stacklevel=2)
+            return
         if not state.restored:
             self._sanity_check()
         _emit(hooks.on_pretrain_routine_end, trainer, module)
@@ -114,7 +119,7 @@ class FitLoop:
                                             f"{len(train)}. Combine them into one.")
         trainer.train_dataloader = train[0]
         trainer.num_training_batches = num_batches(train[0], trainer.limit_train_batches, "limit_train_batches")
-        if trainer.num_training_batches == 0:
+        if trainer.num_training_batches == 0 and not _is_zero(trainer.limit_train_batches):
             raise MisconfigurationException(
                 "The training dataloader yields no batch (its length is 0, or limit_train_batches is 0). "
                 "Check the dataset and the batch size (drop_last=True with fewer samples than one batch?)."
@@ -279,6 +284,7 @@ def run_evaluation(
             device = trainer.root_device
             for dataloader_idx, (loader, limit) in enumerate(zip(dataloaders, limits)):
                 hooks = trainer.hooks
+                state.dataloader_idx = dataloader_idx if len(dataloaders) > 1 else None
                 outputs_of_loader: List[Any] = []
                 batches = hooks.iterate_dataloader(trainer, module, loader, stage, 0)
                 for batch_idx, batch in enumerate(batches):
@@ -297,6 +303,7 @@ def run_evaluation(
                         outputs_of_loader.append(output)
                 if keep_predictions:
                     predictions.append(outputs_of_loader)
+            state.dataloader_idx = None
             state.phase = f"{stage}_epoch_end"
             _emit(getattr(trainer.hooks, epoch_end_ev), trainer, module)
             _emit(getattr(trainer.hooks, end_ev), trainer, module)
@@ -304,7 +311,12 @@ def run_evaluation(
         for submodule, training in modes:
             submodule.training = training
         state.phase = previous_phase
+        state.dataloader_idx = None
     return predictions
+
+
+def _is_zero(limit: Union[int, float]) -> bool:
+    return not isinstance(limit, bool) and limit == 0
 
 
 def _emit(event: Optional[Any], trainer: "Trainer", module: Any) -> None:

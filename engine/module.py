@@ -173,6 +173,7 @@ class LightningModule(nn.Module):
         enable_graph: bool = False,
         sync_dist: bool = False,
         batch_size: Optional[int] = None,
+        add_dataloader_idx: bool = True,
         **kwargs: Any,
     ) -> None:
         """Log a scalar, with Lightning's defaults per hook.
@@ -182,11 +183,14 @@ class LightningModule(nn.Module):
         With both, loggers get ``name_step`` and ``name_epoch``. Epoch values are reduced
         with ``reduce_fx`` (weighted by ``batch_size`` for ``'mean'``); ``sync_dist=True``
         reduces them across processes. ``prog_bar=True`` shows it in the progress bar.
-        Outside a run, calls are ignored.
+        While a validation/test loop runs several dataloaders, ``name`` becomes
+        ``name/dataloader_idx_N`` unless ``add_dataloader_idx=False``. Outside a run, calls are ignored.
         """
         trainer = self._trainer
         if trainer is None:
             return
+        if add_dataloader_idx and trainer.state.dataloader_idx is not None:
+            name = f"{name}/dataloader_idx_{trainer.state.dataloader_idx}"
         if enable_graph is False and isinstance(value, torch.Tensor):
             value = value.detach()
         trainer.results.log(

@@ -207,6 +207,7 @@ class PluginRegistry(pluggy.PluginManager):
 
     def _refresh(self) -> None:
         """Re-sort every event's implementations and rebuild the dispatch (skipped inside a batch)."""
+        self.__dict__["_hooks_stale"] = True
         if self._batch_depth:
             return
         self._reorder()
@@ -407,8 +408,11 @@ class PluginRegistry(pluggy.PluginManager):
 
     def records(self) -> List[PluginRecord]:
         """Every registered plugin, in registration order, with its origin and hooks."""
-        for record in self._records.values():
-            record.hooks = self._hooks_of(record.plugin)
+        if self.__dict__.get("_hooks_stale", True):
+            # Recomputed after registration changes only: checkpoints ask for this every save.
+            for record in self._records.values():
+                record.hooks = self._hooks_of(record.plugin)
+            self.__dict__["_hooks_stale"] = False
         return [self._records[n] for n in self._order]
 
     def call_order(self, hook_name: str) -> List[Tuple[str, str]]:

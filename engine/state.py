@@ -29,6 +29,9 @@ class LoopState:
     sanity_checking: bool = False
     #: How many dataloaders the running evaluation loop has.
     num_dataloaders: int = 1
+    #: The evaluation dataloader whose batches are running, when there are several (else ``None``):
+    #: ``self.log`` then adds ``/dataloader_idx_N`` to names, as in Lightning.
+    dataloader_idx: Optional[int] = None
     interrupted: bool = False
     #: True once a checkpoint was restored for this run (the sanity check is then skipped).
     restored: bool = False

@@ -65,7 +65,8 @@ class Trainer:
         resume_from_checkpoint: Seed-era: checkpoint to resume from (2.x: ``fit(ckpt_path=...)``).
         profiler: ``'simple'``, ``'advanced'`` or a profiler plugin; None for none.
         benchmark: Set ``torch.backends.cudnn.benchmark``.
-        deterministic: Use deterministic algorithms (``torch.use_deterministic_algorithms``).
+        deterministic: Use deterministic algorithms (``torch.use_deterministic_algorithms``); ``"warn"`` warns
+            instead of raising on an op without a deterministic version. Restored after the run.
         reload_dataloaders_every_n_epochs: Rebuild the dataloaders every N epochs (0: never).
         reload_dataloaders_every_epoch: Seed-era: rebuild the dataloaders every epoch.
         replace_sampler_ddp: Seed-era: insert a DistributedSampler under DDP.
@@ -122,7 +123,7 @@ class Trainer:
         resume_from_checkpoint: Optional[str] = None,
         profiler: Any = None,
         benchmark: Optional[bool] = None,
-        deterministic: Optional[bool] = None,
+        deterministic: Optional[Union[bool, str]] = None,
         reload_dataloaders_every_n_epochs: int = 0,
         reload_dataloaders_every_epoch: bool = False,
         replace_sampler_ddp: bool = True,
@@ -538,8 +539,7 @@ class Trainer:
             if stage == "predict":
                 self._run_results = outputs[0] if len(outputs) == 1 else outputs
             else:
-                produced = self._eval_results.produced
-                self._run_results = [{k: float(v) for k, v in produced.items()} for _ in loaders]
+                self._run_results = _results_per_dataloader(self._eval_results.produced, len(loaders))
 
         self._guarded(stage, work)
 
@@ -654,3 +654,16 @@ def _looks_like_datamodule(obj: Any) -> bool:
     from engine.datamodule import LightningDataModule
 
     return isinstance(obj, LightningDataModule)
+
+
+def _results_per_dataloader(produced: Dict[str, Any], n_loaders: int) -> List[Dict[str, float]]:
+    """``validate()``/``test()``'s return value: one dict per dataloader, as in Lightning.
+
+    Dataloader ``i`` gets the names logged for it (``.../dataloader_idx_i``) and every name
+    logged without a dataloader suffix (epoch-end values).
+    """
+    results = []
+    for i in range(n_loaders):
+        own = f"/dataloader_idx_{i}"
+        results.append({k: float(v) for k, v in produced.items() if "/dataloader_idx_" not in k or k.endswith(own)})
+    return results

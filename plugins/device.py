@@ -234,6 +234,8 @@ class DevicePlugin:
 
     def __init__(self) -> None:
         self._module_moves_batches = False
+        #: torch's global flags as they were before ``setup_environment`` changed them (restored at teardown).
+        self._flags_before: Optional[Tuple[bool, bool, bool, bool]] = None
 
     @hookimpl
     def setup_environment(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
@@ -242,11 +244,26 @@ class DevicePlugin:
             trainer.root_device = select_root_device(trainer)
         if trainer.root_device.type == "cuda":
             torch.cuda.set_device(trainer.root_device)
+        if trainer.deterministic or trainer.benchmark is not None:
+            self._flags_before = (torch.are_deterministic_algorithms_enabled(),
+                                  torch.is_deterministic_algorithms_warn_only_enabled(),
+                                  torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
         if trainer.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=False)
+            # Lightning's values: True (non-deterministic ops raise) or "warn" (they warn).
+            torch.use_deterministic_algorithms(True, warn_only=trainer.deterministic == "warn")
             torch.backends.cudnn.deterministic = True
         if trainer.benchmark is not None:
             torch.backends.cudnn.benchmark = bool(trainer.benchmark)
+
+    @hookimpl
+    def teardown(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
+        """Give torch's global determinism/benchmark flags back as they were before the run."""
+        if self._flags_before is not None:
+            enabled, warn_only, cudnn_deterministic, cudnn_benchmark = self._flags_before
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+            torch.backends.cudnn.deterministic = cudnn_deterministic
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+            self._flags_before = None
 
     @hookimpl(tryfirst=True)
     def configure_model(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:

@@ -203,6 +203,9 @@ class OptimizationPlugin:
     def __init__(self) -> None:
         self._fast = False
         self._own: Tuple[Any, Any, Any] = (None, None, None)
+        # Whether the fast path may call torch directly, and for which build of the dispatch.
+        self._bare = False
+        self._bare_for: Any = None
         self._optimizer: Any = None
         self._precision: Precision = FULL_PRECISION
         self._scale: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
@@ -267,6 +270,7 @@ class OptimizationPlugin:
         # This plugin's own backward/step/zero_grad as the dispatch holds them (see ``_optimize``).
         self._own = (_own_impls(self, trainer) if self._fast and self._module_backward is None
                      and self._module_zero_grad is None else (None, None, None))
+        self._bare_for = None  # ask _is_bare again at the next batch
         if not self._manual:
             for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
                 opt.zero_grad()
@@ -323,50 +327,56 @@ class OptimizationPlugin:
     # ---- one batch ----------------------------------------------------------------------------
     @hookimpl
     def run_training_batch(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int) -> Any:
-        """Do one batch's optimization and return ``training_step``'s output."""
-        if self._fast:
-            return self._optimize(trainer, pl_module, batch, batch_idx, self._optimizer, None)
-        if self._manual or not trainer.optimizers:
-            return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
-        return self._optimize_general(trainer, pl_module, batch, batch_idx)
+        """Do one batch's optimization and return its output (see ``on_train_batch_end``).
 
-    def _optimize(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
-                  optimizer: Any, idx: Optional[int]) -> Any:
-        """The fast path: one optimizer, nothing between backward and step but the events."""
+        The fast path is written out here rather than in a helper: it runs once per batch.
+        """
+        if not self._fast:
+            if self._manual or not trainer.optimizers:
+                return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
+            return self._optimize_general(trainer, pl_module, batch, batch_idx)
         hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
-        output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
+        output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
         # A 0-d tensor is a valid loss: skip the checks (a call) on the common path.
         loss = output if type(output) is torch.Tensor and output.ndim == 0 else validated_loss(output)
         if loss is None:
             return _batch_output(output)
-        # While backward/step/zero_grad are still this plugin's own implementations (no plugin
-        # replaced or wrapped them), call torch directly: three Python calls less per batch.
-        # Checked per batch, so a plugin registered mid-run takes effect at once.
-        backward, step, zero_grad = self._own
-        direct = (backward is not None and hooks.backward is backward and hooks.optimizer_step is step
-                  and hooks.optimizer_zero_grad is zero_grad)
-        if hooks.on_before_backward is not None:
-            hooks.on_before_backward(trainer, pl_module, loss)
-        if direct:
+        optimizer = self._optimizer
+        if self._bare_for is not hooks.built:
+            self._bare = self._is_bare(hooks)
+            self._bare_for = hooks.built
+        if self._bare:
+            # Nothing listens around the step and backward/step/zero_grad are this plugin's own:
+            # what a hand-written loop does.
             loss.backward()
-        else:
-            hooks.backward(trainer, pl_module, loss, optimizer, idx)
-        if hooks.on_after_backward is not None:
-            hooks.on_after_backward(trainer, pl_module)
-        if hooks.on_before_optimizer_step is not None:
-            hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
-        if direct:
             optimizer.step()
-        else:
-            hooks.optimizer_step(trainer, pl_module, optimizer, 0, None)
-        if hooks.on_before_zero_grad is not None:
-            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
-        if direct:
             optimizer.zero_grad()
         else:
+            if hooks.on_before_backward is not None:
+                hooks.on_before_backward(trainer, pl_module, loss)
+            hooks.backward(trainer, pl_module, loss, optimizer, None)
+            if hooks.on_after_backward is not None:
+                hooks.on_after_backward(trainer, pl_module)
+            if hooks.on_before_optimizer_step is not None:
+                hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
+            hooks.optimizer_step(trainer, pl_module, optimizer, 0, None)
+            if hooks.on_before_zero_grad is not None:
+                hooks.on_before_zero_grad(trainer, pl_module, optimizer)
             hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         trainer.state.global_step += 1
         return {"loss": loss.detach()} if loss is output else output
+
+    def _is_bare(self, hooks: Any) -> bool:
+        """True when a fast-path step may call torch directly: no event around it has a listener, and
+        ``backward``/``optimizer_step``/``optimizer_zero_grad`` are still only this plugin's (no plugin
+        replaced or wrapped them). Asked again whenever the dispatch is rebuilt, so a plugin registered
+        mid-run takes effect at its next batch.
+        """
+        backward, step, zero_grad = self._own
+        return (backward is not None and hooks.backward is backward and hooks.optimizer_step is step
+                and hooks.optimizer_zero_grad is zero_grad and hooks.on_before_backward is None
+                and hooks.on_after_backward is None and hooks.on_before_optimizer_step is None
+                and hooks.on_before_zero_grad is None)
 
     def _active_optimizers(self, optimizers: List[Any]) -> List[Tuple[int, Any]]:
         """Every optimizer, or with ``frequency`` the one whose turn it is (seed-era rotation)."""

@@ -151,10 +151,10 @@ def test_deterministic_runs_give_identical_weights():
         quiet_trainer(max_epochs=2, limit_train_batches=4, limit_val_batches=1, deterministic=True).fit(model)
         return [p.detach().clone() for p in model.parameters()]
 
-    try:
-        first, second = train(), train()
-    finally:
-        torch.use_deterministic_algorithms(False)  # a process-wide switch: leave other tests unaffected
+    assert not torch.are_deterministic_algorithms_enabled()
+    first, second = train(), train()
+    # A process-wide switch: on during the run, given back as it was afterwards.
+    assert not torch.are_deterministic_algorithms_enabled()
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     seed_everything(4321)
     third = SeedModel()
@@ -252,3 +252,28 @@ def test_reload_dataloaders_every_n_epochs():
     Model.calls.clear()
     quiet_trainer(max_epochs=3, limit_train_batches=1, limit_val_batches=0, reload_dataloaders_every_epoch=True).fit(Model())
     assert Model.calls == [("train", 0), ("train", 1), ("train", 2)]
+
+
+def test_deterministic_is_on_during_the_run_and_warn_only_with_warn():
+    seen = []
+
+    class Probe(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append((torch.are_deterministic_algorithms_enabled(),
+                         torch.is_deterministic_algorithms_warn_only_enabled()))
+
+    for flag in (True, "warn"):
+        quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, deterministic=flag,
+                      callbacks=[Probe()]).fit(SeedModel())
+    assert seen == [(True, False), (True, True)]
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_limit_train_batches_zero_skips_training():
+    model = SeedModel()
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = quiet_trainer(max_epochs=2, limit_train_batches=0)
+    with pytest.warns(UserWarning, match="limit_train_batches=0"):
+        trainer.fit(model)
+    assert trainer.global_step == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

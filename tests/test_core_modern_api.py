@@ -212,3 +212,32 @@ def test_epoch_values_are_readable_by_callbacks_of_the_epoch_end_event():
     trainer.fit(Logs(), make_loader(96, 32), make_loader(40, 32, seed=1))
     assert Reads.seen == [("val", pytest.approx(27.2)), ("train", 1.0)] * 2
     assert trainer.logged_metrics["epoch_hook"] == 7.0  # logged by the module after the callbacks, still sent
+
+
+class TwoLoaderLogging(ModernModel):
+    """Logs per batch (suffixed per dataloader), one value unsuffixed, and one at epoch end."""
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        x, y = batch
+        self.log("mean_y", y.float().mean())
+        self.log("seen", float(len(y)), reduce_fx="sum", add_dataloader_idx=False)
+
+    def on_test_epoch_end(self):
+        self.log("epoch_value", 7.0)
+
+
+def test_several_dataloaders_give_one_result_dict_each():
+    zeros = TensorDataset(torch.randn(8, 8), torch.zeros(8, dtype=torch.long))
+    ones = TensorDataset(torch.randn(4, 8), torch.ones(4, dtype=torch.long))
+    trainer = quiet_trainer()
+    results = trainer.test(TwoLoaderLogging(), dataloaders=[DataLoader(zeros, batch_size=4),
+                                                            DataLoader(ones, batch_size=4)])
+    # As in Lightning: names logged in a step get `/dataloader_idx_N`; each loader's dict has its own
+    # values plus everything logged without a suffix.
+    assert results == [
+        {"mean_y/dataloader_idx_0": 0.0, "seen": 12.0, "epoch_value": 7.0},
+        {"mean_y/dataloader_idx_1": 1.0, "seen": 12.0, "epoch_value": 7.0},
+    ]
+    # One dataloader: no suffix.
+    single = quiet_trainer().test(TwoLoaderLogging(), dataloaders=DataLoader(ones, batch_size=4))
+    assert single == [{"mean_y": 1.0, "seen": 4.0, "epoch_value": 7.0}]
