@@ -423,15 +423,19 @@ class OptimizationPlugin:
     def _optimize_one(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int, optimizer: Any,
                       idx: Optional[int], k: int, step_now: bool) -> Any:
         hooks = trainer.hooks
-        output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
-        loss = validated_loss(output)
-        if loss is None:
-            return _batch_output(output)
-        if self._check_finite:
-            self._check_loss(trainer, loss, batch_idx)
-        if k > 1:
-            loss = loss / k  # the mean over the k accumulated batches
-        loss = self._backward(trainer, pl_module, loss, optimizer, idx)
+        # Under DDP, a batch that only accumulates keeps its gradients local (DDP's ``no_sync``,
+        # around forward and backward); the stepping batch all-reduces the accumulated sum.
+        no_sync = None if step_now else getattr(trainer.strategy_model, "no_sync", None)
+        with no_sync() if no_sync is not None else contextlib.nullcontext():
+            output = hooks.training_step(trainer, pl_module, batch, batch_idx, idx)
+            loss = validated_loss(output)
+            if loss is None:
+                return _batch_output(output)
+            if self._check_finite:
+                self._check_loss(trainer, loss, batch_idx)
+            if k > 1:
+                loss = loss / k  # the mean over the k accumulated batches
+            loss = self._backward(trainer, pl_module, loss, optimizer, idx)
         if not step_now:
             self._pending.add(idx or 0)
             return _batch_output(output)

@@ -72,6 +72,18 @@ class Model(LightningModule):
     def val_dataloader(self):
         return DataLoader(data(32, 1), batch_size=8)
 
+    def on_train_start(self):
+        ddp = self.trainer.strategy_model
+        if ddp is not None and os.environ.get("HL_COUNT_ALLREDUCE"):
+            from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+            self.allreduces = 0
+
+            def counting(state, bucket):
+                self.allreduces += 1
+                return allreduce_hook(None, bucket)
+
+            ddp.register_comm_hook(None, counting)
+
     def on_fit_end(self):
         t = self.trainer
         plugin = t.registry.get_plugin("distributed")
@@ -84,6 +96,7 @@ class Model(LightningModule):
             started_children=len(getattr(plugin, "_children", [])),
             broadcast=t.hooks.broadcast(t, f"from rank {t.global_rank}", 0),
             environment=type(plugin.environment).__name__ if plugin is not None else None,
+            allreduces=getattr(self, "allreduces", None),
         )
         with open(os.path.join(OUT, f"rank{t.global_rank}.json"), "w") as f:
             json.dump(record, f)
@@ -93,7 +106,8 @@ def flags():
     mode = os.environ.get("HL_MODE", "ddp")
     common = dict(max_epochs=int(os.environ.get("HL_EPOCHS", "2")), enable_progress_bar=False,
                   enable_model_summary=False, num_sanity_val_steps=0,
-                  prepare_data_per_node=os.environ.get("HL_PER_NODE", "1") == "1")
+                  prepare_data_per_node=os.environ.get("HL_PER_NODE", "1") == "1",
+                  accumulate_grad_batches=int(os.environ.get("HL_ACCUMULATE", "1")))
     if os.environ.get("HL_WRITE"):
         root = os.path.join(OUT, "root" + os.environ.get("RANK", "0"))
         common.update(default_root_dir=root, logger=CSVLogger(root), enable_checkpointing=True,

@@ -49,6 +49,18 @@ def test_plain_python_script_starts_two_processes(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "root1").exists(), "rank 1 must not write logs or checkpoints"
 
 
+def test_accumulating_batches_skip_the_all_reduce(tmp_path: Path) -> None:
+    """accumulate_grad_batches=2 under DDP: gradients sync only on stepping batches (DDP's no_sync)."""
+    script = write_script(tmp_path)
+    proc = run([sys.executable, str(script)],
+               script_env(tmp_path, HL_MODE="ddp", HL_ACCUMULATE="2", HL_COUNT_ALLREDUCE="1"), tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    ranks = results(tmp_path, 2)
+    _check_trained_together(ranks)  # identical weights: the stepping batch all-reduced the accumulated sum
+    # 2 epochs x 4 batches per rank, stepping every 2nd: 4 all-reduces instead of 8.
+    assert [r["allreduces"] for r in ranks] == [4, 4]
+
+
 def test_seed_ddp_cpu_spawns_and_returns_weights(tmp_path: Path) -> None:
     """Seed-era distributed_backend='ddp_cpu', num_processes=2: spawned ranks; the parent gets the weights."""
     script = write_script(tmp_path)
