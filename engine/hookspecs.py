@@ -187,7 +187,13 @@ def iterate_dataloader(trainer, pl_module, dataloader: Any, stage: str, start_ba
 
 @hookspec(firstresult=True)
 def transfer_batch_to_device(trainer, pl_module, batch: Any, device: Any, dataloader_idx: int) -> Any:
-    """Behaviour: return ``batch`` moved to ``device`` (the root device of this process)."""
+    """Behaviour: return ``batch`` moved to ``device`` (the root device of this process).
+
+    With no implementation the batch is used as it is: the built-in ``device`` plugin leaves this
+    hook out when training on the CPU of a machine without a GPU. The module's adapter implements
+    it when the module overrides ``transfer_batch_to_device``, ``on_before_batch_transfer`` or
+    ``on_after_batch_transfer`` (Lightning's order: before, transfer, after).
+    """
 
 
 # ---------------------------------------------------------------------------------------
@@ -268,9 +274,10 @@ def run_training_batch(trainer, pl_module, batch: Any, batch_idx: int) -> Any:
     ``backward``, ``optimizer_step`` and ``optimizer_zero_grad`` (with accumulation,
     clipping and the ``on_before_*`` events), and counts ``trainer.state.global_step``.
     Replace it (``tryfirst=True``) for e.g. a two-step optimizer such as SAM.
-    Return the step output (a loss tensor becomes ``{'loss': loss.detach()}``, see
-    :func:`on_train_batch_end`), or ``engine.markers.SKIPPED_BATCH`` when the step returned
-    ``None`` (``on_train_batch_end`` then gets ``outputs=None``).
+    Return the step output (a loss tensor becomes ``{'loss': loss.detach()}`` when anyone
+    listens to :func:`on_train_batch_end`; the built-in returns the bare tensor otherwise, which
+    is what ``trainer.state.last_outputs`` then holds), or ``engine.markers.SKIPPED_BATCH`` when
+    the step returned ``None`` (``on_train_batch_end`` then gets ``outputs=None``).
     """
 
 

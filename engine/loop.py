@@ -213,7 +213,8 @@ class FitLoop:
                 hooks.on_train_batch_start(trainer, module, batch, batch_idx)
             if state.skip_rest_of_epoch:
                 break
-            batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
+            if hooks.transfer_batch_to_device is not None:
+                batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
             outputs = hooks.run_training_batch(trainer, module, batch, batch_idx)
             if outputs is SKIPPED_BATCH:  # the step returned None: nothing to report
                 outputs = None
@@ -294,7 +295,8 @@ def run_evaluation(
                     on_start = getattr(hooks, batch_start_ev)
                     if on_start is not None:
                         on_start(trainer, module, batch, batch_idx, dataloader_idx)
-                    batch = hooks.transfer_batch_to_device(trainer, module, batch, device, dataloader_idx)
+                    if hooks.transfer_batch_to_device is not None:
+                        batch = hooks.transfer_batch_to_device(trainer, module, batch, device, dataloader_idx)
                     output = hooks.evaluation_step(trainer, module, batch, batch_idx, dataloader_idx, stage)
                     on_end = getattr(hooks, batch_end_ev)
                     if on_end is not None:

@@ -380,6 +380,14 @@ class LightningModule(nn.Module):
 
         return move_to_device(batch, device)
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change ``batch`` before it moves to the device (e.g. CPU-side augmentation); return it."""
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change ``batch`` once it is on the device (e.g. GPU-side augmentation); return it."""
+        return batch
+
     # Hooks below are no-ops. Overriding one registers it for the run.
     def prepare_data(self) -> None:
         """Download or write data (once per node or job)."""

@@ -10,7 +10,7 @@ from typing import Any, List, Tuple
 
 from plugins.checkpoint_io import CheckpointIO
 from plugins.data import DataPlugin
-from plugins.device import DevicePlugin
+from plugins.device import DevicePlugin, batches_may_need_moving
 from plugins.distributed import distributed_plugins
 from plugins.launch import LocalLauncher
 from plugins.metrics import MetricsPlugin
@@ -27,7 +27,7 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     plugins: List[Tuple[str, Any]] = [
         ("launcher", LocalLauncher()),
         ("data", DataPlugin()),
-        ("device", DevicePlugin()),
+        ("device", DevicePlugin(moves_batches=batches_may_need_moving(trainer))),
         *distributed_plugins(trainer),  # after device: it sets the ranks the device choice depends on
         ("optimization", OptimizationPlugin()),
         ("model_hooks", ModelHooksPlugin()),

@@ -16,7 +16,7 @@ import torch
 from engine import hookimpl
 from engine.apply import move_to_device
 from engine.errors import MisconfigurationException
-from engine.module import LightningModule, is_overridden
+from engine.module import LightningModule
 
 #: Strategy names accepted (2.x ``strategy`` and seed-era ``distributed_backend``) -> canonical name.
 _STRATEGIES = {
@@ -229,11 +229,27 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-class DevicePlugin:
-    """Placement. ``trainer.root_device`` is set in ``setup_environment`` (after ranks are known)."""
+def batches_may_need_moving(trainer: Any) -> bool:
+    """False when every batch is certainly where training happens: CPU training on a machine with no GPU.
 
-    def __init__(self) -> None:
-        self._module_moves_batches = False
+    Then the ``device`` plugin does not implement ``transfer_batch_to_device`` at all and the loop
+    skips the hook (a module's own ``transfer_batch_to_device`` or ``on_*_batch_transfer`` still runs,
+    through the module's adapter).
+    """
+    return resolve_devices(trainer).accelerator != "cpu" or torch.cuda.is_available() or _mps_available()
+
+
+class DevicePlugin:
+    """Placement. ``trainer.root_device`` is set in ``setup_environment`` (after ranks are known).
+
+    ``moves_batches=False`` leaves ``transfer_batch_to_device`` unimplemented (see
+    :func:`batches_may_need_moving`): nothing to move costs nothing per batch.
+    """
+
+    def __init__(self, moves_batches: bool = True) -> None:
+        if not moves_batches:
+            own = {name for name in dir(type(self)) if hasattr(getattr(type(self), name), "engine_impl")}
+            self.__engine_hooks__ = own - {"transfer_batch_to_device"}
         #: torch's global flags as they were before ``setup_environment`` changed them (restored at teardown).
         self._flags_before: Optional[Tuple[bool, bool, bool, bool]] = None
 
@@ -269,14 +285,11 @@ class DevicePlugin:
     def configure_model(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
         """Move the module to the root device before optimizers are built (and before any DDP wrap)."""
         pl_module.to(trainer.root_device)
-        self._module_moves_batches = is_overridden("transfer_batch_to_device", pl_module)
 
     @hookimpl
     def transfer_batch_to_device(self, trainer: Any, pl_module: LightningModule, batch: Any, device: Any,
                                  dataloader_idx: int) -> Any:
-        """The module's own ``transfer_batch_to_device`` if it has one, else a recursive ``.to(device)``."""
-        if self._module_moves_batches:
-            return pl_module.transfer_batch_to_device(batch, device, dataloader_idx)
+        """A recursive ``.to(device)`` (a module's own ``transfer_batch_to_device`` runs before this, in its adapter)."""
         if device.type == "cpu" and isinstance(batch, (torch.Tensor, list, tuple)):
             # Already where it must be: skip the rebuild. Checked inline, with ``Tensor.is_cpu``
             # (no ``torch.device`` object built), since this runs on every batch.

@@ -27,9 +27,14 @@ class MetricsPlugin:
         """A fresh epoch accumulates from zero."""
         trainer._train_results.reset()
 
-    @hookimpl
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Send step values to loggers at the logging interval."""
+    @hookimpl(specname="on_batch_end")
+    def send_step_values(self, trainer: Any, pl_module: Any) -> None:
+        """Send step values to loggers at the logging interval, once the batch's other hooks have run.
+
+        On ``on_batch_end``, the last event of a training batch: loggers get the step's values after
+        every ``on_train_batch_end`` (as in Lightning), and ``on_train_batch_end`` keeps no built-in
+        listener, so a run where nobody listens to it does not build its ``outputs``.
+        """
         # Takes every argument of the event so the dispatch calls it directly (no adapter per batch).
         results = trainer._train_results
         if not results.pending_step:

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Set
 import torch
 
 from engine import hookimpl
-from engine.apply import detach_all
+from engine.apply import detach_all, move_to_device
 from engine.errors import MisconfigurationException, PluginError, closest
 from engine.module import LightningModule, is_overridden
 
@@ -61,6 +61,7 @@ _TRIGGERS: Dict[str, tuple] = {
     "on_predict_epoch_end": ("on_predict_epoch_end",),
     "on_predict_batch_start": ("on_predict_batch_start",),
     "on_predict_batch_end": ("on_predict_batch_end",),
+    "transfer_batch_to_device": ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"),
     "on_before_backward": ("on_before_backward",),
     "on_after_backward": ("on_after_backward",),
     "on_before_optimizer_step": ("on_before_optimizer_step",),
@@ -252,6 +253,24 @@ class ModuleHooks:
         self._train_outputs: List[Any] = []
         self._eval_outputs: Dict[int, List[Any]] = {}
         self._takes_batch_dl_idx = _takes(getattr(module, "on_train_batch_start"), "dataloader_idx")
+        self._transfer_takes_dl_idx = _takes(module.transfer_batch_to_device, "dataloader_idx")
+
+    # ---- the batch's way to the device --------------------------------------------------------
+    @hookimpl
+    def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
+        """The module's ``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer``."""
+        module, overridden = self.module, self.overridden
+        if "on_before_batch_transfer" in overridden:
+            batch = module.on_before_batch_transfer(batch, dataloader_idx)
+        if "transfer_batch_to_device" not in overridden:
+            batch = move_to_device(batch, device)
+        elif self._transfer_takes_dl_idx:
+            batch = module.transfer_batch_to_device(batch, device, dataloader_idx)
+        else:  # seed-era signature: transfer_batch_to_device(self, batch, device)
+            batch = module.transfer_batch_to_device(batch, device)
+        if "on_after_batch_transfer" in overridden:
+            batch = module.on_after_batch_transfer(batch, dataloader_idx)
+        return batch
 
     # ---- simple forwards ----------------------------------------------------------------------
     @hookimpl

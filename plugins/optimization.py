@@ -205,6 +205,7 @@ class OptimizationPlugin:
         self._own: Tuple[Any, Any, Any] = (None, None, None)
         # Whether the fast path may call torch directly, and for which build of the dispatch.
         self._bare = False
+        self._wrap_loss = True
         self._bare_for: Any = None
         self._optimizer: Any = None
         self._precision: Precision = FULL_PRECISION
@@ -344,6 +345,8 @@ class OptimizationPlugin:
         optimizer = self._optimizer
         if self._bare_for is not hooks.built:
             self._bare = self._is_bare(hooks)
+            # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
+            self._wrap_loss = hooks.on_train_batch_end is not None
             self._bare_for = hooks.built
         if self._bare:
             # Nothing listens around the step and backward/step/zero_grad are this plugin's own:
@@ -364,7 +367,7 @@ class OptimizationPlugin:
                 hooks.on_before_zero_grad(trainer, pl_module, optimizer)
             hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         trainer.state.global_step += 1
-        return {"loss": loss.detach()} if loss is output else output
+        return {"loss": loss.detach()} if loss is output and self._wrap_loss else output
 
     def _is_bare(self, hooks: Any) -> bool:
         """True when a fast-path step may call torch directly: no event around it has a listener, and

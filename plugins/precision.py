@@ -181,6 +181,8 @@ class PrecisionPlugin(Precision):
     def transfer_batch_to_device(self, trainer: Any, pl_module: Any, batch: Any, device: Any, dataloader_idx: int) -> Any:
         """For 64: floating tensors of the moved batch become float64."""
         moved = yield
+        if moved is None:  # nothing needed moving (CPU training without a GPU): convert the batch itself
+            moved = batch
         return apply_to_tensors(moved, lambda t: t.double() if t.is_floating_point() else t)
 
     # ---- backward and step ------------------------------------------------------------------

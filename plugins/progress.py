@@ -110,7 +110,8 @@ class TQDMProgressBar(Callback):
         """Keep the loss (a detached tensor); move the bar every ``refresh_rate`` batches."""
         loss = _loss_of(outputs)
         if loss is not None:
-            self._losses.append(loss.detach())
+            # The optimization plugin's ``{'loss': ...}`` is already detached: no second copy per batch.
+            self._losses.append(loss.detach() if loss.requires_grad else loss)
         self._seen += 1
         if self._seen >= self.refresh_rate and self._main is not None:
             self._advance(trainer)
@@ -122,11 +123,12 @@ class TQDMProgressBar(Callback):
         else:
             bar.update(self._seen)
         self._seen = 0
-        now = time.monotonic()
-        if self._tty and now - self._postfix_at >= POSTFIX_INTERVAL:
-            self._postfix_at = now
-            bar.set_postfix_str(self._postfix(trainer), refresh=False)
-        elif not self._tty and bar.due():
+        if self._tty:
+            now = time.monotonic()
+            if now - self._postfix_at >= POSTFIX_INTERVAL:
+                self._postfix_at = now
+                bar.set_postfix_str(self._postfix(trainer), refresh=False)
+        elif bar.due():
             bar.set_postfix_str(self._postfix(trainer), refresh=False)
             bar.print_line()
 
@@ -285,6 +287,9 @@ class _LineBar:
 
 
 def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
+    if type(outputs) is dict:  # the common case first: ``{'loss': ...}`` from the optimization plugin
+        loss = outputs.get("loss")
+        return loss if isinstance(loss, torch.Tensor) else None
     if isinstance(outputs, torch.Tensor):
         return outputs
     if isinstance(outputs, dict):

@@ -6,7 +6,7 @@ import inspect
 import pytest
 import torch
 
-from engine import Callback, LightningModule, hookimpl, hookspecs
+from engine import Callback, LightningModule, Trainer, hookimpl, hookspecs
 from engine.markers import SKIPPED_BATCH
 from plugins.model_hooks import ModuleHooks
 from tests.core_support import Recorder, quiet_trainer
@@ -259,3 +259,14 @@ def test_module_hook_typo_is_an_error_with_a_suggestion():
 
     with pytest.raises(PluginError, match="on_validation_epoch_ned.*Did you mean `on_validation_epoch_end`"):
         quiet_trainer(max_epochs=1, limit_train_batches=1).fit(Model())
+
+
+def test_default_trainer_listens_to_nothing_per_batch_but_the_step_log_flush(monkeypatch):
+    # The hot path's budget: with the default Trainer minus the bar, on a CPU machine, a training batch
+    # calls run_training_batch (and through it training_step) and metrics' on_batch_end, nothing else.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    hooks = Trainer(enable_progress_bar=False).hooks
+    for event in ("on_batch_start", "on_train_batch_start", "on_train_batch_end", "transfer_batch_to_device",
+                  "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad"):
+        assert getattr(hooks, event) is None, event
+    assert hooks.on_batch_end is not None

@@ -169,8 +169,9 @@ class Movable:
         return self
 
 
-def test_batches_move_through_the_behaviour_hook() -> None:
-    trainer = Trainer(**QUIET)
+def test_batches_move_through_the_behaviour_hook(gpus4) -> None:
+    # With a GPU on the machine, even CPU training checks every batch (a dataset could yield CUDA tensors).
+    trainer = Trainer(accelerator="cpu", **QUIET)
     model = ModernModel()
     meta = torch.device("meta")  # a real non-CPU device every machine has
     t = torch.ones(2)
@@ -274,3 +275,57 @@ def test_distributed_sampler_opt_out(flags) -> None:
         assert processed is loader
     else:
         assert isinstance(processed.sampler, DistributedSampler) and processed.sampler.rank == 1
+
+
+def test_cpu_training_without_a_gpu_skips_the_transfer_hook(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    trainer = Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, **QUIET)
+    assert trainer.hooks.transfer_batch_to_device is None  # nothing to move: no call per batch
+    trainer.fit(ModernModel())
+    assert trainer.global_step == 2
+
+
+class TransferHooksModel(ModernModel):
+    """Lightning 2.x's three batch-transfer hooks, recording their order and changing the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = []
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        self.calls.append(("before", dataloader_idx))
+        x, y = batch
+        return x * 0, y
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        self.calls.append(("transfer", device.type))
+        return [t.to(device) for t in batch]
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        self.calls.append(("after", dataloader_idx))
+        assert not batch[0].any()  # sees what on_before_batch_transfer returned
+        return batch
+
+
+class SeedTransferModel(ModernModel):
+    """The seed-era signature: ``transfer_batch_to_device(self, batch, device)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved = 0
+
+    def transfer_batch_to_device(self, batch, device):
+        self.moved += 1
+        return batch
+
+
+def test_module_batch_transfer_hooks_run_in_lightnings_order(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the device plugin moves nothing
+    model = TransferHooksModel()
+    trainer = Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, **QUIET)
+    trainer.fit(model)
+    step = [("before", 0), ("transfer", "cpu"), ("after", 0)]
+    assert model.calls == step * 3  # two training batches, one validation batch
+    seed = SeedTransferModel()
+    Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, **QUIET).fit(seed)
+    assert seed.moved == 2
