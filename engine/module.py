@@ -191,11 +191,10 @@ class LightningModule(nn.Module):
             return
         if add_dataloader_idx and trainer.state.dataloader_idx is not None:
             name = f"{name}/dataloader_idx_{trainer.state.dataloader_idx}"
-        if enable_graph is False and isinstance(value, torch.Tensor):
-            value = value.detach()
         trainer.results.log(
             name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
             reduce_fx=reduce_fx, sync_dist=sync_dist, batch_size=batch_size, hook="self.log",
+            enable_graph=enable_graph,
         )
 
     def log_dict(self, dictionary: Dict[str, Any], **kwargs: Any) -> None:

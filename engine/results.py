@@ -87,19 +87,21 @@ class ResultCollection:
         sync_dist: bool = False,
         batch_size: Optional[int] = None,
         hook: str = "",
+        enable_graph: bool = False,
     ) -> None:
         """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`."""
         if on_step is None or on_epoch is None:
             step_default = self.training and self.state.phase == "train_batch"
             on_step = step_default if on_step is None else on_step
             on_epoch = (not step_default) if on_epoch is None else on_epoch
-        if isinstance(reduce_fx, str):
-            reduce_fx = reduce_fx.lower()
-        if reduce_fx not in _REDUCE_FX:
-            raise MisconfigurationException(
-                f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}."
-            )
-        value = _as_tensor(name, value, hook)
+        if reduce_fx != "mean":  # the default needs no check (this runs for every logged value)
+            if isinstance(reduce_fx, str):
+                reduce_fx = reduce_fx.lower()
+            if reduce_fx not in _REDUCE_FX:
+                raise MisconfigurationException(
+                    f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}."
+                )
+        value = _as_tensor(name, value, hook, detach=not enable_graph)
         metric = self.metrics.get(name)
         if metric is None:
             metric = self.metrics[name] = LoggedMetric(
@@ -188,14 +190,15 @@ class ResultCollection:
         return pending
 
 
-def _as_tensor(name: str, value: Any, hook: str) -> torch.Tensor:
+def _as_tensor(name: str, value: Any, hook: str, detach: bool = True) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise MisconfigurationException(
                 f"`{hook or 'self.log'}` logged {name!r} as a tensor of shape {tuple(value.shape)}; "
                 "logged values must be scalars (one element). Reduce it first, e.g. with .mean()."
             )
-        return value.detach()
+        # Only a value with a graph needs a detached copy (``requires_grad`` is cheaper than a copy).
+        return value.detach() if detach and value.requires_grad else value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if hasattr(value, "item"):
             return torch.tensor(float(value.item()))

@@ -90,14 +90,25 @@ class TensorBoardLogger(Logger):
 
     # ---- the logging hooks -------------------------------------------------------------------
     def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
-        """One scalar per metric at ``step`` (a dict value becomes one chart with several lines)."""
+        """One scalar per metric at ``step`` (a dict value becomes one chart with several lines).
+
+        The scalars of one call travel as one event (one ``Summary`` with a value per metric):
+        tensorboardX queues every event through a ``multiprocessing.Queue``, so five metrics cost
+        one queue round instead of five. TensorBoard reads them exactly as ``add_scalar``'s.
+        """
+        from tensorboardX.proto.summary_pb2 import Summary
+        from tensorboardX.summary import scalar
+
         writer = self.experiment
+        values = []
         for key, value in metrics.items():
             tag = f"{self._prefix}-{key}" if self._prefix else key
             if isinstance(value, dict):
                 writer.add_scalars(tag, {k: float(v) for k, v in value.items()}, step)
             else:
-                writer.add_scalar(tag, float(value), step)
+                values.extend(scalar(tag, float(value)).value)
+        if values:
+            writer._get_file_writer().add_summary(Summary(value=values), step)
 
     def log_hyperparams(self, params: Any, metrics: Optional[Dict[str, float]] = None) -> None:
         """Hyperparameters to TensorBoard's hparams view and to ``hparams.yaml``."""
