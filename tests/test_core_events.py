@@ -270,3 +270,30 @@ def test_default_trainer_listens_to_nothing_per_batch_but_the_step_log_flush(mon
                   "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad"):
         assert getattr(hooks, event) is None, event
     assert hooks.on_batch_end is not None
+
+
+def test_training_step_plugin_registered_mid_run_takes_effect_at_the_next_batch():
+    """The fast path calls the module's training_step directly only while nobody replaced the hook."""
+    class Replacement:
+        calls = 0
+
+        @hookimpl(tryfirst=True)
+        def training_step(self, trainer, pl_module, batch, batch_idx):
+            Replacement.calls += 1
+            return (pl_module(batch[0]) ** 2).mean()
+
+    class Model(SeedModel):
+        module_calls = 0
+
+        def training_step(self, batch, batch_idx):
+            Model.module_calls += 1
+            return super().training_step(batch, batch_idx)
+
+    class RegisterAfterTwo(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 1:
+                trainer.registry.register(Replacement(), name="replacement")
+
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0, callbacks=[RegisterAfterTwo()])
+    trainer.fit(Model())
+    assert (Model.module_calls, Replacement.calls) == (2, 3)
