@@ -6,7 +6,7 @@ The metrics plugin decides when step values reach loggers and when epoch values 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -67,6 +67,9 @@ class ResultCollection:
         self.metrics: Dict[str, LoggedMetric] = {}
         self.pending_step: Dict[str, Any] = {}
         self.pending_step_index: Optional[int] = None
+        #: Called once, when the first logger-bound step value is kept (the metrics plugin then
+        #: starts listening per batch); ``None`` afterwards.
+        self.on_first_step_value: Optional[Callable[[], None]] = None
         #: Names (with their final keys) this collection produced in its last epoch.
         self.produced: Dict[str, Any] = {}
 
@@ -117,6 +120,8 @@ class ResultCollection:
                 state.logged_metrics[key] = value
                 if self.training:
                     self.pending_step[key] = value
+                    if self.on_first_step_value is not None:
+                        self._first_step_value()
             if prog_bar:
                 state.progress_bar_metrics[key] = value
         if on_epoch:
@@ -156,7 +161,13 @@ class ResultCollection:
         self.pending_step.update(values)
         if "step" in logs:
             self.pending_step_index = int(logs["step"])
+        if self.on_first_step_value is not None:
+            self._first_step_value()
         return None
+
+    def _first_step_value(self) -> None:
+        callback, self.on_first_step_value = self.on_first_step_value, None
+        callback()
 
     def epoch_end(self, reduce: Any = None) -> Dict[str, torch.Tensor]:
         """Reduce every ``on_epoch`` value, write it to the trainer's dicts, return the logger-bound ones.

@@ -5,6 +5,7 @@ become floats); epoch values are reduced at the end of every epoch and validatio
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict
 
 import torch
@@ -27,25 +28,12 @@ class MetricsPlugin:
         """A fresh epoch accumulates from zero."""
         trainer._train_results.reset()
 
-    @hookimpl(specname="on_batch_end")
-    def send_step_values(self, trainer: Any, pl_module: Any) -> None:
-        """Send step values to loggers at the logging interval, once the batch's other hooks have run.
-
-        On ``on_batch_end``, the last event of a training batch: loggers get the step's values after
-        every ``on_train_batch_end`` (as in Lightning), and ``on_train_batch_end`` keeps no built-in
-        listener, so a run where nobody listens to it does not build its ``outputs``.
-        """
-        # Takes every argument of the event so the dispatch calls it directly (no adapter per batch).
-        results = trainer._train_results
-        if not results.pending_step:
-            return
-        step = trainer.state.global_step
-        if step % trainer.log_every_n_steps and results.pending_step_index is None:
-            return
-        pending = results.take_pending()
-        x = results.pending_step_index if results.pending_step_index is not None else step - 1
-        results.pending_step_index = None
-        _send(trainer, pending, x)
+    @hookimpl(tryfirst=True)
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Listen per batch only once there is something to send: the first logger-bound step value."""
+        if trainer.registry.get_plugin(StepValueSender.NAME) is None:
+            # A partial, not a lambda: the trainer must stay picklable for ddp_spawn.
+            trainer._train_results.on_first_step_value = functools.partial(_add_step_sender, trainer)
 
     @hookimpl(specname="on_train_epoch_end", tryfirst=True)
     def publish_train_epoch(self, trainer: Any) -> None:
@@ -106,6 +94,37 @@ class MetricsPlugin:
         to_log = trainer._eval_results.epoch_end(_reducer(trainer))
         if to_log and not trainer.sanity_checking:
             _send(trainer, dict(to_log, epoch=trainer.current_epoch), max(trainer.global_step - 1, 0))
+
+
+class StepValueSender:
+    """Built-in ``step_values``: sends step values to loggers every ``log_every_n_steps`` steps.
+
+    Registered by the metrics plugin when a run keeps its first logger-bound step value
+    (``self.log`` in ``training_step``, a seed-era ``'log'`` dict): until then no plugin listens
+    per batch, and a run that logs nothing per step pays nothing per step for logging.
+    """
+
+    NAME = "step_values"
+
+    @hookimpl
+    def on_batch_end(self, trainer: Any, pl_module: Any) -> None:
+        """The last event of a training batch: loggers get its values after every ``on_train_batch_end``."""
+        results = trainer._train_results
+        if not results.pending_step:
+            return
+        step = trainer.state.global_step
+        if step % trainer.log_every_n_steps and results.pending_step_index is None:
+            return
+        pending = results.take_pending()
+        x = results.pending_step_index if results.pending_step_index is not None else step - 1
+        results.pending_step_index = None
+        _send(trainer, pending, x)
+
+
+def _add_step_sender(trainer: Any) -> None:
+    if trainer.registry.get_plugin(StepValueSender.NAME) is None:
+        trainer.registry.add(StepValueSender(), StepValueSender.NAME, "builtin",
+                             origin="built-in (added by metrics at the run's first step value)")
 
 
 def _reducer(trainer: Any) -> Any:

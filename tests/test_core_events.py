@@ -261,15 +261,33 @@ def test_module_hook_typo_is_an_error_with_a_suggestion():
         quiet_trainer(max_epochs=1, limit_train_batches=1).fit(Model())
 
 
-def test_default_trainer_listens_to_nothing_per_batch_but_the_step_log_flush(monkeypatch):
+PER_BATCH_EVENTS = ("on_batch_start", "on_train_batch_start", "on_train_batch_end", "on_batch_end",
+                    "transfer_batch_to_device", "on_before_backward", "on_after_backward",
+                    "on_before_optimizer_step", "on_before_zero_grad")
+
+
+def test_default_trainer_listens_to_nothing_per_batch(monkeypatch, tmp_path):
     # The hot path's budget: with the default Trainer minus the bar, on a CPU machine, a training batch
-    # calls run_training_batch (and through it training_step) and metrics' on_batch_end, nothing else.
+    # calls run_training_batch (and through it the module's training_step), nothing else.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    hooks = Trainer(enable_progress_bar=False).hooks
-    for event in ("on_batch_start", "on_train_batch_start", "on_train_batch_end", "transfer_batch_to_device",
-                  "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad"):
-        assert getattr(hooks, event) is None, event
-    assert hooks.on_batch_end is not None
+
+    class Silent(SeedModel):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx)["loss"]  # no 'log': nothing to send per step
+
+    trainer = Trainer(enable_progress_bar=False, max_epochs=1, limit_train_batches=3, default_root_dir=str(tmp_path))
+    trainer.fit(Silent())
+    for event in PER_BATCH_EVENTS:
+        assert getattr(trainer.hooks, event) is None, event
+
+
+def test_the_step_value_sender_joins_at_the_first_logged_step_value(tmp_path):
+    trainer = Trainer(enable_progress_bar=False, max_epochs=1, limit_train_batches=3, log_every_n_steps=1,
+                      default_root_dir=str(tmp_path))
+    assert trainer.hooks.on_batch_end is None
+    trainer.fit(SeedModel())  # its training_step returns a 'log' dict
+    assert [name for name, _ in trainer.registry.call_order("on_batch_end")] == ["step_values"]
+    assert "train_loss" in trainer.logged_metrics
 
 
 def test_training_step_plugin_registered_mid_run_takes_effect_at_the_next_batch():

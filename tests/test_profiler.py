@@ -62,7 +62,8 @@ def test_simple_profiler_prints_events_and_each_plugin(capsys):
     assert _rows_under(out, "backward")["optimization (OptimizationPlugin)"] == 4
     under_batch_end = _rows_under(out, "on_train_batch_end")
     assert under_batch_end["batch_counter (BatchCounter)"] == 4
-    assert _rows_under(out, "on_batch_end")["metrics (MetricsPlugin)"] == 4
+    # ModernModel logs each step: the step-value sender joined at the first batch and ran at every batch end.
+    assert _rows_under(out, "on_batch_end")["step_values (StepValueSender)"] == 4
     assert _row(out, "on_train_batch_end")[0] == 4  # the event once per batch, not once per implementation
     # Mean is total / calls (of the recorded, unrounded total).
     calls, total = trainer.profiler.stats[("run_training_batch", "")]
