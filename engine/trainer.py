@@ -230,6 +230,9 @@ class Trainer:
         self.val_dataloaders: List[Any] = []
         self.num_training_batches: Union[int, float] = 0
         self.num_val_batches: List[Union[int, float]] = []
+        #: Batches per test/predict dataloader of the running ``test()``/``predict()`` (as in Lightning).
+        self.num_test_batches: List[Union[int, float]] = []
+        self.num_predict_batches: List[Union[int, float]] = []
         self.ckpt_path: Optional[str] = None
         self._loaders_given: Dict[str, Any] = {}
         self._train_results = ResultCollection(self.state, training=True)
@@ -532,8 +535,9 @@ class Trainer:
                     f"trainer.{stage}() found no data: define `{name}()` on the module or datamodule, "
                     f"or pass `trainer.{stage}(model, dataloaders=...)`."
                 )
-            flag = f"limit_{kind if kind != 'val' else 'val'}_batches"
+            flag = f"limit_{kind}_batches"
             limits = [num_batches(dl, getattr(self, flag), flag) for dl in loaders]
+            setattr(self, f"num_{kind}_batches", limits)  # e.g. the progress bar's total
             self._eval_results.reset()
             outputs = run_evaluation(self, stage, loaders, limits)
             if stage == "predict":

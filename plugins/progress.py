@@ -159,7 +159,7 @@ class TQDMProgressBar(Callback):
             return
         inside_fit = trainer.state.stage == "fit"
         desc = "Sanity Checking" if trainer.sanity_checking else _EVAL_DESC[stage]
-        total = _eval_total(trainer) if inside_fit else None
+        total = _eval_total(trainer, stage)
         if inside_fit and not self._tty:
             return  # validation inside fit: its metrics show on the epoch's line
         # Validation inside fit leaves no trail; a standalone validate/test/predict keeps its bar.
@@ -303,8 +303,9 @@ def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
     return None
 
 
-def _eval_total(trainer: Any) -> Optional[int]:
-    limits = list(trainer.num_val_batches or [])
+def _eval_total(trainer: Any, stage: str) -> Optional[int]:
+    kind = {"validate": "val", "test": "test", "predict": "predict"}[stage]
+    limits = list(getattr(trainer, f"num_{kind}_batches", None) or [])
     if trainer.sanity_checking:
         steps = trainer.num_sanity_val_steps
         limits = [n if steps < 0 else min(n, steps) for n in limits]

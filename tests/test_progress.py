@@ -115,4 +115,5 @@ def test_standalone_test_keeps_its_bar(capsys):
     trainer = Trainer(logger=False, enable_checkpointing=False, weights_summary=None)
     trainer.test(model)
     out = capsys.readouterr().out
-    assert out.startswith("Testing") and "2it" in out
+    assert out.startswith("Testing") and "2/2" in out  # with its total, as the epoch bars have
+    assert trainer.num_test_batches == [2]
