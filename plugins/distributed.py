@@ -193,10 +193,15 @@ class DistributedPlugin:
         if self._shut_down:
             return
         self._shut_down = True
-        if self.watchdog is not None:
-            self.watchdog.finish()
-        if dist.is_initialized() and not (self.watchdog is not None and self.watchdog.failed_here):
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.finish()
+        if dist.is_initialized() and not (watchdog is not None and watchdog.failed_here):
+            if watchdog is not None:
+                watchdog.wait_until_others_closed()  # the store host leaves last
             dist.destroy_process_group()
+            if watchdog is not None:
+                watchdog.closed()
 
     @hookimpl
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:

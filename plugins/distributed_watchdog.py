@@ -102,6 +102,34 @@ class Watchdog:
         except Exception:  # the store is already gone: nothing left to tell
             pass
 
+    def closed(self) -> None:
+        """After this rank left its process group: say so; the store host first waits for every other rank.
+
+        The store host (global rank 0 of a job hookloop launched) holds the rendezvous store the
+        process group was built on. Leaving its group last, once every other rank has left theirs,
+        keeps the store up while their process groups shut down (gloo's threads need it there).
+        """
+        if self._store is None or self._failed_here:
+            return
+        try:
+            self._store.set(f"closed/{self.rank}", "1")
+        except Exception:  # the store is already gone: nothing left to tell
+            pass
+
+    def wait_until_others_closed(self, wait_s: float = 30.0) -> None:
+        """Store host: wait (bounded) until every other rank has left its process group."""
+        if self._store is None or self._failed_here or not self.store_host:
+            return
+        keys = [f"closed/{r}" for r in range(self.world_size) if r != self.rank]
+        deadline = time.monotonic() + wait_s
+        try:
+            while keys and not self._store.check(keys) and time.monotonic() < deadline:
+                if self._store.check(["failed"]):
+                    return
+                time.sleep(0.05)
+        except Exception:
+            pass
+
     # ---- the thread -----------------------------------------------------------------------
     def _run(self) -> None:
         store = self._store

@@ -214,24 +214,6 @@ class ModelHooksPlugin:
         step_end = self._training_step_end
         if step_end is not None:
             output = step_end(output)
-        if type(output) is dict:
-            self.finish_training_step(trainer, output)
-        return output
-
-    def direct_training_step(self, trainer: Any, pl_module: LightningModule) -> Optional[Any]:
-        """The module's bound ``training_step`` when calling it is all that :meth:`training_step` does.
-
-        That holds without a DDP wrapper, ``optimizer_idx`` and ``training_step_end``, and for
-        an output that is not a dict: a hot-path caller (the optimization plugin's fast path)
-        may then call it itself, one Python frame less per batch, and must hand any other
-        output to :meth:`finish_training_step`. ``None`` when the hook has more to do.
-        """
-        if trainer.strategy_model is not None or self._takes_optimizer_idx or self._training_step_end is not None:
-            return None
-        return pl_module.training_step
-
-    def finish_training_step(self, trainer: Any, output: Any) -> Any:
-        """A seed-era dict output's ``'log'``/``'progress_bar'``/other keys go to the trainer's metrics."""
         if type(output) is dict and ("log" in output or "progress_bar" in output or len(output) > 1):
             trainer._train_results.log_seed_dict(output, "training_step", epoch_end=False)
         return output

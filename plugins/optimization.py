@@ -32,7 +32,7 @@ from engine import hookimpl
 from engine.errors import MisconfigurationException
 from engine.markers import SKIPPED_BATCH
 from engine.module import LightningModule, is_overridden
-from plugins.model_hooks import ModelHooksPlugin, validated_loss
+from plugins.model_hooks import validated_loss
 from plugins.optimizer_config import LRSchedulerConfig, normalize_optimizers, step_scheduler
 from plugins.precision import FULL_PRECISION, Precision
 
@@ -206,8 +206,6 @@ class OptimizationPlugin:
         # Whether the fast path may call torch directly, and for which build of the dispatch.
         self._bare = False
         self._wrap_loss = True
-        self._direct_step: Any = None
-        self._finish_step: Any = None
         self._bare_for: Any = None
         self._optimizer: Any = None
         self._precision: Precision = FULL_PRECISION
@@ -339,20 +337,17 @@ class OptimizationPlugin:
                 return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
             return self._optimize_general(trainer, pl_module, batch, batch_idx)
         hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
-        if self._bare_for is not hooks.built:
-            self._prepare_fast_path(hooks, trainer, pl_module)
-        direct = self._direct_step
-        if direct is not None:  # the module's own training_step, as the model_hooks plugin would call it
-            output = direct(batch, batch_idx)
-            if type(output) is not torch.Tensor:
-                output = self._finish_step(trainer, output)
-        else:
-            output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
+        output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
         # A 0-d tensor is a valid loss: skip the checks (a call) on the common path.
         loss = output if type(output) is torch.Tensor and output.ndim == 0 else validated_loss(output)
         if loss is None:
             return _batch_output(output)
         optimizer = self._optimizer
+        if self._bare_for is not hooks.built:
+            self._bare = self._is_bare(hooks)
+            # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
+            self._wrap_loss = hooks.on_train_batch_end is not None
+            self._bare_for = hooks.built
         if self._bare:
             # Nothing listens around the step and backward/step/zero_grad are this plugin's own:
             # what a hand-written loop does.
@@ -373,20 +368,6 @@ class OptimizationPlugin:
             hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         trainer.state.global_step += 1
         return {"loss": loss.detach()} if loss is output and self._wrap_loss else output
-
-    def _prepare_fast_path(self, hooks: Any, trainer: Any, pl_module: LightningModule) -> None:
-        """Decide, once per build of the dispatch, how the fast path calls into the step."""
-        self._bare = self._is_bare(hooks)
-        # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
-        self._wrap_loss = hooks.on_train_batch_end is not None
-        # When ``training_step``'s only implementation is the model_hooks plugin's (nobody replaced
-        # or wrapped it), it offers the module's own method to call directly.
-        owner = getattr(hooks.training_step, "__self__", None)
-        self._direct_step = None
-        if isinstance(owner, ModelHooksPlugin):
-            self._direct_step = owner.direct_training_step(trainer, pl_module)
-            self._finish_step = owner.finish_training_step
-        self._bare_for = hooks.built
 
     def _is_bare(self, hooks: Any) -> bool:
         """True when a fast-path step may call torch directly: no event around it has a listener, and
