@@ -198,7 +198,7 @@ class DistributedPlugin:
             watchdog.finish()
         if dist.is_initialized() and not (watchdog is not None and watchdog.failed_here):
             if watchdog is not None:
-                watchdog.wait_until_others_closed()  # the store host leaves last
+                watchdog.wait_until_others_closed()  # global rank 0 leaves last
             dist.destroy_process_group()
             if watchdog is not None:
                 watchdog.closed()

@@ -103,12 +103,7 @@ class Watchdog:
             pass
 
     def closed(self) -> None:
-        """After this rank left its process group: say so; the store host first waits for every other rank.
-
-        The store host (global rank 0 of a job hookloop launched) holds the rendezvous store the
-        process group was built on. Leaving its group last, once every other rank has left theirs,
-        keeps the store up while their process groups shut down (gloo's threads need it there).
-        """
+        """After this rank left its process group: say so (global rank 0 waits for it, see below)."""
         if self._store is None or self._failed_here:
             return
         try:
@@ -117,8 +112,14 @@ class Watchdog:
             pass
 
     def wait_until_others_closed(self, wait_s: float = 30.0) -> None:
-        """Store host: wait (bounded) until every other rank has left its process group."""
-        if self._store is None or self._failed_here or not self.store_host:
+        """Global rank 0: wait (bounded) until every other rank has left its process group.
+
+        Rank 0 leaves last. Its peers' process groups then shut down while rank 0's is intact and
+        the rendezvous store is up (rank 0 holds it in jobs hookloop launched; under torchrun,
+        rank 0's exit lets node 0's agent, which holds it, exit): a gloo group whose peer vanished
+        mid-teardown can abort the process.
+        """
+        if self._store is None or self._failed_here or self.rank != 0:
             return
         keys = [f"closed/{r}" for r in range(self.world_size) if r != self.rank]
         deadline = time.monotonic() + wait_s
