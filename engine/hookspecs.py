@@ -259,7 +259,8 @@ def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int) -> None
 def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
     """Called after each training batch with the step's ``outputs``, as Lightning 2.x passes them.
 
-    A ``training_step`` that returned a loss tensor gives ``{'loss': loss.detach()}``; a dict
+    A ``training_step`` that returned a loss tensor gives ``{'loss': loss.detach()}`` (the loss as
+    returned, not divided by ``accumulate_grad_batches`` as Lightning's is); a dict
     is passed as returned; ``None`` (a skipped batch) gives ``None``; with several optimizers
     (seed-era ``optimizer_idx``) it is the list of the optimizers' outputs, each normalized
     the same way. ``trainer.state.global_step`` already counts this batch's optimizer step(s).
