@@ -92,15 +92,10 @@ class Watchdog:
             self._thread.join()
         try:
             self._store.set(f"done/{self.rank}", "1")
-            if self.store_host:
-                keys = [f"done/{r}" for r in range(self.world_size)]
-                deadline = time.monotonic() + wait_s
-                while not self._store.check(keys) and time.monotonic() < deadline:
-                    if self._store.check(["failed"]):
-                        break
-                    time.sleep(0.05)
         except Exception:  # the store is already gone: nothing left to tell
-            pass
+            return
+        if self.store_host:
+            self._wait_for_keys([f"done/{r}" for r in range(self.world_size)], wait_s)
 
     def closed(self) -> None:
         """After this rank left its process group: say so (global rank 0 waits for it, see below)."""
@@ -121,14 +116,17 @@ class Watchdog:
         """
         if self._store is None or self._failed_here or self.rank != 0:
             return
-        keys = [f"closed/{r}" for r in range(self.world_size) if r != self.rank]
+        self._wait_for_keys([f"closed/{r}" for r in range(self.world_size) if r != self.rank], wait_s)
+
+    def _wait_for_keys(self, keys: List[str], wait_s: float) -> None:
+        """Wait until every key is in the store, at most ``wait_s`` seconds; stop early if a rank failed."""
         deadline = time.monotonic() + wait_s
         try:
             while keys and not self._store.check(keys) and time.monotonic() < deadline:
                 if self._store.check(["failed"]):
                     return
                 time.sleep(0.05)
-        except Exception:
+        except Exception:  # the store is gone: nobody is left to wait for
             pass
 
     # ---- the thread -----------------------------------------------------------------------

@@ -287,14 +287,11 @@ class _LineBar:
 
 
 def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
-    if type(outputs) is dict:  # the common case first: ``{'loss': ...}`` from the optimization plugin
+    if isinstance(outputs, dict):  # the common case first: ``{'loss': ...}`` from the optimization plugin
         loss = outputs.get("loss")
         return loss if isinstance(loss, torch.Tensor) else None
     if isinstance(outputs, torch.Tensor):
         return outputs
-    if isinstance(outputs, dict):
-        loss = outputs.get("loss")
-        return loss if isinstance(loss, torch.Tensor) else None
     if isinstance(outputs, (list, tuple)):  # one output per optimizer
         for item in outputs:
             loss = _loss_of(item)
