@@ -7,7 +7,10 @@ terminal (CI logs, files) no bar is drawn: one plain line per epoch (and every q
 very long epochs) carries the same information.
 
 Per batch this costs a counter and, when a loss is returned, appending a detached tensor
-to a short window; values become floats only when the bar is refreshed.
+to a short window; values become floats only when the bar is refreshed. The bar itself
+moves only when that can show: without a terminal when the next line is due, in a terminal
+about every ``MOVE_INTERVAL`` (whole multiples of ``refresh_rate`` batches; tqdm redraws at
+most every 0.1 s anyway).
 """
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ from plugins.rank_zero import is_rank_zero
 LOSS_WINDOW = 20
 #: In a terminal, recompute the bar's metrics at most this often (seconds); the count moves every refresh.
 POSTFIX_INTERVAL = 0.25
+#: In a terminal, move the bar about this often (seconds), in whole multiples of ``refresh_rate`` batches:
+#: tqdm redraws at most every 0.1 s, so moving it more often only costs time per batch.
+MOVE_INTERVAL = 0.05
 #: Without a terminal, epochs of at least this many batches also print at every quarter.
 LONG_EPOCH = 1000
 
@@ -58,8 +64,12 @@ class TQDMProgressBar(Callback):
         self._eval: Any = None
         self._losses: Deque[torch.Tensor] = collections.deque(maxlen=LOSS_WINDOW)
         self._seen = 0  # batches since the main bar last moved
+        #: Batches between moves of the main bar: ``refresh_rate`` in a terminal; without one, as many
+        #: as are left until the next plain line is due (nothing to do per batch in between).
+        self._move_every: float = math.inf
         self._eval_seen = 0
         self._postfix_at = 0.0
+        self._moved_at = 0.0  # when the main bar last moved (terminal only)
 
     # ---- metrics ------------------------------------------------------------------------------
     def get_metrics(self, trainer: Any, pl_module: Any) -> Dict[str, Any]:
@@ -96,6 +106,7 @@ class TQDMProgressBar(Callback):
         self._steps_mode = trainer.max_steps is not None and trainer.max_steps > 0 and trainer.max_epochs < 0
         if self._active and self._steps_mode:
             self._main = self._bar("Training", trainer.max_steps, trainer.global_step, leave=True, quarters=True)
+            self._move_every = self._next_move()
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """A fresh bar for the epoch."""
@@ -105,23 +116,42 @@ class TQDMProgressBar(Callback):
         self._main = self._bar(f"Epoch {trainer.current_epoch}", None if total == math.inf else int(total),
                                trainer.state.start_batch, leave=True)
         self._seen = 0
+        self._move_every = self._next_move()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Keep the loss (a detached tensor); move the bar every ``refresh_rate`` batches."""
-        loss = _loss_of(outputs)
-        if loss is not None:
-            # The optimization plugin's ``{'loss': ...}`` is already detached: no second copy per batch.
+        """Keep the loss (a detached tensor); move the bar when due (every ``refresh_rate`` batches in a terminal)."""
+        # The optimization plugin's ``{'loss': ...}`` first, without a call; other shapes in ``_loss_of``.
+        loss = outputs.get("loss") if type(outputs) is dict else _loss_of(outputs)
+        if isinstance(loss, torch.Tensor):
+            # That loss is already detached: no second copy per batch.
             self._losses.append(loss.detach() if loss.requires_grad else loss)
         self._seen += 1
-        if self._seen >= self.refresh_rate and self._main is not None:
+        if self._seen >= self._move_every:
             self._advance(trainer)
+
+    def _next_move(self, moved: int = 0) -> float:
+        """Batches until the main bar must move again (see ``_move_every``), after it moved by ``moved``."""
+        if self._main is None:
+            return math.inf
+        if self._tty:
+            # As many batches as take about MOVE_INTERVAL at the pace of the last ``moved`` ones.
+            now = time.monotonic()
+            elapsed, self._moved_at = now - self._moved_at, now
+            rate = self.refresh_rate
+            if moved <= 0 or elapsed <= 0:
+                return rate
+            batches = int(MOVE_INTERVAL * moved / elapsed)
+            return max(rate, batches - batches % rate)
+        # Moving early is harmless (with accumulation the step bar moves slower than batches).
+        return max(self.refresh_rate, self._main.until_due())
 
     def _advance(self, trainer: Any) -> None:
         bar = self._main
+        moved = self._seen
         if self._steps_mode:
             bar.update(trainer.global_step - bar.n)
         else:
-            bar.update(self._seen)
+            bar.update(moved)
         self._seen = 0
         if self._tty:
             now = time.monotonic()
@@ -131,6 +161,7 @@ class TQDMProgressBar(Callback):
         elif bar.due():
             bar.set_postfix_str(self._postfix(trainer), refresh=False)
             bar.print_line()
+        self._move_every = self._next_move(moved)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Show the epoch's final values (epoch metrics included) and close the epoch's bar."""
@@ -152,6 +183,7 @@ class TQDMProgressBar(Callback):
         if self._main is not None:
             self._main.close()
             self._main = None
+        self._move_every = math.inf
 
     # ---- evaluation -----------------------------------------------------------------------------
     def _eval_start(self, trainer: Any, stage: str) -> None:
@@ -228,6 +260,7 @@ class TQDMProgressBar(Callback):
             if bar is not None:
                 bar.close()
         self._eval = self._main = None
+        self._move_every = math.inf
 
     def __getstate__(self) -> Dict[str, Any]:
         # Streams and live bars stay in this process (spawned workers pickle the callbacks).
@@ -263,8 +296,12 @@ class _LineBar:
         self.n += n
 
     def due(self) -> bool:
-        """True when a line should be printed now."""
-        return bool(self.every) and self.n - self.printed_at >= self.every
+        """True when a line should be printed now (the last one is :meth:`close`'s, with the final metrics)."""
+        return bool(self.every) and self.n - self.printed_at >= self.every and self.n != self.total
+
+    def until_due(self) -> float:
+        """How many more counts until :meth:`due` (``inf`` when only the final line is printed)."""
+        return self.every - (self.n - self.printed_at) if self.every else math.inf
 
     def set_postfix_str(self, postfix: str, refresh: bool = True) -> None:
         """The metrics part of the line."""

@@ -25,8 +25,10 @@ except ImportError:  # pragma: no cover - numpy ships with every torch wheel we 
 def capture_rng() -> Dict[str, Any]:
     """The states of Python's, numpy's, torch's CPU and (if present) CUDA generators, as plain data."""
     version, internal, gauss = random.getstate()
+    # 625 ints: through numpy when there is numpy (a third of torch.tensor's time on a tuple).
+    words = torch.from_numpy(np.array(internal, dtype=np.int64)) if np is not None else torch.tensor(internal, dtype=torch.int64)
     state: Dict[str, Any] = {
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "python": {"version": int(version), "state": words, "gauss": gauss},
         "torch": torch.get_rng_state(),
     }
     if np is not None:
@@ -177,19 +179,37 @@ def to_safe(value: Any) -> Any:
 
 def find_unsafe(value: Any, where: str) -> Optional[str]:
     """Where in ``value`` something sits that ``torch.load(weights_only=True)`` refuses, e.g. ``"x['a'][2]: set"``."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype,
-                                           torch.device, torch.Size)):
+    found = _unsafe_path(value)
+    if found is None:
+        return None
+    *steps, culprit = reversed(found)
+    return f"{where}{''.join(steps)}: {type(culprit).__module__}.{type(culprit).__qualname__}"
+
+
+_SAFE_LEAVES = (bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)
+
+
+def _unsafe_path(value: Any) -> Optional[List[Any]]:
+    """``[culprit, ...path steps innermost first]`` or ``None``; the path is built only for a culprit
+    (a checkpoint is walked at every save, so nothing is formatted on the way)."""
+    if value is None or isinstance(value, _SAFE_LEAVES):
         return None
     if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
         for i, item in enumerate(value):
-            found = find_unsafe(item, f"{where}[{i}]")
-            if found:
+            found = _unsafe_path(item)
+            if found is not None:
+                found.append(f"[{i}]")
                 return found
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = find_unsafe(key, f"{where} key {key!r}") or find_unsafe(item, f"{where}[{key!r}]")
-            if found:
+            found = _unsafe_path(key)
+            if found is not None:
+                found.append(f" key {key!r}")
+                return found
+            found = _unsafe_path(item)
+            if found is not None:
+                found.append(f"[{key!r}]")
                 return found
         return None
-    return f"{where}: {type(value).__module__}.{type(value).__qualname__}"
+    return [value]

@@ -185,3 +185,26 @@ def test_module_logger_and_test_metrics_after_fit():
     acc = read_events(trainer.logger.log_dir)  # the test run writes a second event file in the same directory
     assert {"test_loss", "test_acc"} <= set(acc.Tags()["scalars"])
     assert acc.Scalars("test_acc")[0].value == pytest.approx(trainer.callback_metrics["test_acc"].item())
+
+
+def test_scalars_are_written_in_the_loop_without_a_writer_thread_and_flushed_each_epoch():
+    # tensorboardX's SummaryWriter queues events to a thread; scalars go to the file directly, and
+    # each epoch's values are readable (flushed) before the next epoch starts.
+    import threading
+
+    from engine import Callback
+
+    seen = {}
+    before = set(threading.enumerate())  # writers other tests left open are not this run's
+
+    class Probe(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                seen["threads"] = [t.name for t in set(threading.enumerate()) - before
+                                   if "EventLogger" in type(t).__name__]
+                seen["epoch_0"] = scalars(read_events(trainer.logger.log_dir), "idx_epoch")
+
+    trainer = fit(CountingModel(n_train=256), log_every_n_steps=3, callbacks=[Probe()])
+    assert seen["threads"] == []
+    assert seen["epoch_0"] == [(7, 3.5)]
+    assert scalars(read_events(trainer.logger.log_dir), "idx_epoch") == [(7, 3.5), (15, 3.5)]

@@ -117,3 +117,34 @@ def test_standalone_test_keeps_its_bar(capsys):
     out = capsys.readouterr().out
     assert out.startswith("Testing") and "2/2" in out  # with its total, as the epoch bars have
     assert trainer.num_test_batches == [2]
+
+
+def test_long_epoch_without_terminal_prints_every_quarter(capsys):
+    # 1000 batches of 1 sample: a long epoch gets a line at each quarter, and only those.
+    fit(SeedModel(n_train=1000, batch_size=1), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0)
+    lines = capsys.readouterr().out.splitlines()
+    counts = [int(re.search(r"(\d+)/1000", l).group(1)) for l in lines]
+    assert counts == [250, 500, 750, 1000]
+    assert all("loss=" in l for l in lines)
+
+
+def test_step_bar_with_accumulation_prints_every_quarter_of_the_steps(capsys):
+    # 16 batches per epoch, 2 per optimizer step: the bar counts steps (8 per epoch), not batches.
+    fit(SeedModel(n_train=16 * 8, batch_size=8), max_epochs=None, max_steps=16, accumulate_grad_batches=2,
+        limit_val_batches=0, num_sanity_val_steps=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [int(re.search(r"(\d+)/16", l).group(1)) for l in lines] == [4, 8, 12, 16]
+
+
+def test_terminal_bar_moves_in_batches_of_about_a_redraw_not_every_batch(monkeypatch):
+    # tqdm redraws at most every 0.1 s: moving it per fast batch would only cost time. Count the moves.
+    import tqdm
+
+    moves = []
+    real_update = tqdm.tqdm.update
+    monkeypatch.setattr(tqdm.tqdm, "update", lambda self, n=1: (moves.append(n), real_update(self, n))[1])
+    term = FakeTerminal()
+    fit(SeedModel(n_train=1000, batch_size=1), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[TQDMProgressBar(file=term)])
+    assert sum(moves) == 1000 and "1000/1000" in screen(term.getvalue())[-1]
+    assert len(moves) < 500  # one per batch before; a few dozen at most now, even on a slow machine
