@@ -255,7 +255,10 @@ class TQDMProgressBar(Callback):
         self._eval_end(trainer)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        """Close open bars so the error is printed on a clean line."""
+        """Close open bars, the training bar counting every finished batch, so the error prints on a clean line."""
+        if self._main is not None and self._seen:  # the bar moves only now and then: catch up first
+            self._main.update(trainer.global_step - self._main.n if self._steps_mode else self._seen)
+            self._seen = 0
         for bar in (self._eval, self._main):
             if bar is not None:
                 bar.close()

@@ -148,3 +148,17 @@ def test_terminal_bar_moves_in_batches_of_about_a_redraw_not_every_batch(monkeyp
         callbacks=[TQDMProgressBar(file=term)])
     assert sum(moves) == 1000 and "1000/1000" in screen(term.getvalue())[-1]
     assert len(moves) < 500  # one per batch before; a few dozen at most now, even on a slow machine
+
+
+def test_a_failed_epoch_shows_every_batch_that_finished(capsys):
+    class Failing(SeedModel):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 600:
+                raise RuntimeError("boom at 600")
+            return super().training_step(batch, batch_idx)
+
+    with pytest.raises(RuntimeError, match="boom at 600"):
+        fit(Failing(n_train=1000, batch_size=1), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert "250/1000" in lines[0] and "500/1000" in lines[1]
+    assert "600/1000" in lines[-1]  # the bar moves only when due, but its last line counts all 600
