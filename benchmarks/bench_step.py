@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_step.py                 # pre-built batches, then a DataLoader-fed run
     python benchmarks/bench_step.py --quick         # fewer batches and repeats (a smoke run)
     python benchmarks/bench_step.py --feed list     # only the pre-built-batches run
+    python benchmarks/bench_step.py --processes 3 --repeats 5   # rounds in 3 fresh processes, pooled
 
 One process, one torch thread. Every contender trains the same 32->64->10 MLP (batch 32,
 SGD) for ``--epochs`` epochs of ``--batches`` batches. Contenders run interleaved
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
+import json
 import logging
 import math
 import os
@@ -243,8 +244,8 @@ def measure(runner: Runner, feed: str, batches: List[Any], epochs: int) -> float
     return per_step_us(data, len(batches))
 
 
-def bench(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[str] = None) -> bool:
-    """Interleaved rounds of every contender; print the table; return True if every target holds.
+def collect(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[str] = None) -> Dict[str, List[float]]:
+    """Interleaved rounds of every contender in this process: contender -> µs per step, one per round.
 
     ``only``: keep the two plain loops and the contenders whose name contains this text.
     """
@@ -258,15 +259,19 @@ def bench(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[s
     for _ in range(repeats):
         for name, runner in runners:
             times[name].append(measure(runner, feed, batches, epochs))
+    return times
+
+
+def report(feed: str, times: Dict[str, List[float]], n_batches: int, epochs: int, how: str) -> bool:
+    """Print the table of ``times`` (rounds paired by position); return True if every target holds."""
     what = "pre-built batches in a list" if feed == "list" else "a DataLoader (batch 32, no workers)"
-    print(f"\n== {what}: {n_batches} batches/epoch, {epochs} epochs (timed: {epochs - 2}), "
-          f"median of {repeats} interleaved rounds ==")
+    print(f"\n== {what}: {n_batches} batches/epoch, {epochs} epochs (timed: {epochs - 2}), {how} ==")
     print("+µs and ratio: to the plain loop of the same round (medians over rounds); module: ratio to the plain "
           "loop calling\nthe module's training_step (the trainer's own cost). Targets are checked on the ratio "
           "to the plain loop.")
     print(f"{'contender':44s} {'µs/step':>8s} {'+µs':>7s} {'ratio':>7s} {'module':>7s}  target")
     ok = True
-    for name, _ in runners:
+    for name in times:
         us = statistics.median(times[name])
         extra = statistics.median(t - r for t, r in zip(times[name], times[PLAIN]))
         ratio = _median_ratio(times[name], times[PLAIN])
@@ -280,6 +285,27 @@ def bench(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[s
                        f" (module ratio {'PASS' if module_ratio <= target else 'FAIL'})")
         print(f"{name:44s} {us:8.1f} {extra:+7.1f} {ratio:6.3f}x {module_ratio:6.3f}x  {verdict}")
     return ok
+
+
+def collect_in_processes(feed: str, args: argparse.Namespace) -> Dict[str, List[float]]:
+    """:func:`collect` in ``args.processes`` fresh interpreters, one after the other; their rounds pooled.
+
+    Where objects land in memory differs from process to process, and a trainer's Python objects,
+    touched between torch's kernels, are sensitive to it: in one process all rounds share one
+    layout, so fresh processes sample what rounds cannot.
+    """
+    pooled: Dict[str, List[float]] = {}
+    for _ in range(args.processes):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "times.json")
+            command = [sys.executable, os.path.abspath(__file__), "--feed", feed, "--batches", str(args.batches),
+                       "--epochs", str(args.epochs), "--repeats", str(args.repeats), "--clock", args.clock,
+                       "--times-to", out] + (["--only", args.only] if args.only else [])
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            with open(out) as f:
+                for name, values in json.load(f).items():
+                    pooled.setdefault(name, []).extend(values)
+    return pooled
 
 
 def _median_ratio(times: List[float], reference: List[float]) -> float:
@@ -309,6 +335,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--only", help="run the plain loops and the contenders whose name contains this text")
     parser.add_argument("--clock", choices=sorted(common.CLOCKS), default="cpu",
                         help="cpu: CPU time of the process (default; steady on a shared machine); wall: wall time")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run the rounds in this many fresh processes, one after the other, and pool them")
+    parser.add_argument("--times-to", help=argparse.SUPPRESS)  # a worker of --processes: write the times here
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.repeats = 200, 5
@@ -321,9 +350,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")  # measure hookloop, not what else is installed
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}, 1 thread, {args.clock} clock, "
           f"CPU: {_cpu_model()}")
+    if args.times_to:
+        with open(args.times_to, "w") as f:
+            json.dump(collect(args.feed, args.batches, args.epochs, args.repeats, args.only), f)
+        return 0
     ok = True
     for feed in (("list", "loader") if args.feed == "both" else (args.feed,)):
-        ok &= bench(feed, args.batches, args.epochs, args.repeats, args.only)
+        if args.processes > 1:
+            times = collect_in_processes(feed, args)
+            how = f"median of {args.processes} processes x {args.repeats} interleaved rounds"
+        else:
+            times = collect(feed, args.batches, args.epochs, args.repeats, args.only)
+            how = f"median of {args.repeats} interleaved rounds"
+        ok &= report(feed, times, args.batches, args.epochs, how)
     print("\nALL TARGETS PASS" if ok else "\nSOME TARGETS FAIL")
     return 0 if ok else 1
 
