@@ -13,6 +13,7 @@ images...) and writes its own event file in the same directory; TensorBoard read
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any, Dict, Optional, Union
@@ -23,6 +24,7 @@ from plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, flatten,
 
 #: Ends the name of the event file this logger writes itself (scalars, hyperparameters).
 SCALARS_SUFFIX = ".scalars"
+_FILE_NUMBERS = itertools.count()
 
 
 class TensorBoardLogger(Logger):
@@ -101,7 +103,10 @@ class TensorBoardLogger(Logger):
             from tensorboardX import SummaryWriter  # heavy import: only when something is written
 
             os.makedirs(self.log_dir, exist_ok=True)
-            self._experiment = SummaryWriter(logdir=self.log_dir, **self._kwargs)
+            # A name of its own (see ``_write``): a later run's writer would otherwise truncate this one's file.
+            kwargs = dict(self._kwargs)
+            kwargs["filename_suffix"] = f"{kwargs.get('filename_suffix', '')}.{os.getpid()}.{next(_FILE_NUMBERS)}"
+            self._experiment = SummaryWriter(logdir=self.log_dir, **kwargs)
         return self._experiment
 
     def _write(self, summary: Any, step: Optional[int] = None) -> None:
@@ -112,9 +117,11 @@ class TensorBoardLogger(Logger):
             from tensorboardX.event_file_writer import EventsWriter
 
             os.makedirs(self.log_dir, exist_ok=True)
-            # Its own suffix: SummaryWriter's file, opened in the same second, would otherwise get the
-            # same name (timestamp and host) and truncate this one.
-            suffix = self._kwargs.get("filename_suffix", "") + SCALARS_SUFFIX
+            # A name of its own: event files are named by the second and the host, so SummaryWriter's file,
+            # or another process's (ddp_spawn workers) or logger's, opened in the same second would
+            # otherwise get this name and truncate the file.
+            suffix = (f"{self._kwargs.get('filename_suffix', '')}.{os.getpid()}.{next(_FILE_NUMBERS)}"
+                      f"{SCALARS_SUFFIX}")
             self._events = EventsWriter(os.path.join(self.log_dir, "events"), suffix)
             self._flushed_at = time.monotonic()
         event = Event(wall_time=time.time(), summary=summary)
@@ -178,10 +185,10 @@ class TensorBoardLogger(Logger):
         self.save()
 
     def finalize(self, status: str) -> None:
-        """Flush and close the writers (a later run through this logger opens new event files)."""
+        """Flush the scalar file (it stays open: a later run through this logger, ``test()`` after
+        ``fit()``, appends to it) and close the ``SummaryWriter``."""
         if self._events is not None:
-            self._events.close()
-            self._events = None
+            self._events.flush()
         if self._experiment is not None:
             self._experiment.flush()
             self._experiment.close()

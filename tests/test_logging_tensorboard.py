@@ -181,9 +181,9 @@ def test_module_logger_and_test_metrics_after_fit():
     model = ModernModel(n_train=32)
     trainer = fit(model, max_epochs=1)
     assert model.logger is trainer.logger and model.loggers == trainer.loggers
-    trainer.test(model)
-    acc = read_events(trainer.logger.log_dir)  # the test run writes a second event file in the same directory
-    assert {"test_loss", "test_acc"} <= set(acc.Tags()["scalars"])
+    trainer.test(model)  # within the same second as fit: event file names must not collide
+    acc = read_events(trainer.logger.log_dir)
+    assert {"epoch", "val_acc", "hp_metric", "test_loss", "test_acc"} <= set(acc.Tags()["scalars"])
     assert acc.Scalars("test_acc")[0].value == pytest.approx(trainer.callback_metrics["test_acc"].item())
 
 
@@ -208,3 +208,18 @@ def test_scalars_are_written_in_the_loop_without_a_writer_thread_and_flushed_eac
     assert seen["threads"] == []
     assert seen["epoch_0"] == [(7, 3.5)]
     assert scalars(read_events(trainer.logger.log_dir), "idx_epoch") == [(7, 3.5), (15, 3.5)]
+
+
+def test_histograms_of_fit_survive_a_test_run_that_also_uses_the_experiment():
+    class Histograms(ModernModel):
+        def on_train_epoch_end(self):
+            self.logger.experiment.add_histogram("fit_weights", self.layer.weight, self.current_epoch)
+
+        def on_test_epoch_end(self):
+            self.logger.experiment.add_histogram("test_weights", self.layer.weight, 0)
+
+    model = Histograms(n_train=32)
+    trainer = fit(model, max_epochs=2)
+    trainer.test(model)  # a new SummaryWriter, within the same second: its file must not replace fit's
+    tags = read_events(trainer.logger.log_dir).Tags()["histograms"]
+    assert {"fit_weights", "test_weights"} <= set(tags)
