@@ -189,9 +189,14 @@ def _terminal() -> Any:
 
     A ``cat`` child process drains the terminal: its reading costs this process nothing.
     """
-    import pty  # POSIX only; needed by this contender alone
+    import fcntl  # POSIX only; needed by this contender alone
+    import pty
+    import struct
+    import termios
 
     master, slave = pty.openpty()
+    # A new pseudo-terminal is 0 x 0, and tqdm draws nothing 0 columns wide: give it a usual size.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     drain = subprocess.Popen(["cat"], stdin=master, stdout=subprocess.DEVNULL)
     try:
         with open(slave, "w", buffering=1) as term, open(os.devnull, "w") as sink, \

@@ -133,17 +133,23 @@ class TQDMProgressBar(Callback):
         """Batches until the main bar must move again (see ``_move_every``), after it moved by ``moved``."""
         if self._main is None:
             return math.inf
+        rate = self.refresh_rate
         if self._tty:
-            # As many batches as take about MOVE_INTERVAL at the pace of the last ``moved`` ones.
+            # As many batches as take about MOVE_INTERVAL at the pace of the last ``moved`` ones, at most
+            # twice as many as last time (one fast stretch, a prefetched first batch, must not make the
+            # bar wait long once batches slow down; as with tqdm's own ``miniters``, a sudden slowdown
+            # shows at the next move).
             now = time.monotonic()
             elapsed, self._moved_at = now - self._moved_at, now
-            rate = self.refresh_rate
             if moved <= 0 or elapsed <= 0:
                 return rate
-            batches = int(MOVE_INTERVAL * moved / elapsed)
+            batches = min(int(MOVE_INTERVAL * moved / elapsed), 2 * moved)
             return max(rate, batches - batches % rate)
-        # Moving early is harmless (with accumulation the step bar moves slower than batches).
-        return max(self.refresh_rate, self._main.until_due())
+        if self._steps_mode:
+            # The step bar's lines are due at optimizer steps, and a batch may take several (manual
+            # optimization) or part of one (accumulation): look at every ``refresh_rate`` batches.
+            return rate
+        return max(rate, self._main.until_due())
 
     def _advance(self, trainer: Any) -> None:
         bar = self._main
@@ -268,7 +274,7 @@ class TQDMProgressBar(Callback):
     def __getstate__(self) -> Dict[str, Any]:
         # Streams and live bars stay in this process (spawned workers pickle the callbacks).
         state = dict(self.__dict__)
-        state.update(_file=None, _main=None, _eval=None)
+        state.update(_file=None, _main=None, _eval=None, _move_every=math.inf, _seen=0)
         return state
 
     # ---- bars ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import io
 import re
 
 import pytest
+import torch
 
 from engine import Trainer
 from plugins.progress import TQDMProgressBar
@@ -162,3 +163,55 @@ def test_a_failed_epoch_shows_every_batch_that_finished(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "250/1000" in lines[0] and "500/1000" in lines[1]
     assert "600/1000" in lines[-1]  # the bar moves only when due, but its last line counts all 600
+
+
+class TwoStepsPerBatch(SeedModel):
+    """Manual optimization stepping two optimizers per batch: global_step moves by 2 per batch."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+        self.other = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        for opt in self.optimizers():
+            loss = super().training_step(batch, batch_idx)["loss"]
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+        return loss
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.layer.parameters(), lr=0.1), torch.optim.SGD(self.other.parameters(), lr=0.1)]
+
+
+def test_step_bar_with_two_steps_per_batch_prints_every_quarter(capsys):
+    # One long epoch (100 batches, 200 steps' worth): max_steps=100 ends it after 50 batches.
+    fit(TwoStepsPerBatch(n_train=100 * 8, batch_size=8), max_epochs=None, max_steps=100,
+        limit_val_batches=0, num_sanity_val_steps=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [int(re.search(r"(\d+)/100", l).group(1)) for l in lines] == [26, 52, 78, 100]
+
+
+def test_terminal_bar_keeps_moving_when_batches_slow_down_after_a_fast_start(monkeypatch):
+    # A fake clock: the first batch takes 1 µs (a prefetched batch), every other one 10 ms. The bar
+    # must not extrapolate the first pace into tens of thousands of batches between moves.
+    import types
+
+    import plugins.progress as progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    class Paced(SeedModel):
+        def training_step(self, batch, batch_idx):
+            clock[0] += 1e-6 if batch_idx == 0 else 0.01
+            return super().training_step(batch, batch_idx)
+
+    moves = []
+    bar = TQDMProgressBar(file=FakeTerminal())
+    real_advance = bar._advance
+    monkeypatch.setattr(bar, "_advance", lambda trainer: (moves.append(trainer.state.batch_idx), real_advance(trainer)))
+    fit(Paced(n_train=200, batch_size=1), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[bar])
+    # At 10 ms per batch the bar moves about every 5 batches (MOVE_INTERVAL = 50 ms) once it has adapted.
+    assert len(moves) >= 20, moves
