@@ -291,7 +291,7 @@ def test_the_step_value_sender_joins_at_the_first_logged_step_value(tmp_path):
 
 
 def test_training_step_plugin_registered_mid_run_takes_effect_at_the_next_batch():
-    """The fast path calls the module's training_step directly only while nobody replaced the hook."""
+    """A plugin replacing the ``training_step`` hook mid-run is called from the next batch on (the dispatch is rebuilt)."""
     class Replacement:
         calls = 0
 
