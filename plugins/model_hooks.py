@@ -11,8 +11,9 @@ Two plugin objects live here:
 """
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 
@@ -102,6 +103,13 @@ def _check_module_typos(module: LightningModule) -> None:
                 f"{type(module).__qualname__}.{attr} looks like a hook but matches none. "
                 f"Did you mean `{match}`? (Rename it if it is your own helper.)"
             )
+
+
+def finish_training_output(trainer: Any, output: Any) -> Any:
+    """What the ``training_step`` hook does with the module's output: log a seed-era dict; return ``output``."""
+    if type(output) is dict and ("log" in output or "progress_bar" in output or len(output) > 1):
+        trainer._train_results.log_seed_dict(output, "training_step", epoch_end=False)
+    return output
 
 
 def validated_loss(output: Any, hook: str = "training_step") -> Optional[torch.Tensor]:
@@ -214,9 +222,21 @@ class ModelHooksPlugin:
         step_end = self._training_step_end
         if step_end is not None:
             output = step_end(output)
-        if type(output) is dict and ("log" in output or "progress_bar" in output or len(output) > 1):
-            trainer._train_results.log_seed_dict(output, "training_step", epoch_end=False)
+        if type(output) is dict:
+            finish_training_output(trainer, output)
         return output
+
+    def direct_training_step(self, trainer: Any, pl_module: LightningModule) -> Optional[Tuple[Callable[..., Any], Callable[[Any], Any]]]:
+        """The direct form of this plugin's ``training_step`` (see the hookspec): ``(step, finish)`` or ``None``.
+
+        ``step`` is the module's own bound ``training_step``, offered only when this plugin's hook would
+        do nothing else with it: no strategy wrapper (DDP must see the forward), no ``training_step_end``,
+        no ``optimizer_idx`` argument. ``finish`` does the rest for outputs that are not a tensor (the
+        seed-era ``{'loss', 'log', 'progress_bar'}`` dict is logged there).
+        """
+        if trainer.strategy_model is not None or self._training_step_end is not None or self._takes_optimizer_idx:
+            return None
+        return pl_module.training_step, functools.partial(finish_training_output, trainer)
 
     @hookimpl
     def evaluation_step(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,

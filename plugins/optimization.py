@@ -207,6 +207,8 @@ class OptimizationPlugin:
         self._bare = False
         self._wrap_loss = True
         self._bare_for: Any = None
+        self._direct_step: Optional[Callable[..., Any]] = None
+        self._direct_finish: Optional[Callable[[Any], Any]] = None
         self._optimizer: Any = None
         self._precision: Precision = FULL_PRECISION
         self._scale: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
@@ -311,6 +313,9 @@ class OptimizationPlugin:
     def on_train_start(self, trainer: Any) -> None:
         """Resume the optimizers' ``frequency`` rotation where the step count says it is."""
         self._batches_seen = trainer.state.global_step
+        # Every plugin's ``configure_model`` has run (DDP may have wrapped the module): decide the
+        # fast path again at the first batch.
+        self._bare_for = None
 
     @hookimpl
     def on_train_epoch_start(self, trainer: Any) -> None:
@@ -337,17 +342,21 @@ class OptimizationPlugin:
                 return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
             return self._optimize_general(trainer, pl_module, batch, batch_idx)
         hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
-        output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
-        # A 0-d tensor is a valid loss: skip the checks (a call) on the common path.
-        loss = output if type(output) is torch.Tensor and output.ndim == 0 else validated_loss(output)
-        if loss is None:
-            return _batch_output(output)
-        optimizer = self._optimizer
         if self._bare_for is not hooks.built:
-            self._bare = self._is_bare(hooks)
-            # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
-            self._wrap_loss = hooks.on_train_batch_end is not None
-            self._bare_for = hooks.built
+            self._prepare_fast_path(trainer, pl_module, hooks)
+        direct = self._direct_step
+        output = (direct(batch, batch_idx) if direct is not None
+                  else hooks.training_step(trainer, pl_module, batch, batch_idx, None))
+        # A 0-d tensor is a valid loss: no call, no further check on the common path.
+        if type(output) is torch.Tensor and output.ndim == 0:
+            loss = output
+        else:
+            if direct is not None:
+                output = self._direct_finish(output)
+            loss = validated_loss(output)
+            if loss is None:
+                return _batch_output(output)
+        optimizer = self._optimizer
         if self._bare:
             # Nothing listens around the step and backward/step/zero_grad are this plugin's own:
             # what a hand-written loop does.
@@ -368,6 +377,18 @@ class OptimizationPlugin:
             hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         trainer.state.global_step += 1
         return {"loss": loss.detach()} if loss is output and self._wrap_loss else output
+
+    def _prepare_fast_path(self, trainer: Any, pl_module: LightningModule, hooks: Any) -> None:
+        """Decide, once per dispatch build (and per run), what a fast-path batch calls."""
+        self._bare = self._is_bare(hooks)
+        # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
+        self._wrap_loss = hooks.on_train_batch_end is not None
+        # The ``training_step`` event's direct form, when its only implementation offers one (see the
+        # hookspec): the module's step is then called from here, one Python frame fewer per batch.
+        offer = getattr(getattr(hooks.training_step, "__self__", None), "direct_training_step", None)
+        direct = offer(trainer, pl_module) if offer is not None else None
+        self._direct_step, self._direct_finish = direct if direct is not None else (None, None)
+        self._bare_for = hooks.built
 
     def _is_bare(self, hooks: Any) -> bool:
         """True when a fast-path step may call torch directly: no event around it has a listener, and

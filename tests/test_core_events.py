@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 
 import pytest
 import torch
@@ -279,6 +280,65 @@ def test_default_trainer_listens_to_nothing_per_batch(monkeypatch, tmp_path):
     trainer.fit(Silent())
     for event in PER_BATCH_EVENTS:
         assert getattr(trainer.hooks, event) is None, event
+
+
+class _CallerRecordingModel(SeedModel):
+    """Records, per training batch, the name of the function that called ``training_step``."""
+
+    def __init__(self, tensor_loss: bool = True) -> None:
+        super().__init__()
+        self.tensor_loss = tensor_loss
+        self.callers: list = []
+
+    def training_step(self, batch, batch_idx):
+        self.callers.append(sys._getframe(1).f_code.co_name)
+        output = super().training_step(batch, batch_idx)
+        return output["loss"] if self.tensor_loss else output
+
+
+@pytest.mark.parametrize("tensor_loss", [True, False], ids=["tensor", "seed_dict_with_log"])
+def test_fast_path_calls_the_module_step_directly(tmp_path, tensor_loss):
+    """The training_step hook's direct form: the optimization plugin calls the module's step itself, one
+    Python frame fewer per batch; a seed-era ``{'loss', 'log'}`` dict is still logged (the form's ``finish``)."""
+    model = _CallerRecordingModel(tensor_loss)
+    trainer = Trainer(enable_progress_bar=False, max_epochs=1, limit_train_batches=3, limit_val_batches=0,
+                      log_every_n_steps=1, default_root_dir=str(tmp_path))
+    trainer.fit(model)
+    assert model.callers == ["run_training_batch"] * 3
+    assert trainer.global_step == 3
+    if not tensor_loss:
+        assert "train_loss" in trainer.logged_metrics  # SeedModel logs {'train_loss': ...} per step
+
+
+def test_direct_step_is_not_used_when_another_implementation_or_a_wrapper_takes_part(tmp_path):
+    """With a wrapper around the training_step hook, every batch goes through the hook (and the wrapper)."""
+    class CountingWrapper:
+        calls = 0
+
+        @hookimpl(wrapper=True)
+        def training_step(self, trainer, pl_module, batch, batch_idx, optimizer_idx):
+            CountingWrapper.calls += 1
+            return (yield)
+
+    model = _CallerRecordingModel()
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, plugins=[CountingWrapper()])
+    trainer.fit(model)
+    assert CountingWrapper.calls == 3
+    assert model.callers == ["training_step"] * 3  # called by model_hooks' hook implementation
+
+
+def test_direct_step_is_not_used_with_training_step_end(tmp_path):
+    """``training_step_end`` belongs to the hook's work: a module that defines it keeps the hook path."""
+    class WithStepEnd(_CallerRecordingModel):
+        ends = 0
+
+        def training_step_end(self, output):
+            WithStepEnd.ends += 1
+            return output
+
+    model = WithStepEnd()
+    quiet_trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0).fit(model)
+    assert WithStepEnd.ends == 3 and model.callers == ["training_step"] * 3
 
 
 def test_the_step_value_sender_joins_at_the_first_logged_step_value(tmp_path):
