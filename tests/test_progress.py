@@ -215,3 +215,47 @@ def test_terminal_bar_keeps_moving_when_batches_slow_down_after_a_fast_start(mon
     fit(Paced(n_train=200, batch_size=1), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[bar])
     # At 10 ms per batch the bar moves about every 5 batches (MOVE_INTERVAL = 50 ms) once it has adapted.
     assert len(moves) >= 20, moves
+
+
+class IndexLoss(ModernModel):
+    """Batch ``i``'s loss is ``i`` (plus a zero term that keeps it differentiable): the bar's mean is checkable."""
+
+    def training_step(self, batch, batch_idx):
+        return (self.layer.weight * 0).sum() + float(batch_idx)
+
+
+class RecordingBar(TQDMProgressBar):
+    """The built-in bar, noting the running-mean loss each time it computes what to show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown = []
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        self.shown.append(metrics.get("loss"))
+        return metrics
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["known_length", "unknown_length"])
+def test_the_loss_shown_is_the_mean_of_the_last_20_batches(capsys, sized):
+    """Each line's loss is the running mean of the 20 batches before it, though losses are kept only near a draw."""
+    model = IndexLoss(n_train=1010, batch_size=1)  # quarters of 253: the epoch ends before a fourth
+    loader = model.train_dataloader()
+    bar = RecordingBar()
+    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                      limit_val_batches=0, num_sanity_val_steps=0, callbacks=[bar])
+    trainer.fit(model, train_dataloaders=loader if sized else (batch for batch in loader))
+    lines = capsys.readouterr().out.splitlines()
+    # Without a terminal: a line at each quarter of a long epoch (batches 233..252 before the first, and so
+    # on) and at its end, or, for an epoch the bar cannot see the end of, one line at its end.
+    ends = (253, 506, 759, 1010) if sized else (1010,)
+    assert bar.shown == [sum(range(n - 20, n)) / 20 for n in ends]
+    assert len(lines) == (4 if sized else 1)
+
+
+def test_the_bar_leaves_on_train_batch_end_without_listeners(capsys):
+    """The bar listens on ``on_batch_end``: no ``{'loss': loss.detach()}`` is built per batch for it."""
+    trainer = fit(ModernModel(), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0)
+    assert trainer.hooks.on_train_batch_end is None
+    assert "progress_bar" in [name for name, _ in trainer.registry.call_order("on_batch_end")]
