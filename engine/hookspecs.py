@@ -290,17 +290,19 @@ def training_step(trainer, pl_module, batch: Any, batch_idx: int, optimizer_idx:
     multi-optimizer style). ``None`` from the module means "skip this batch".
 
     **Direct form** (optional, for the hot path). A plugin whose implementation of this hook is
-    a method may also define ``direct_training_step(self, trainer, pl_module)`` returning
-    ``(step, finish)`` or ``None``. When that implementation is the event's only one, so that
-    ``trainer.hooks.training_step`` is the bound method itself (no other implementation, no
-    wrapper, no profiler), the built-in optimization plugin's fast path calls
-    ``step(batch, batch_idx)`` in its place and passes any output that is not a tensor through
-    ``finish(output)``; together they must do what the hook does for ``optimizer_idx=None``.
-    The built-in ``model_hooks`` offers the module's own bound ``training_step`` (one Python
-    frame fewer per batch) unless the module is wrapped (DDP), defines ``training_step_end``
-    or takes ``optimizer_idx``. The form is asked again at every rebuild of the dispatch and
-    at ``on_train_start``, so a plugin that adds its own ``training_step`` takes over from the
-    next batch.
+    a method may also define, in the same class, ``direct_training_step(self, trainer, pl_module)``
+    returning ``finish`` or ``None``. ``finish`` says: for ``optimizer_idx=None``, this hook does
+    nothing but call ``pl_module.training_step(batch, batch_idx)`` and pass its output, when that
+    is not a tensor, through ``finish(output)``. When that implementation is the event's only one,
+    so that ``trainer.hooks.training_step`` is the bound method itself (no other implementation,
+    no wrapper, no profiler), the built-in optimization plugin's fast path does exactly that
+    itself: one Python frame fewer per batch, the module's method still looked up at each call,
+    and an error raised in it still reported as this hook's (``[hookloop] raised in
+    `training_step` of plugin ...``). The built-in ``model_hooks`` offers it unless the module is
+    wrapped (DDP: a strategy sets ``trainer.strategy_model`` in ``configure_model``), defines
+    ``training_step_end`` or takes ``optimizer_idx``; a subclass that overrides ``training_step``
+    alone does not inherit the offer. It is asked again at every rebuild of the dispatch (also
+    one made by the step itself) and at ``on_train_start``.
     """
 
 

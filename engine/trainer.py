@@ -561,7 +561,10 @@ class Trainer:
     def _handle_exception(self, exc: BaseException) -> None:
         self.state.interrupted = isinstance(exc, KeyboardInterrupt)
         # A MisconfigurationException names its culprit itself; others get the plugin that raised.
-        culprit = None if isinstance(exc, MisconfigurationException) else self.registry.culprit(exc)
+        # A plugin that ran a hook's work outside its own frame (the optimization plugin's direct
+        # ``training_step``) may have named the culprit on the exception already.
+        culprit = None if isinstance(exc, MisconfigurationException) else (
+            getattr(exc, "_engine_culprit", None) or self.registry.culprit(exc))
         if culprit is not None and hasattr(exc, "add_note") and not getattr(exc, "_engine_noted", False):
             plugin, hook = culprit
             exc.add_note(f"[hookloop] raised in `{hook}` of plugin {plugin!r}.")

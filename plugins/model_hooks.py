@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import torch
 
@@ -226,17 +226,17 @@ class ModelHooksPlugin:
             finish_training_output(trainer, output)
         return output
 
-    def direct_training_step(self, trainer: Any, pl_module: LightningModule) -> Optional[Tuple[Callable[..., Any], Callable[[Any], Any]]]:
-        """The direct form of this plugin's ``training_step`` (see the hookspec): ``(step, finish)`` or ``None``.
+    def direct_training_step(self, trainer: Any, pl_module: LightningModule) -> Optional[Callable[[Any], Any]]:
+        """The direct form of this plugin's ``training_step`` (see the hookspec): ``finish``, or ``None``.
 
-        ``step`` is the module's own bound ``training_step``, offered only when this plugin's hook would
-        do nothing else with it: no strategy wrapper (DDP must see the forward), no ``training_step_end``,
-        no ``optimizer_idx`` argument. ``finish`` does the rest for outputs that are not a tensor (the
+        Offered only when calling ``pl_module.training_step(batch, batch_idx)`` is all this hook does
+        for a tensor loss: no strategy wrapper (DDP must see the forward), no ``training_step_end``, no
+        ``optimizer_idx`` argument. ``finish`` does the rest for outputs that are not a tensor (the
         seed-era ``{'loss', 'log', 'progress_bar'}`` dict is logged there).
         """
         if trainer.strategy_model is not None or self._training_step_end is not None or self._takes_optimizer_idx:
             return None
-        return pl_module.training_step, functools.partial(finish_training_output, trainer)
+        return functools.partial(finish_training_output, trainer)
 
     @hookimpl
     def evaluation_step(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,

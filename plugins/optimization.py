@@ -207,8 +207,9 @@ class OptimizationPlugin:
         self._bare = False
         self._wrap_loss = True
         self._bare_for: Any = None
-        self._direct_step: Optional[Callable[..., Any]] = None
+        # The ``training_step`` hook's direct form (``finish``) and the plugin offering it, when used.
         self._direct_finish: Optional[Callable[[Any], Any]] = None
+        self._direct_owner: Optional[str] = None
         self._optimizer: Any = None
         self._precision: Precision = FULL_PRECISION
         self._scale: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
@@ -344,15 +345,24 @@ class OptimizationPlugin:
         hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
         if self._bare_for is not hooks.built:
             self._prepare_fast_path(trainer, pl_module, hooks)
-        direct = self._direct_step
-        output = (direct(batch, batch_idx) if direct is not None
-                  else hooks.training_step(trainer, pl_module, batch, batch_idx, None))
+        finish = self._direct_finish
+        if finish is not None:
+            # The hook's direct form: the module's step, looked up at each call as the hook does.
+            try:
+                output = pl_module.training_step(batch, batch_idx)
+            except BaseException as exc:
+                self._blame_direct_step(trainer, exc)
+                raise
+        else:
+            output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
+        if self._bare_for is not hooks.built:  # the step registered a plugin (``self.log`` may): it joins now
+            self._prepare_fast_path(trainer, pl_module, hooks)
         # A 0-d tensor is a valid loss: no call, no further check on the common path.
         if type(output) is torch.Tensor and output.ndim == 0:
             loss = output
         else:
-            if direct is not None:
-                output = self._direct_finish(output)
+            if finish is not None:
+                output = finish(output)
             loss = validated_loss(output)
             if loss is None:
                 return _batch_output(output)
@@ -384,11 +394,30 @@ class OptimizationPlugin:
         # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
         self._wrap_loss = hooks.on_train_batch_end is not None
         # The ``training_step`` event's direct form, when its only implementation offers one (see the
-        # hookspec): the module's step is then called from here, one Python frame fewer per batch.
-        offer = getattr(getattr(hooks.training_step, "__self__", None), "direct_training_step", None)
-        direct = offer(trainer, pl_module) if offer is not None else None
-        self._direct_step, self._direct_finish = direct if direct is not None else (None, None)
+        # hookspec): the module's step is then called from here, one Python frame fewer per batch. The
+        # offer counts only from the class that defines the implementation (a subclass overriding
+        # ``training_step`` alone does not inherit it).
+        owner = getattr(hooks.training_step, "__self__", None)
+        offer = getattr(owner, "direct_training_step", None)
+        finish = None
+        if offer is not None and _defined_by_one_class(owner, "training_step", "direct_training_step"):
+            finish = offer(trainer, pl_module)
+        self._direct_finish = finish
+        self._direct_owner = trainer.registry.get_name(owner) if finish is not None else None
         self._bare_for = hooks.built
+
+    def _blame_direct_step(self, trainer: Any, exc: BaseException) -> None:
+        """Name the ``training_step`` hook's plugin as the culprit of an error raised in its direct form.
+
+        Its frame is not on the traceback (that is the point of the form), so the deepest hook frame
+        would be this plugin's ``run_training_batch``; a deeper one (a hook the step called) still wins.
+        """
+        found = trainer.registry.culprit(exc)
+        if found is None or found == (trainer.registry.get_name(self), "run_training_batch"):
+            try:
+                exc._engine_culprit = (self._direct_owner, "training_step")  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
 
     def _is_bare(self, hooks: Any) -> bool:
         """True when a fast-path step may call torch directly: no event around it has a listener, and
@@ -625,6 +654,12 @@ def _own_impls(plugin: Any, trainer: Any) -> Tuple[Any, Any, Any]:
         impls = getattr(trainer.registry.hook, name).get_hookimpls()
         own.append(next((impl.function for impl in impls if impl.plugin is plugin), None))
     return own[0], own[1], own[2]
+
+
+def _defined_by_one_class(obj: Any, *names: str) -> bool:
+    """True when the class that gives ``obj`` each of ``names`` is the same for all of them."""
+    owners = {next((cls for cls in type(obj).__mro__ if name in vars(cls)), None) for name in names}
+    return len(owners) == 1 and None not in owners
 
 
 def _takes_optimizer_idx(module: LightningModule) -> bool:

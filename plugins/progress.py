@@ -6,14 +6,12 @@ progress-bar metric; a validation bar that disappears when done. When stdout is 
 terminal (CI logs, files) no bar is drawn: one plain line per epoch (and every quarter of
 very long epochs) carries the same information.
 
-Per batch this costs a counter (the bar listens on ``on_batch_end``, so no
-``{'loss': loss.detach()}`` is built for it); the loss is kept, detached, only for the
-``LOSS_WINDOW`` batches before the bar's next move or the epoch's end, whose mean it shows,
-and values become floats only when the bar is refreshed. (A terminal bar refreshed after a
-validation in mid-epoch shows the mean as of its last move.) The bar itself
-moves only when that can show: without a terminal when the next line is due, in a terminal
-about every ``MOVE_INTERVAL`` (whole multiples of ``refresh_rate`` batches; tqdm redraws at
-most every 0.1 s anyway).
+Per batch this costs a counter and, when a loss is returned, appending a detached tensor
+to a short window (read from ``trainer.state.last_outputs`` at ``on_batch_end``, so no
+``{'loss': loss.detach()}`` is built for the bar); values become floats only when the bar is
+refreshed. The bar itself moves only when that can show: without a terminal when the next
+line is due, in a terminal about every ``MOVE_INTERVAL`` (whole multiples of ``refresh_rate``
+batches; tqdm redraws at most every 0.1 s anyway).
 """
 from __future__ import annotations
 
@@ -70,8 +68,6 @@ class TQDMProgressBar(Callback):
         #: Batches between moves of the main bar: ``refresh_rate`` in a terminal; without one, as many
         #: as are left until the next plain line is due (nothing to do per batch in between).
         self._move_every: float = math.inf
-        #: Losses are kept from this many batches after the last move on (see :meth:`on_batch_end`).
-        self._collect_from: float = math.inf
         self._eval_seen = 0
         self._postfix_at = 0.0
         self._moved_at = 0.0  # when the main bar last moved (terminal only)
@@ -111,7 +107,7 @@ class TQDMProgressBar(Callback):
         self._steps_mode = trainer.max_steps is not None and trainer.max_steps > 0 and trainer.max_epochs < 0
         if self._active and self._steps_mode:
             self._main = self._bar("Training", trainer.max_steps, trainer.global_step, leave=True, quarters=True)
-            self._plan(self._next_move(), trainer, trainer.state.start_batch)
+            self._move_every = self._next_move()
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """A fresh bar for the epoch."""
@@ -121,23 +117,23 @@ class TQDMProgressBar(Callback):
         self._main = self._bar(f"Epoch {trainer.current_epoch}", None if total == math.inf else int(total),
                                trainer.state.start_batch, leave=True)
         self._seen = 0
-        self._plan(self._next_move(), trainer, trainer.state.start_batch)
+        self._move_every = self._next_move()
 
     def on_batch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Count the batch; keep its loss if a draw will show it; move the bar when due.
+        """Count the batch and keep its loss (detached) for the running mean; move the bar when due.
 
         Listening here rather than on ``on_train_batch_end`` (which gets the same batch) spares every
-        batch Lightning's ``{'loss': loss.detach()}`` when nothing else wants it: the loss is read
-        from ``trainer.state.last_outputs`` and detached only for the last ``LOSS_WINDOW`` batches
-        before the bar next moves or the epoch ends, the ones its running mean shows.
+        batch Lightning's ``{'loss': loss.detach()}`` when nothing else wants it: the loss is read from
+        ``trainer.state.last_outputs``.
         """
+        outputs = trainer.state.last_outputs
+        loss = outputs if type(outputs) is torch.Tensor else _loss_of(outputs)
+        if loss is not None:
+            # Already detached when a listener on ``on_train_batch_end`` had it built: no second copy.
+            self._losses.append(loss.detach() if loss.requires_grad else loss)
         self._seen += 1
-        if self._seen >= self._collect_from:
-            loss = _loss_of(trainer.state.last_outputs)
-            if loss is not None:
-                self._losses.append(loss.detach())
-            if self._seen >= self._move_every:
-                self._advance(trainer)
+        if self._seen >= self._move_every:
+            self._advance(trainer)
 
     def _next_move(self, moved: int = 0) -> float:
         """Batches until the main bar must move again (see ``_move_every``), after it moved by ``moved``."""
@@ -177,20 +173,7 @@ class TQDMProgressBar(Callback):
         elif bar.due():
             bar.set_postfix_str(self._postfix(trainer), refresh=False)
             bar.print_line()
-        self._plan(self._next_move(moved), trainer, trainer.state.batch_idx + 1)
-
-    def _plan(self, move_every: float, trainer: Any, done: int) -> None:
-        """Set when the bar moves next, and from which batch on losses are kept (``done``: batches of the epoch run)."""
-        self._move_every = move_every
-        left = trainer.num_training_batches - done  # the epoch's end shows the loss too
-        if self._main is None:
-            self._collect_from = math.inf  # nothing to draw (not rank zero)
-        elif left == math.inf:
-            # An epoch of unknown length may end at any batch: keep every loss.
-            self._collect_from = 0
-        else:
-            # _seen counts the batch before the check: the last LOSS_WINDOW batches are seen - 1 >= n - LOSS_WINDOW.
-            self._collect_from = min(move_every, left) - LOSS_WINDOW + 1
+        self._move_every = self._next_move(moved)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Show the epoch's final values (epoch metrics included) and close the epoch's bar."""
@@ -212,7 +195,7 @@ class TQDMProgressBar(Callback):
         if self._main is not None:
             self._main.close()
             self._main = None
-        self._move_every = self._collect_from = math.inf
+        self._move_every = math.inf
 
     # ---- evaluation -----------------------------------------------------------------------------
     def _eval_start(self, trainer: Any, stage: str) -> None:
@@ -292,12 +275,12 @@ class TQDMProgressBar(Callback):
             if bar is not None:
                 bar.close()
         self._eval = self._main = None
-        self._move_every = self._collect_from = math.inf
+        self._move_every = math.inf
 
     def __getstate__(self) -> Dict[str, Any]:
         # Streams and live bars stay in this process (spawned workers pickle the callbacks).
         state = dict(self.__dict__)
-        state.update(_file=None, _main=None, _eval=None, _move_every=math.inf, _collect_from=math.inf, _seen=0)
+        state.update(_file=None, _main=None, _eval=None, _move_every=math.inf, _seen=0)
         return state
 
     # ---- bars ---------------------------------------------------------------------------------

@@ -341,6 +341,84 @@ def test_direct_step_is_not_used_with_training_step_end(tmp_path):
     assert WithStepEnd.ends == 3 and model.callers == ["training_step"] * 3
 
 
+class _IndexModel(LightningModule):
+    """Eight batches of one sample; records which ``training_step`` ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        self.calls: list = []
+
+    def training_step(self, batch, batch_idx):
+        self.calls.append("module")
+        return (self.layer.weight * 0).sum() + float(batch_idx)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(8, 1)), batch_size=1)
+
+
+def test_a_model_hooks_subclass_overriding_training_step_is_called():
+    """The direct form counts only from the class that defines the implementation: a subclass's override runs."""
+    from plugins.model_hooks import ModelHooksPlugin
+
+    class Counting(ModelHooksPlugin):
+        calls = 0
+
+        @hookimpl
+        def training_step(self, trainer, pl_module, batch, batch_idx, optimizer_idx):
+            Counting.calls += 1
+            return super().training_step(trainer, pl_module, batch, batch_idx, optimizer_idx)
+
+    quiet_trainer(max_epochs=1, limit_val_batches=0, disable_plugins=["model_hooks"], plugins=[Counting()]).fit(_IndexModel())
+    assert Counting.calls == 8
+
+
+def test_a_training_step_replaced_mid_run_is_called_from_then_on():
+    """The direct form looks the module's method up at each batch, as the hook does."""
+    model = _IndexModel()
+
+    class Swap(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 2:
+                pl_module.training_step = lambda b, i: (pl_module.calls.append("new"), (pl_module.layer.weight * 0).sum())[1]
+
+    quiet_trainer(max_epochs=1, limit_val_batches=0, callbacks=[Swap()]).fit(model)
+    assert model.calls == ["module"] * 2 + ["new"] * 6
+
+
+def test_an_error_in_the_module_step_names_the_training_step_hook():
+    """On the direct path the error is still reported as raised in model_hooks' ``training_step``."""
+    class Boom(_IndexModel):
+        def training_step(self, batch, batch_idx):
+            raise ValueError("the module's own error")
+
+    with pytest.raises(ValueError) as info:
+        quiet_trainer(max_epochs=1, limit_val_batches=0).fit(Boom())
+    assert info.value.__notes__ == ["[hookloop] raised in `training_step` of plugin 'model_hooks'."]
+
+
+def test_a_listener_registered_by_the_step_hears_that_batch():
+    """A plugin the step registers (as ``self.log`` does) takes part in the same batch's backward."""
+    class Listener:
+        calls = 0
+
+        @hookimpl
+        def on_before_backward(self, trainer, pl_module, loss):
+            Listener.calls += 1
+
+    class Registers(_IndexModel):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 2:
+                self.trainer.registry.register(Listener(), name="listener")
+            return super().training_step(batch, batch_idx)
+
+    quiet_trainer(max_epochs=1, limit_val_batches=0).fit(Registers())
+    assert Listener.calls == 6
+
+
 def test_the_step_value_sender_joins_at_the_first_logged_step_value(tmp_path):
     trainer = Trainer(enable_progress_bar=False, max_epochs=1, limit_train_batches=3, log_every_n_steps=1,
                       default_root_dir=str(tmp_path))

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from engine import Trainer
+from engine import Callback, Trainer
 from plugins.progress import TQDMProgressBar
 from tests.models import ModernModel, SeedModel
 
@@ -227,8 +227,8 @@ class IndexLoss(ModernModel):
 class RecordingBar(TQDMProgressBar):
     """The built-in bar, noting the running-mean loss each time it computes what to show."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.shown = []
 
     def get_metrics(self, trainer, pl_module):
@@ -259,3 +259,40 @@ def test_the_bar_leaves_on_train_batch_end_without_listeners(capsys):
     trainer = fit(ModernModel(), max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0)
     assert trainer.hooks.on_train_batch_end is None
     assert "progress_bar" in [name for name, _ in trainer.registry.call_order("on_batch_end")]
+
+
+class EpochIndexLoss(IndexLoss):
+    """Batch ``i`` of epoch ``e`` has loss ``i + 1000 * e``."""
+
+    def training_step(self, batch, batch_idx):
+        return super().training_step(batch, batch_idx) + 1000.0 * self.current_epoch
+
+
+def _fit_recording(model, **flags):
+    bar = RecordingBar(**{k: flags.pop(k) for k in ("refresh_rate",) if k in flags})
+    Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+            num_sanity_val_steps=0, callbacks=[bar] + flags.pop("callbacks", []), **flags).fit(model)
+    return bar.shown
+
+
+def test_the_shown_loss_covers_epochs_that_end_early(capsys):
+    """max_steps, should_stop, a short iterable: the line at the end still shows the last 20 batches' mean."""
+    assert _fit_recording(EpochIndexLoss(n_train=100, batch_size=1), max_epochs=2, max_steps=30) == [19.5]
+
+    class StopAt29(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 29:
+                trainer.should_stop = True
+
+    assert _fit_recording(EpochIndexLoss(n_train=100, batch_size=1), max_epochs=3, callbacks=[StopAt29()]) == [89.5, 1019.5]
+
+    class Short(IndexLoss):
+        def train_dataloader(self):
+            return (torch.zeros(1, 8) for _ in range(50))  # fewer batches than the limit below
+
+    assert _fit_recording(Short(), max_epochs=1, limit_train_batches=100) == [39.5]
+
+
+def test_the_step_bar_shows_the_last_batches_at_the_end(capsys):
+    shown = _fit_recording(IndexLoss(n_train=1000, batch_size=1), max_steps=110, refresh_rate=50)
+    assert shown[-1] == 99.5
