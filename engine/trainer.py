@@ -567,10 +567,10 @@ class Trainer:
             getattr(exc, "_engine_culprit", None) or self.registry.culprit(exc))
         if culprit is not None and hasattr(exc, "add_note") and not getattr(exc, "_engine_noted", False):
             plugin, hook = culprit
-            exc.add_note(f"[hookloop] raised in `{hook}` of plugin {plugin!r}.")
             try:
+                exc.add_note(f"[hookloop] raised in `{hook}` of plugin {plugin!r}.")
                 exc._engine_noted = True  # type: ignore[attr-defined]
-            except AttributeError:
+            except Exception:  # best effort: an exception refusing notes is re-raised as it is
                 pass
         module = self.lightning_module
         # Every on_exception implementation runs, even if one of them fails.

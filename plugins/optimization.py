@@ -350,6 +350,9 @@ class OptimizationPlugin:
             # The hook's direct form: the module's step, looked up at each call as the hook does.
             try:
                 output = pl_module.training_step(batch, batch_idx)
+                # The hook's own finishing (seed-era dict logging, checks) for all but a 0-d loss.
+                if not (type(output) is torch.Tensor and output.ndim == 0):
+                    output = finish(output)
             except BaseException as exc:
                 self._blame_direct_step(trainer, exc)
                 raise
@@ -361,8 +364,6 @@ class OptimizationPlugin:
         if type(output) is torch.Tensor and output.ndim == 0:
             loss = output
         else:
-            if finish is not None:
-                output = finish(output)
             loss = validated_loss(output)
             if loss is None:
                 return _batch_output(output)
@@ -416,7 +417,7 @@ class OptimizationPlugin:
         if found is None or found == (trainer.registry.get_name(self), "run_training_batch"):
             try:
                 exc._engine_culprit = (self._direct_owner, "training_step")  # type: ignore[attr-defined]
-            except AttributeError:
+            except Exception:  # best effort: an exception refusing attributes is re-raised as it is
                 pass
 
     def _is_bare(self, hooks: Any) -> bool:

@@ -453,3 +453,29 @@ def test_training_step_plugin_registered_mid_run_takes_effect_at_the_next_batch(
     trainer = quiet_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0, callbacks=[RegisterAfterTwo()])
     trainer.fit(Model())
     assert (Model.module_calls, Replacement.calls) == (2, 3)
+
+
+def test_an_error_in_logging_a_seed_dict_names_the_training_step_hook():
+    """The hook's finishing (seed-era ``'log'`` dict) runs inside the direct form's blame, too."""
+    class BadLog(_IndexModel):
+        def training_step(self, batch, batch_idx):
+            loss = (self.layer.weight * 0).sum()
+            return {"loss": loss, "log": {"x": 1.0, "step": "abc"}}
+
+    with pytest.raises(Exception) as info:
+        quiet_trainer(max_epochs=1, limit_val_batches=0).fit(BadLog())
+    assert info.value.__notes__ == ["[hookloop] raised in `training_step` of plugin 'model_hooks'."]
+
+
+def test_an_exception_refusing_attributes_is_raised_unmasked():
+    """Tagging an error with its culprit is best effort: the module's own exception comes through."""
+    class Stubborn(RuntimeError):
+        def __setattr__(self, name, value):
+            raise TypeError("no attributes here")
+
+    class Boom(_IndexModel):
+        def training_step(self, batch, batch_idx):
+            raise Stubborn("the module's own error")
+
+    with pytest.raises(Stubborn, match="the module's own error"):
+        quiet_trainer(max_epochs=1, limit_val_batches=0).fit(Boom())
