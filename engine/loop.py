@@ -8,6 +8,7 @@ skipped with one ``is not None`` test.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
@@ -197,7 +198,8 @@ class FitLoop:
         val_every = self.val_check_batch
         # With check_val_every_n_epoch=None an int interval counts batches across epochs.
         offset = state.epoch * total if trainer.check_val_every_n_epoch is None and total != math.inf else 0
-        max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps >= 0 else math.inf
+        # An int either way: comparing two ints is what CPython specialises, an int and math.inf is not.
+        max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps >= 0 else sys.maxsize
         batch_idx = start - 1
         validated_at = -1
         for batch_idx, batch in enumerate(batches, start):
@@ -215,7 +217,9 @@ class FitLoop:
                 break
             if hooks.transfer_batch_to_device is not None:
                 batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
-            outputs = hooks.run_training_batch(trainer, module, batch, batch_idx)
+            # Read, then called: a method-style call on an instance attribute is not specialised.
+            run_batch = hooks.run_training_batch
+            outputs = run_batch(trainer, module, batch, batch_idx)
             if outputs is SKIPPED_BATCH:  # the step returned None: nothing to report
                 outputs = None
             state.last_outputs = outputs

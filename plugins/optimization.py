@@ -36,6 +36,9 @@ from plugins.model_hooks import validated_loss
 from plugins.optimizer_config import LRSchedulerConfig, normalize_optimizers, step_scheduler
 from plugins.precision import FULL_PRECISION, Precision
 
+#: Read once per batch on the fast path: a module global is one lookup, ``torch.Tensor`` two.
+_Tensor = torch.Tensor
+
 __all__ = ["OptimizationPlugin", "LightningOptimizer", "normalize_optimizers", "SKIPPED"]
 
 #: A non-``None`` stand-in for a skipped batch (firstresult hooks treat ``None`` as "not handled").
@@ -350,18 +353,19 @@ class OptimizationPlugin:
             # The hook's direct form: the module's step, looked up at each call as the hook does.
             try:
                 output = pl_module.training_step(batch, batch_idx)
-                # The hook's own finishing (seed-era dict logging, checks) for all but a 0-d loss.
-                if not (type(output) is torch.Tensor and output.ndim == 0):
+                # A 0-d tensor is a valid loss: no call, no further check on the common path.
+                scalar = type(output) is _Tensor and not output.ndim
+                if not scalar:  # the hook's own finishing (seed-era dict logging) for anything else
                     output = finish(output)
             except BaseException as exc:
                 self._blame_direct_step(trainer, exc)
                 raise
         else:
             output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
+            scalar = type(output) is _Tensor and not output.ndim
         if self._bare_for is not hooks.built:  # the step registered a plugin (``self.log`` may): it joins now
             self._prepare_fast_path(trainer, pl_module, hooks)
-        # A 0-d tensor is a valid loss: no call, no further check on the common path.
-        if type(output) is torch.Tensor and output.ndim == 0:
+        if scalar:
             loss = output
         else:
             loss = validated_loss(output)
@@ -387,7 +391,7 @@ class OptimizationPlugin:
                 hooks.on_before_zero_grad(trainer, pl_module, optimizer)
             hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         trainer.state.global_step += 1
-        return {"loss": loss.detach()} if loss is output and self._wrap_loss else output
+        return {"loss": loss.detach()} if self._wrap_loss and loss is output else output
 
     def _prepare_fast_path(self, trainer: Any, pl_module: LightningModule, hooks: Any) -> None:
         """Decide, once per dispatch build (and per run), what a fast-path batch calls."""
