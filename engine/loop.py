@@ -7,6 +7,7 @@ skipped with one ``is not None`` test.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import warnings
@@ -193,6 +194,9 @@ class FitLoop:
         total = trainer.num_training_batches
         start = state.start_batch
         batches = hooks.iterate_dataloader(trainer, module, loader, "train", start)
+        if total != math.inf:
+            # The epoch's batches counted here, not per batch (and no batch is fetched past them).
+            batches = itertools.islice(batches, max(0, total - start))
         device = trainer.root_device
         validate_now = self._validation_due_this_epoch()
         val_every = self.val_check_batch
@@ -203,8 +207,6 @@ class FitLoop:
         batch_idx = start - 1
         validated_at = -1
         for batch_idx, batch in enumerate(batches, start):
-            if batch_idx >= total:
-                break
             state.batch_idx = batch_idx
             # No re-read of ``trainer.hooks`` per batch: the Dispatch is rebuilt in place when a
             # plugin registers mid-run, so ``hooks`` is always current.

@@ -26,6 +26,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 import types
 import warnings
 from datetime import timedelta
@@ -46,6 +47,8 @@ from plugins.environments import (LAUNCHED_ENV, ClusterEnvironment, TorchElastic
 #: Seconds a collective (and the rendezvous) may wait before torch.distributed gives up.
 TIMEOUT_ENV = "HOOKLOOP_DDP_TIMEOUT"
 _PARENT_PID_ENV = "HOOKLOOP_PARENT_PID"
+#: How long a leaving rank releases the GIL after leaving its process group (see ``shutdown``).
+_GLOO_SETTLE_S = 0.05
 _REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
                "min": dist.ReduceOp.MIN}
 
@@ -200,6 +203,11 @@ class DistributedPlugin:
             if watchdog is not None:
                 watchdog.wait_until_others_closed()  # global rank 0 leaves last
             dist.destroy_process_group()
+            # A gloo worker thread may still be releasing the last collective's tensors, which
+            # needs the GIL; if the interpreter is finalizing by then, the thread is force-exited
+            # inside C++ and the process aborts ("terminate called without an active exception").
+            # Sleeping hands it the GIL while the interpreter is whole.
+            time.sleep(_GLOO_SETTLE_S)
             if watchdog is not None:
                 watchdog.closed()
 
@@ -462,6 +470,11 @@ def _spawned_main(local_rank: int, payload: bytes, per_node: int, world_size: in
         }, result_file)
     if plugin is not None:
         plugin.shutdown()
+    # Nothing is left to do in this process, and interpreter finalization is where a gloo thread
+    # still holding Python objects aborts it (see DistributedPlugin.shutdown): leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _restore_results(trainer: Any, results: Dict[str, Any]) -> None:

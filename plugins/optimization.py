@@ -339,59 +339,95 @@ class OptimizationPlugin:
     def run_training_batch(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int) -> Any:
         """Do one batch's optimization and return its output (see ``on_train_batch_end``).
 
-        The fast path is written out here rather than in a helper: it runs once per batch.
+        The fast path (automatic optimization, one optimizer, no accumulation, a tensor returned)
+        is written out here rather than in helpers: it runs once per batch, and on a small model
+        every bytecode on it shows (benchmarks/README.md). Anything else leaves it early.
         """
-        if not self._fast:
-            if self._manual or not trainer.optimizers:
-                return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
-            return self._optimize_general(trainer, pl_module, batch, batch_idx)
         hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
-        if self._bare_for is not hooks.built:
+        if self._bare_for is not hooks.built:  # always true while the fast path is off
+            if not self._fast:
+                return self._run_general(trainer, pl_module, batch, batch_idx)
             self._prepare_fast_path(trainer, pl_module, hooks)
         finish = self._direct_finish
         if finish is not None:
             # The hook's direct form: the module's step, looked up at each call as the hook does.
             try:
                 output = pl_module.training_step(batch, batch_idx)
-                # A 0-d tensor is a valid loss: no call, no further check on the common path.
-                scalar = type(output) is _Tensor and not output.ndim
-                if not scalar:  # the hook's own finishing (seed-era dict logging) for anything else
-                    output = finish(output)
             except BaseException as exc:
                 self._blame_direct_step(trainer, exc)
                 raise
         else:
             output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
-            scalar = type(output) is _Tensor and not output.ndim
+        if type(output) is not _Tensor:  # a seed-era dict, None (skip the batch), or a mistake
+            return self._finish_output(trainer, pl_module, hooks, output, finish)
         if self._bare_for is not hooks.built:  # the step registered a plugin (``self.log`` may): it joins now
             self._prepare_fast_path(trainer, pl_module, hooks)
-        if scalar:
-            loss = output
-        else:
-            loss = validated_loss(output)
-            if loss is None:
-                return _batch_output(output)
-        optimizer = self._optimizer
         if self._bare:
             # Nothing listens around the step and backward/step/zero_grad are this plugin's own:
-            # what a hand-written loop does.
-            loss.backward()
+            # what a hand-written loop does. The loss's shape is checked only if backward fails.
+            optimizer = self._optimizer
+            try:
+                output.backward()
+            except RuntimeError as exc:
+                _reject_non_scalar(output, exc)
+                raise
             optimizer.step()
             optimizer.zero_grad()
         else:
-            if hooks.on_before_backward is not None:
-                hooks.on_before_backward(trainer, pl_module, loss)
-            hooks.backward(trainer, pl_module, loss, optimizer, None)
-            if hooks.on_after_backward is not None:
-                hooks.on_after_backward(trainer, pl_module)
-            if hooks.on_before_optimizer_step is not None:
-                hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
-            hooks.optimizer_step(trainer, pl_module, optimizer, 0, None)
-            if hooks.on_before_zero_grad is not None:
-                hooks.on_before_zero_grad(trainer, pl_module, optimizer)
-            hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
+            self._step_loss(trainer, pl_module, hooks, output)
         trainer.state.global_step += 1
-        return {"loss": loss.detach()} if self._wrap_loss and loss is output else output
+        return {"loss": output.detach()} if self._wrap_loss else output
+
+    def _run_general(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int) -> Any:
+        """A batch off the fast path: manual optimization, several optimizers, accumulation..."""
+        if self._manual or not trainer.optimizers:
+            return _batch_output(trainer.hooks.training_step(trainer, pl_module, batch, batch_idx, None))
+        return self._optimize_general(trainer, pl_module, batch, batch_idx)
+
+    def _finish_output(self, trainer: Any, pl_module: LightningModule, hooks: Any, output: Any,
+                       finish: Optional[Callable[[Any], Any]]) -> Any:
+        """The rest of a fast-path batch whose step returned something other than a tensor.
+
+        The direct form's ``finish`` (seed-era dict logging) runs first, its errors named as the
+        ``training_step`` hook's; then a ``'loss'`` is optimized, ``None`` skips the batch, and
+        anything else is rejected naming ``training_step``.
+        """
+        if finish is not None:
+            try:
+                output = finish(output)
+            except BaseException as exc:
+                self._blame_direct_step(trainer, exc)
+                raise
+        if self._bare_for is not hooks.built:
+            self._prepare_fast_path(trainer, pl_module, hooks)
+        loss = validated_loss(output)
+        if loss is None:
+            return _batch_output(output)
+        self._step_loss(trainer, pl_module, hooks, loss)
+        trainer.state.global_step += 1
+        return output
+
+    def _step_loss(self, trainer: Any, pl_module: LightningModule, hooks: Any, loss: torch.Tensor) -> None:
+        """Backward, optimizer step and zero_grad of a fast-path batch, with their events."""
+        if loss.ndim:
+            validated_loss(loss)  # a 1-element loss is fine; a larger one is rejected naming training_step
+        optimizer = self._optimizer
+        if self._bare:
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            return
+        if hooks.on_before_backward is not None:
+            hooks.on_before_backward(trainer, pl_module, loss)
+        hooks.backward(trainer, pl_module, loss, optimizer, None)
+        if hooks.on_after_backward is not None:
+            hooks.on_after_backward(trainer, pl_module)
+        if hooks.on_before_optimizer_step is not None:
+            hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
+        hooks.optimizer_step(trainer, pl_module, optimizer, 0, None)
+        if hooks.on_before_zero_grad is not None:
+            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
+        hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
 
     def _prepare_fast_path(self, trainer: Any, pl_module: LightningModule, hooks: Any) -> None:
         """Decide, once per dispatch build (and per run), what a fast-path batch calls."""
@@ -673,6 +709,15 @@ def _takes_optimizer_idx(module: LightningModule) -> bool:
 
 def _position(trainer: Any, batch_idx: int) -> str:
     return f"global step {trainer.state.global_step}, epoch {trainer.current_epoch}, batch index {batch_idx}"
+
+
+def _reject_non_scalar(loss: torch.Tensor, exc: BaseException) -> None:
+    """After ``loss.backward()`` failed: raise the step's own error if the loss is not a scalar."""
+    if loss.numel() != 1:
+        try:
+            validated_loss(loss)
+        except MisconfigurationException as error:
+            raise error from exc
 
 
 def _batch_output(output: Any) -> Any:

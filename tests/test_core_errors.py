@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 import engine
-from engine import LightningModule, MisconfigurationException
+from engine import Callback, LightningModule, MisconfigurationException
 from tests.core_support import quiet_trainer
 from tests.models import SeedModel, make_loader
 
@@ -56,6 +56,57 @@ def test_non_tensor_loss():
             return "loss"
 
     assert "`training_step` returned str" in str(fit_error(Bare()))
+
+
+class _PerSampleLoss(SeedModel):
+    """Returns the unreduced loss: one value per sample (a common slip)."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y, reduction="none")
+
+
+class _RecordBackward(Callback):
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.seen = tuple(loss.shape)
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["nothing listening", "on_before_backward listened"])
+def test_a_loss_that_is_not_a_scalar_is_rejected_naming_training_step(listened):
+    """With nothing listening the fast path checks the shape only when backward fails; either way
+    the error is the step's, with torch's own as its cause on the fast path."""
+    callbacks = [_RecordBackward()] if listened else []
+    exc = fit_error(_PerSampleLoss(), callbacks=callbacks)
+    assert "`training_step` returned a loss of shape (32,); it must be a scalar" in str(exc)
+    if listened:
+        assert not hasattr(callbacks[0], "seen")  # rejected before any backward event
+    else:
+        assert isinstance(exc.__cause__, RuntimeError)
+
+
+def test_a_one_element_loss_trains():
+    """A loss of shape (1,) back-propagates like a 0-d one (as validated_loss has always allowed)."""
+    class OneElement(SeedModel):
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y).reshape(1)
+
+    model = OneElement()
+    before = model.layer.weight.detach().clone()
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(model)
+    assert trainer.global_step == 8 and not torch.equal(before, model.layer.weight)
+
+
+def test_a_loss_without_a_graph_fails_with_torchs_error():
+    """A scalar that cannot be back-propagated is torch's error to report, unchanged."""
+    class Detached(SeedModel):
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y).detach()
+
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        quiet_trainer(max_epochs=1).fit(Detached())
 
 
 def test_missing_configure_optimizers():
