@@ -193,10 +193,9 @@ class FitLoop:
         loader = trainer.train_dataloader
         total = trainer.num_training_batches
         start = state.start_batch
-        batches = hooks.iterate_dataloader(trainer, module, loader, "train", start)
-        if total != math.inf:
-            # The epoch's batches counted here, not per batch (and no batch is fetched past them).
-            batches = itertools.islice(batches, max(0, total - start))
+        batches = iter(hooks.iterate_dataloader(trainer, module, loader, "train", start))
+        # The epoch's batch count is kept by islice rather than tested per batch.
+        epoch = batches if total == math.inf else itertools.islice(batches, max(0, total - start))
         device = trainer.root_device
         validate_now = self._validation_due_this_epoch()
         val_every = self.val_check_batch
@@ -206,7 +205,7 @@ class FitLoop:
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps >= 0 else sys.maxsize
         batch_idx = start - 1
         validated_at = -1
-        for batch_idx, batch in enumerate(batches, start):
+        for batch_idx, batch in enumerate(epoch, start):
             state.batch_idx = batch_idx
             # No re-read of ``trainer.hooks`` per batch: the Dispatch is rebuilt in place when a
             # plugin registers mid-run, so ``hooks`` is always current.
@@ -237,6 +236,12 @@ class FitLoop:
                 stopping = state.should_stop and self.stop_allowed
             if stopping or state.global_step >= max_steps:
                 break
+        else:
+            if epoch is not batches:
+                # Ask once more, as a plain loop over the whole loader would: the iterator ends (a
+                # generator runs its code after the last yield, a DataLoader's workers see the end).
+                # A batch beyond the epoch's count (a limit, a wrong __len__) is dropped.
+                next(batches, None)
         if batch_idx < start == 0 and not state.skip_rest_of_epoch:
             raise MisconfigurationException(
                 f"The training dataloader ({type(loader).__name__}) yielded no batch in epoch {state.epoch}. "

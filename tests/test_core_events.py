@@ -479,3 +479,36 @@ def test_an_exception_refusing_attributes_is_raised_unmasked():
 
     with pytest.raises(Stubborn, match="the module's own error"):
         quiet_trainer(max_epochs=1, limit_val_batches=0).fit(Boom())
+
+
+class _CountingLoader:
+    """Four batches per epoch from a generator that notes each fetch and each finished pass."""
+
+    def __init__(self) -> None:
+        self.fetched: list = []
+        self.finished = 0
+
+    def __len__(self) -> int:
+        return 4
+
+    def __iter__(self):
+        for i in range(4):
+            self.fetched.append(i)
+            yield torch.zeros(1, 1)
+        self.finished += 1
+
+
+def test_each_epoch_runs_its_iterator_to_the_end():
+    """The epoch's count is kept without a per-batch test, yet the iterator is asked once more at
+    the end, as a plain loop would: a generator's code after its last yield runs every epoch."""
+    loader = _CountingLoader()
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0)
+    trainer.fit(_IndexModel(), train_dataloaders=loader)
+    assert loader.fetched == [0, 1, 2, 3] * 2 and loader.finished == 2 and trainer.global_step == 8
+
+
+def test_a_batch_limit_fetches_one_batch_past_it_and_drops_it():
+    loader = _CountingLoader()
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, limit_train_batches=2)
+    trainer.fit(_IndexModel(), train_dataloaders=loader)
+    assert loader.fetched == [0, 1, 2] * 2 and loader.finished == 0 and trainer.global_step == 4
