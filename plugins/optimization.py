@@ -374,6 +374,8 @@ class OptimizationPlugin:
             optimizer.step()
             optimizer.zero_grad()
         else:
+            if output.ndim:
+                validated_loss(output)  # a 1-element loss is fine; a larger one is rejected before any event
             self._step_loss(trainer, pl_module, hooks, output)
         trainer.state.global_step += 1
         return {"loss": output.detach()} if self._wrap_loss else output
@@ -408,9 +410,7 @@ class OptimizationPlugin:
         return output
 
     def _step_loss(self, trainer: Any, pl_module: LightningModule, hooks: Any, loss: torch.Tensor) -> None:
-        """Backward, optimizer step and zero_grad of a fast-path batch, with their events."""
-        if loss.ndim:
-            validated_loss(loss)  # a 1-element loss is fine; a larger one is rejected naming training_step
+        """Backward, optimizer step and zero_grad of a fast-path batch's validated loss, with their events."""
         optimizer = self._optimizer
         if self._bare:
             loss.backward()
