@@ -274,7 +274,8 @@ def report(feed: str, times: Dict[str, List[float]], n_batches: int, epochs: int
     print("+µs and ratio: to the plain loop of the same round (medians over rounds); module: ratio to the plain "
           "loop calling\nthe module's training_step (the trainer's own cost). Targets are checked on the ratio "
           "to the plain loop.")
-    print(f"{'contender':44s} {'µs/step':>8s} {'+µs':>7s} {'ratio':>7s} {'module':>7s}  target")
+    print("spread: interquartile range of the per-round ratios to the plain loop.")
+    print(f"{'contender':44s} {'µs/step':>8s} {'+µs':>7s} {'ratio':>7s} {'spread':>7s} {'module':>7s}  target")
     ok = True
     for name in times:
         us = statistics.median(times[name])
@@ -288,8 +289,46 @@ def report(feed: str, times: Dict[str, List[float]], n_batches: int, epochs: int
             ok &= passed
             verdict = (f"<= {target:.2f}x {'PASS' if passed else 'FAIL'}"
                        f" (module ratio {'PASS' if module_ratio <= target else 'FAIL'})")
-        print(f"{name:44s} {us:8.1f} {extra:+7.1f} {ratio:6.3f}x {module_ratio:6.3f}x  {verdict}")
+        spread = _spread([t / r for t, r in zip(times[name], times[PLAIN])])
+        print(f"{name:44s} {us:8.1f} {extra:+7.1f} {ratio:6.3f}x {spread:7.3f} {module_ratio:6.3f}x  {verdict}")
+    warning = noise_warning(times)
+    if warning:
+        print(f"\nWARNING: {warning}")
     return ok
+
+
+#: Above this, the rounds disagree by more than the margins the targets are about (on the project's
+#: machine, idle, the plain loop's rounds spread by about 1% and the two reference loops differ by 1-2%).
+NOISE_LIMIT = 0.03
+
+
+def noise_warning(times: Dict[str, List[float]]) -> Optional[str]:
+    """A sentence saying why this machine was too noisy for the verdicts to mean much, or ``None``.
+
+    Two signs, both independent of hookloop: the plain loop's own rounds spread widely, or the two
+    reference loops (which differ by one Python method call) differ by more than that call costs.
+    """
+    plain = times[PLAIN]
+    reasons = []
+    relative = _spread(plain) / statistics.median(plain)
+    if relative > NOISE_LIMIT:
+        reasons.append(f"the plain loop's rounds spread by {relative:.1%} (interquartile range / median)")
+    if PLAIN_MODULE in times:
+        references = _median_ratio(times[PLAIN_MODULE], plain)
+        if abs(references - 1) > NOISE_LIMIT:
+            reasons.append(f"the loop calling the module's training_step measured {references:.3f}x the plain loop")
+    if not reasons:
+        return None
+    return ("this machine was noisy: " + "; ".join(reasons) + f" (limit {NOISE_LIMIT:.0%}). Differences of a few "
+            "per cent, and the PASS/FAIL verdicts above, are not reliable; run again on an idle machine.")
+
+
+def _spread(values: List[float]) -> float:
+    """Interquartile range (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
 
 
 def collect_in_processes(feed: str, args: argparse.Namespace) -> Dict[str, List[float]]:

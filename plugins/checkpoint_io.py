@@ -17,9 +17,9 @@ the epoch then continues at the next batch with the generators as they were.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import pickle
-import tempfile
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -45,10 +45,14 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, filepath: str) -> None:
-    """``torch.save(obj)`` to ``filepath`` through a fsynced temporary file and an atomic rename."""
+    """``torch.save(obj)`` to ``filepath`` through a fsynced temporary file and an atomic rename.
+
+    The file gets the permissions ``torch.save`` gives a new file (``0o666`` less the umask), so
+    a checkpoint is as readable to the group as the rest of the run's output.
+    """
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(filepath) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temporary(directory, os.path.basename(filepath))
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -62,6 +66,25 @@ def atomic_save(obj: Any, filepath: str) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+#: Distinguishes the temporary files of one process (several trainers may save at once).
+_temporary_numbers = itertools.count()
+
+
+def _create_temporary(directory: str, name: str) -> Tuple[int, str]:
+    """Create ``directory/.name.<pid>.<n>.tmp`` exclusively; ``(fd, path)``.
+
+    Unlike ``tempfile.mkstemp`` (mode ``0o600``), the mode is ``0o666`` less the umask, as for
+    any file ``torch.save`` creates. A name left behind by a killed process is skipped.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        path = os.path.join(directory, f".{name}.{os.getpid()}.{next(_temporary_numbers)}.tmp")
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
 
 
 def _fsync_dir(directory: str) -> None:

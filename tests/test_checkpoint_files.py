@@ -66,6 +66,33 @@ def test_a_process_killed_during_a_save_leaves_the_previous_file_intact(tmp_path
     assert leftovers and all(f.startswith(".model.ckpt.") and f.endswith(".tmp") for f in leftovers)
 
 
+def test_a_checkpoint_gets_the_permissions_torch_save_gives(tmp_path):
+    """0o666 less the umask, like any file torch.save creates (a temporary file's 0o600 made
+    checkpoints unreadable to the rest of a group sharing the run directory)."""
+    previous = os.umask(0o022)
+    try:
+        atomic_save({"w": torch.zeros(1)}, str(tmp_path / "ours.ckpt"))
+        torch.save({"w": torch.zeros(1)}, str(tmp_path / "torch.pt"))
+        os.umask(0o002)
+        atomic_save({"w": torch.zeros(1)}, str(tmp_path / "group.ckpt"))
+    finally:
+        os.umask(previous)
+    mode = {name: os.stat(tmp_path / name).st_mode & 0o777 for name in ("ours.ckpt", "torch.pt", "group.ckpt")}
+    assert mode == {"ours.ckpt": 0o644, "torch.pt": 0o644, "group.ckpt": 0o664}
+
+
+def test_a_temporary_name_left_by_a_killed_process_is_not_reused(tmp_path):
+    from plugins import checkpoint_io
+
+    number = next(checkpoint_io._temporary_numbers) + 1
+    stale = tmp_path / f".model.ckpt.{os.getpid()}.{number}.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    atomic_save({"version": 2}, str(tmp_path / "model.ckpt"))
+    assert torch.load(tmp_path / "model.ckpt", weights_only=True) == {"version": 2}
+    assert stale.read_bytes() == b"half a checkpoint"  # not opened, not truncated
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.ckpt", stale.name])
+
+
 def test_top_k_never_deletes_the_only_good_file_when_a_save_fails(tmp_path, monkeypatch):
     class Failing(ModelCheckpoint):
         fail = False
