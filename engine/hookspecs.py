@@ -513,7 +513,9 @@ def save_checkpoint(trainer, filepath: str, weights_only: bool) -> Any:
 
 @hookspec
 def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
-    """Called when a checkpoint is restored; read your state back from ``checkpoint``."""
+    """Called when a checkpoint is restored, before anything is read from it (weights, optimizer and
+    plugin states, loop position), as in Lightning: read your state back from ``checkpoint``, or
+    migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version)."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -113,13 +114,18 @@ class ModelCheckpoint(Callback):
         self.current_score: Optional[torch.Tensor] = None
         self.last_model_path = ""
         self._auto_monitor = False
+        self._key_monitor: Optional[str] = None
         self._deferred = False
+        #: Whether a validation of this fit has finished (before one has, a missing monitor is only warned about).
+        self._validated = False
+        self._warned_missing = False
+        self._last_written_step = -1
         self._last_saved_step = -1
         self._written: Tuple[Tuple[int, int], List[str]] = ((-1, -1), [])
         # Only the hooks this configuration needs are registered: per-batch ones only for per-step saving.
-        hooks = {"setup", "on_train_epoch_end"}
+        hooks = {"setup", "on_train_epoch_end", "on_validation_end"}
         if self.every_n_train_steps:
-            hooks |= {"on_train_batch_end", "on_validation_end"}
+            hooks.add("on_train_batch_end")
         self.__engine_hooks__ = hooks
 
     @classmethod
@@ -132,7 +138,10 @@ class ModelCheckpoint(Callback):
     @property
     def state_key(self) -> str:
         """Key of this callback's state; differs between differently configured instances."""
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode, every_n_train_steps=self.every_n_train_steps,
+        # The default checkpoint keeps the key of the monitor it started with, even after falling back to
+        # keeping the latest file, so that a resumed run finds its state.
+        monitor = self._key_monitor if self._auto_monitor else self.monitor
+        return self._generate_state_key(monitor=monitor, mode=self.mode, every_n_train_steps=self.every_n_train_steps,
                                         every_n_epochs=self.every_n_epochs)
 
     # ---- hooks -------------------------------------------------------------------------
@@ -143,8 +152,9 @@ class ModelCheckpoint(Callback):
             return
         self._resolve_dirpath(trainer)
         if self._auto_monitor:
-            self.monitor = "val_loss" if trainer.has_validation else "loss"
+            self.monitor = self._key_monitor = "val_loss" if trainer.has_validation else "loss"
         self._deferred = False
+        self._validated = False
 
     @hookimpl(trylast=True)
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -163,6 +173,7 @@ class ModelCheckpoint(Callback):
         state = trainer.state
         if state.sanity_checking or state.stage != "fit":
             return
+        self._validated = True
         (step, batch_idx), paths = self._written
         if step == state.global_step and batch_idx == state.batch_idx:
             for path in paths:
@@ -170,13 +181,16 @@ class ModelCheckpoint(Callback):
 
     @hookimpl(trylast=True)
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """Save at the end of every ``every_n_epochs``-th epoch (and a step save deferred to here)."""
+        """Save at the end of every ``every_n_epochs``-th epoch (and a step save deferred to here);
+        with ``save_last``, ``last.ckpt`` is brought up to date at every epoch end, as in Lightning."""
         if not self._may_save(trainer):
             return
         due = bool(self.every_n_epochs) and (trainer.state.epoch + 1) % self.every_n_epochs == 0
         if self._deferred or due:
             self._deferred = False
             self._save(trainer)
+        elif self.save_last and self._last_written_step != trainer.state.global_step:
+            self._save_last(trainer, self._metrics(trainer))
 
     # ---- saving ------------------------------------------------------------------------
 
@@ -208,13 +222,21 @@ class ModelCheckpoint(Callback):
             self.best_model_path = self.kth_best_model_path = path
             return [path]
         if self.monitor not in metrics:
-            if self._auto_monitor:
+            if not self._validated and trainer.has_validation:
+                # The metric may come from a validation that has not run yet (check_val_every_n_epoch,
+                # every_n_train_steps): say so once and skip this save, as Lightning does.
+                if not self._auto_monitor and not self._warned_missing:
+                    self._warned_missing = True
+                    warnings.warn(self._missing_monitor_message(trainer) + " Skipping this checkpoint until it is "
+                                  "logged (no validation has run yet).")
                 return []
-            raise MisconfigurationException(
-                f"ModelCheckpoint(monitor={self.monitor!r}) could not find {self.monitor!r} in the logged metrics. "
-                f"Log it with self.log({self.monitor!r}, ...), or monitor one of: "
-                f"{', '.join(sorted(trainer.callback_metrics)) or '(none yet)'}."
-            )
+            if self._auto_monitor:
+                # The default checkpoint's guess was wrong (validation logs no 'val_loss'): keep the latest.
+                warnings.warn(f"The default ModelCheckpoint monitors {self.monitor!r}, which was not logged; it keeps "
+                              "the latest checkpoint instead. Pass ModelCheckpoint(monitor=...) to rank by a metric.")
+                self.monitor = None
+                return self._save_top_k(trainer, metrics)
+            raise MisconfigurationException(self._missing_monitor_message(trainer))
         current = self._score(metrics[self.monitor])
         self.current_score = torch.tensor(current)
         if not self._better_than_kth(current):
@@ -227,6 +249,11 @@ class ModelCheckpoint(Callback):
         if self.verbose:
             print(f"Epoch {metrics['epoch']}, step {metrics['step']}: {self.monitor} reached {current:.5f}; saved {path}")
         return [path]
+
+    def _missing_monitor_message(self, trainer: Any) -> str:
+        return (f"ModelCheckpoint(monitor={self.monitor!r}) could not find {self.monitor!r} in the logged metrics. "
+                f"Log it with self.log({self.monitor!r}, ...), or monitor one of: "
+                f"{', '.join(sorted(trainer.callback_metrics)) or '(none yet)'}.")
 
     def _commit(self, trainer: Any, path: str, score: float, replaced: List[str]) -> None:
         """Rank ``path`` in place of ``replaced``, write it, then delete the replaced files.
@@ -261,6 +288,7 @@ class ModelCheckpoint(Callback):
         except BaseException:
             self.last_model_path = previous
             raise
+        self._last_written_step = trainer.state.global_step
         return path
 
     def _write(self, trainer: Any, path: str, weights_only: bool) -> None:
@@ -268,8 +296,12 @@ class ModelCheckpoint(Callback):
 
     def _drop(self, trainer: Any, path: str) -> None:
         self.best_k_models.pop(path, None)
-        if path != self.last_model_path and trainer.is_global_zero and os.path.isfile(path):
-            os.remove(path)
+        if path == self.last_model_path or not trainer.is_global_zero or not os.path.isfile(path):
+            return
+        resumed_from = getattr(trainer, "ckpt_path", None)
+        if resumed_from is not None and os.path.isfile(resumed_from) and os.path.samefile(path, resumed_from):
+            return  # the file this run resumed from is the user's: it is never deleted (as in Lightning)
+        os.remove(path)
 
     def _score(self, value: Any) -> float:
         score = float(value)

@@ -278,9 +278,10 @@ class CheckpointIO:
         if stage == "fit":
             self.restore_training(trainer, pl_module, checkpoint, path)
         else:
-            load_weights(pl_module, checkpoint["state_dict"], path)
+            # First, as in Lightning: the hook may migrate the checkpoint (rename keys) before it is loaded.
             if trainer.hooks.on_load_checkpoint is not None:
                 trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+            load_weights(pl_module, checkpoint["state_dict"], path)
 
     def resolve_ckpt_path(self, trainer: Any, ckpt_path: Any, stage: str) -> Optional[str]:
         """A file path for ``ckpt_path`` (``None``, a path, ``'last'`` or ``'best'``)."""
@@ -309,7 +310,13 @@ class CheckpointIO:
         return ckpt_path
 
     def restore_training(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any], path: str) -> None:
-        """Put the whole run back: weights, optimizers, schedulers, plugin states, loop position, generators."""
+        """Put the whole run back: weights, optimizers, schedulers, plugin states, loop position, generators.
+
+        ``on_load_checkpoint`` fires first, as in Lightning, so that it can migrate the checkpoint
+        (rename weight keys, fill in new entries) before anything is read from it.
+        """
+        if trainer.hooks.on_load_checkpoint is not None:
+            trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
         load_weights(pl_module, checkpoint["state_dict"], path)
         saved = checkpoint.get("optimizer_states")
         if saved is None:
@@ -329,8 +336,6 @@ class CheckpointIO:
         for key, plugin in _stateful_plugins(trainer):
             if key in saved_plugins:
                 plugin.load_state_dict(saved_plugins[key])
-        if trainer.hooks.on_load_checkpoint is not None:
-            trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
         loop = checkpoint.get("loop", {})
         state = trainer.state
         state.load_state_dict(loop.get("state", {}))
@@ -398,9 +403,9 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
             f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
             "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint."
         ) from exc
+    module.on_load_checkpoint(checkpoint)  # before the weights: it may migrate them
     load_weights(module, checkpoint["state_dict"], path, strict=strict)
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
         module.to(map_location)
-    module.on_load_checkpoint(checkpoint)
     module.eval()
     return module

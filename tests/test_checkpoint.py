@@ -279,3 +279,93 @@ def test_seed_era_filepath_template_and_auto_mode(tmp_path):
     cb = ModelCheckpoint(filepath=template, monitor="val_acc", mode="auto")
     Trainer(max_epochs=1, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
     assert os.path.basename(cb.best_model_path).startswith("epoch=0-val_acc=")
+
+
+# ---------------------------------------------------------------------------------------
+# monitors that are not there yet, last.ckpt between periods, resumed-from files, migrations
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_monitor_not_logged_before_the_first_validation_is_a_warning_not_an_error(tmp_path):
+    """check_val_every_n_epoch=2: epoch 0 ends before any validation logged val_loss (Lightning warns, skips)."""
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_loss", save_top_k=-1)
+    trainer = Trainer(max_epochs=4, logger=False, callbacks=[cb], check_val_every_n_epoch=2, **QUIET)
+    with pytest.warns(UserWarning, match=r"could not find 'val_loss'.*no validation has run yet"):
+        trainer.fit(ModernModel())
+    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt", "epoch=3-step=32.ckpt"]
+
+
+def test_a_monitor_still_missing_after_a_validation_is_an_error(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_los", every_n_train_steps=3)
+    trainer = Trainer(max_epochs=2, logger=False, callbacks=[cb], val_check_interval=4, **QUIET)
+    with pytest.raises(MisconfigurationException, match="val_los"), pytest.warns(UserWarning, match="val_los"):
+        trainer.fit(ModernModel())
+    assert trainer.global_step > 4  # the first step save warned; the one after validation raised
+
+
+def test_save_last_updates_last_ckpt_at_every_epoch_end(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), every_n_epochs=2, save_last=True)
+    Trainer(max_epochs=3, logger=False, callbacks=[cb], **QUIET).fit(ModernModel())
+    assert torch.load(cb.last_model_path, weights_only=True)["global_step"] == 24  # epoch 2, not epoch 1's 16
+    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "last.ckpt"]
+
+
+def test_the_default_checkpoint_keeps_the_latest_when_val_loss_is_never_logged(tmp_path):
+    class AccuracyOnly(ModernModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val_acc", self._loss(batch)[1])
+
+    trainer = Trainer(max_epochs=2, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    with pytest.warns(UserWarning, match="monitors 'val_loss', which was not logged; it keeps the latest"):
+        trainer.fit(AccuracyOnly())
+    assert _files(tmp_path / "checkpoints") == ["epoch=1-step=16.ckpt"]
+    assert trainer.checkpoint_callback.best_model_path.endswith("epoch=1-step=16.ckpt")
+    # A resumed run finds the default checkpoint's state under the key it started with.
+    resumed = Trainer(max_epochs=3, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    with pytest.warns(UserWarning, match="keeps the latest"):
+        resumed.fit(AccuracyOnly(), ckpt_path=trainer.checkpoint_callback.best_model_path)
+    assert _files(tmp_path / "checkpoints") == ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt"]
+
+
+def test_resuming_never_deletes_the_checkpoint_it_resumed_from(tmp_path):
+    first = ModelCheckpoint(dirpath=str(tmp_path))
+    Trainer(max_epochs=2, logger=False, callbacks=[first], **QUIET).fit(ModernModel())
+    resumed_from = first.best_model_path
+    second = ModelCheckpoint(dirpath=str(tmp_path))
+    Trainer(max_epochs=3, logger=False, callbacks=[second], **QUIET).fit(ModernModel(), ckpt_path=resumed_from)
+    assert os.path.isfile(resumed_from)  # the user's file; Lightning keeps it too
+    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt"]
+    assert second.best_model_path == str(tmp_path / "epoch=2-step=24.ckpt")
+
+
+class Renamed(ModernModel):
+    """Version 2 of ModernModel: its layer is called ``proj``; old checkpoints are migrated on load."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.proj = self.layer
+        del self.layer
+
+    def forward(self, x):
+        return self.proj(x)
+
+    def on_load_checkpoint(self, checkpoint):
+        weights = checkpoint["state_dict"]
+        for key in [k for k in weights if k.startswith("layer.")]:
+            weights["proj." + key[len("layer."):]] = weights.pop(key)
+
+
+def test_on_load_checkpoint_runs_before_the_weights_load_so_it_can_migrate_them(tmp_path):
+    old = ModernModel()
+    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, **QUIET)
+    trainer.fit(old)
+    path = str(tmp_path / "v1.ckpt")
+    trainer.save_checkpoint(path)
+    loaded = Renamed.load_from_checkpoint(path)
+    assert torch.equal(loaded.proj.weight, old.layer.weight)
+    resumed = Renamed()
+    Trainer(max_epochs=2, logger=False, enable_checkpointing=False, **QUIET).fit(resumed, ckpt_path=path)
+    assert resumed.trainer.global_step == 16
+    validated = Renamed()
+    Trainer(logger=False, **QUIET).validate(validated, ckpt_path=path)
+    assert torch.equal(validated.proj.weight, old.layer.weight)

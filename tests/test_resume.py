@@ -219,9 +219,11 @@ def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path, mode
     expected, expected_losses = run("a")
     with pytest.raises(RuntimeError, match="crash"):
         run("b", Crash())
-    last = str(tmp_path / "b" / "last.ckpt")
-    assert torch.load(last, weights_only=True)["loop"]["resume_batch"] == 6
-    resumed, losses = run("b", ckpt_path=last)
+    # last.ckpt moved on to the end of epoch 0 (step 7); the step-6 file is the one rewritten after validation.
+    assert torch.load(str(tmp_path / "b" / "last.ckpt"), weights_only=True)["global_step"] == 7
+    step_file = str(tmp_path / "b" / "epoch=0-step=6.ckpt")
+    assert torch.load(step_file, weights_only=True)["loop"]["resume_batch"] == 6
+    resumed, losses = run("b", ckpt_path=step_file)
     for name, tensor in expected.items():
         assert torch.equal(resumed[name], tensor), name
     assert len(losses) == 2 and all(torch.equal(a, b) for a, b in zip(losses, expected_losses))
