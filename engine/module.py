@@ -129,6 +129,9 @@ class LightningModule(nn.Module):
 
     @hparams.setter
     def hparams(self, value: Any) -> None:
+        # Seed era: ``self.hparams = hparams`` in ``__init__(self, hparams)``. Remembered so that
+        # ``load_from_checkpoint`` can rebuild the same kind of object for that argument.
+        self._hparams_assigned = "dict" if isinstance(value, dict) else "Namespace"
         if not isinstance(value, dict):
             value = vars(value)  # an argparse.Namespace, as in the seed era
         self._hparams = AttributeDict(value)

@@ -16,6 +16,7 @@ the epoch then continues at the next batch with the generators as they were.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import os
@@ -208,6 +209,9 @@ class CheckpointIO:
             warnings.warn(f"Hyperparameters {sorted(set(hparams) - set(safe))} are not plain data and are "
                           "left out of the checkpoint (it must load with torch.load(weights_only=True)).")
         checkpoint["hyper_parameters"] = safe or {}
+        assigned = getattr(module, "_hparams_assigned", None)
+        if assigned is not None:  # seed era, as Lightning 0.8 stored it: which argument, and of which type
+            checkpoint["hparams_name"], checkpoint["hparams_type"] = "hparams", assigned
         if not weights_only:
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
             checkpoint["lr_schedulers"] = [_scheduler(cfg).state_dict() for cfg in trainer.lr_scheduler_configs]
@@ -392,10 +396,19 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
     path = os.fspath(checkpoint_path)
     checkpoint = load_checkpoint_file(path, map_location=map_location)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    hparams.update(overrides)
     params = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        hparams = {k: v for k, v in hparams.items() if k in params}
+    name = checkpoint.get("hparams_name")
+    if name in params and name not in overrides:
+        # Seed era: every hyperparameter goes into the one ``hparams`` argument (overrides too,
+        # unless they are arguments of their own), as the object the module was built with.
+        hparams.update({k: v for k, v in overrides.items() if k not in params})
+        container = argparse.Namespace(**hparams) if checkpoint.get("hparams_type") == "Namespace" else hparams
+        hparams = {k: v for k, v in overrides.items() if k in params}
+        hparams[name] = container
+    else:
+        hparams.update(overrides)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            hparams = {k: v for k, v in hparams.items() if k in params}
     try:
         module = cls(**hparams)
     except TypeError as exc:

@@ -156,6 +156,37 @@ def test_load_from_checkpoint_rebuilds_from_hyperparameters(tmp_path):
     assert overridden.hparams.lr == 0.5 and overridden.layer.weight.device.type == "cpu"
 
 
+class SeedHparams(ModernModel):
+    """Seed era: ``__init__(self, hparams)`` with ``self.hparams = hparams`` (a Namespace)."""
+
+    def __init__(self, hparams, extra_layer: bool = False):
+        super().__init__()
+        self.hparams = hparams
+        self.layer = torch.nn.Linear(8, hparams.classes)
+        self.extra_layer = extra_layer
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+def test_load_from_checkpoint_rebuilds_a_seed_era_hparams_namespace(tmp_path):
+    from argparse import Namespace
+
+    model = SeedHparams(Namespace(lr=0.1, classes=2, n_train=64, batch_size=32))
+    trainer = Trainer(max_epochs=1, default_root_dir=str(tmp_path), **QUIET)
+    trainer.fit(model)
+    path = str(tmp_path / "seed.ckpt")
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)
+    assert (saved["hparams_name"], saved["hparams_type"]) == ("hparams", "Namespace")
+    loaded = SeedHparams.load_from_checkpoint(path)
+    assert dict(loaded.hparams) == {"lr": 0.1, "classes": 2, "n_train": 64, "batch_size": 32}
+    assert torch.equal(loaded.layer.weight, model.layer.weight)
+    # An override of a hyperparameter goes into the namespace; one of an argument, to the argument.
+    overridden = SeedHparams.load_from_checkpoint(path, lr=0.5, extra_layer=True)
+    assert overridden.hparams.lr == 0.5 and overridden.extra_layer is True
+
+
 def test_load_from_checkpoint_strict_and_mismatch_names_keys(tmp_path):
     trainer, _ = _trained(tmp_path, checkpoint_callback=False)
     trainer.save_checkpoint("m.ckpt")
