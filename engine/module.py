@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -172,7 +172,7 @@ class LightningModule(nn.Module):
         logger: bool = True,
         on_step: Optional[bool] = None,
         on_epoch: Optional[bool] = None,
-        reduce_fx: str = "mean",
+        reduce_fx: Union[str, Callable[..., Any]] = "mean",
         enable_graph: bool = False,
         sync_dist: bool = False,
         batch_size: Optional[int] = None,
@@ -184,7 +184,9 @@ class LightningModule(nn.Module):
         In ``training_step`` and the training batch hooks: ``on_step=True, on_epoch=False``.
         In validation/test steps and all epoch-level hooks: ``on_step=False, on_epoch=True``.
         With both, loggers get ``name_step`` and ``name_epoch``. Epoch values are reduced
-        with ``reduce_fx`` (weighted by ``batch_size`` for ``'mean'``); ``sync_dist=True``
+        with ``reduce_fx`` (weighted by ``batch_size`` for ``'mean'``): ``'mean'`` (or ``'avg'``),
+        ``'sum'``, ``'max'``, ``'min'``, or ``torch.mean``/``torch.sum``/``torch.max``/``torch.min``
+        and the built-in ``sum``/``max``/``min``. ``sync_dist=True``
         reduces them across processes. ``prog_bar=True`` shows it in the progress bar.
         While a validation/test loop runs several dataloaders, ``name`` becomes
         ``name/dataloader_idx_N`` unless ``add_dataloader_idx=False``. Outside a run, calls are ignored.

@@ -5,6 +5,7 @@ The metrics plugin decides when step values reach loggers and when epoch values 
 """
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -13,6 +14,30 @@ import torch
 from engine.errors import MisconfigurationException
 
 _REDUCE_FX = ("mean", "sum", "max", "min")
+#: Other spellings Lightning accepts for ``reduce_fx``, each mapped to one of ``_REDUCE_FX``.
+_REDUCE_ALIASES: Dict[Any, str] = {
+    "avg": "mean",
+    torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min",
+    builtins.sum: "sum", builtins.max: "max", builtins.min: "min",
+}
+
+
+def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
+    """``reduce_fx`` as one of ``"mean"``, ``"sum"``, ``"max"``, ``"min"``.
+
+    Accepts those names (any case), ``"avg"``, ``torch.mean/sum/max/min`` and the built-in
+    ``sum/max/min``, as Lightning does; anything else raises a ``MisconfigurationException``.
+    """
+    key = reduce_fx.lower() if isinstance(reduce_fx, str) else reduce_fx
+    if key in _REDUCE_FX:
+        return key
+    try:
+        return _REDUCE_ALIASES[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable value
+        raise MisconfigurationException(
+            f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}, "
+            "'avg', torch.mean/torch.sum/torch.max/torch.min or the built-in sum/max/min."
+        ) from None
 
 
 @dataclass
@@ -86,7 +111,7 @@ class ResultCollection:
         logger: bool = True,
         on_step: Optional[bool] = None,
         on_epoch: Optional[bool] = None,
-        reduce_fx: str = "mean",
+        reduce_fx: Any = "mean",
         sync_dist: bool = False,
         batch_size: Optional[int] = None,
         hook: str = "",
@@ -98,12 +123,7 @@ class ResultCollection:
             on_step = step_default if on_step is None else on_step
             on_epoch = (not step_default) if on_epoch is None else on_epoch
         if reduce_fx != "mean":  # the default needs no check (this runs for every logged value)
-            if isinstance(reduce_fx, str):
-                reduce_fx = reduce_fx.lower()
-            if reduce_fx not in _REDUCE_FX:
-                raise MisconfigurationException(
-                    f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}."
-                )
+            reduce_fx = normalize_reduce_fx(name, reduce_fx)
         value = _as_tensor(name, value, hook, detach=not enable_graph)
         metric = self.metrics.get(name)
         if metric is None:

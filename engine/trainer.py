@@ -58,7 +58,7 @@ class Trainer:
         limit_test_batches: Batches per test run: a fraction (float) or a count (int).
         limit_predict_batches: Batches per predict run: a fraction (float) or a count (int).
         val_check_interval: Validate every fraction (float) of an epoch or every N (int) training batches.
-        log_every_n_steps: Send step metrics to loggers every N optimizer steps.
+        log_every_n_steps: Send step metrics to loggers every N optimizer steps (0: never; epoch metrics still go).
         row_log_interval: Seed-era name for log_every_n_steps.
         precision: 32 (default), 64, ``'bf16-mixed'`` or ``'16-mixed'`` (seed-era 16).
         num_sanity_val_steps: Validation batches to run before training (0: none, -1: all).
@@ -185,7 +185,7 @@ class Trainer:
         self.limit_test_batches = limit_test_batches
         self.limit_predict_batches = limit_predict_batches
         self.val_check_interval = val_check_interval
-        self.log_every_n_steps = row_log_interval if row_log_interval is not None else log_every_n_steps
+        self.log_every_n_steps = _check_log_every_n_steps(log_every_n_steps, row_log_interval)
         self.precision = precision
         self.num_sanity_val_steps = num_sanity_val_steps
         self.resume_from_checkpoint = resume_from_checkpoint
@@ -626,6 +626,17 @@ class Trainer:
         from engine.argparse_support import default_attributes
 
         return default_attributes(cls)
+
+
+def _check_log_every_n_steps(log_every_n_steps: Any, row_log_interval: Any) -> int:
+    """The step-logging interval (``row_log_interval``, the seed-era name, wins): an int >= 0."""
+    flag = "log_every_n_steps" if row_log_interval is None else "row_log_interval"
+    value = log_every_n_steps if row_log_interval is None else row_log_interval
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MisconfigurationException(
+            f"{flag} must be an int >= 0 (0 turns step logging off), got {value!r}."
+        )
+    return value
 
 
 def _plugin_name(plugin: Any, registry: PluginRegistry) -> str:

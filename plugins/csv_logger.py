@@ -26,9 +26,12 @@ class CSVWriter:
         self._last_step: Optional[int] = None  # step of the last row written
 
     def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
-        """Add ``metrics`` at ``step``: to the last row if it has the same step and no clash, else a new row."""
+        """Add ``metrics`` at ``step``: to the last row if it has the same step and no clash, else a new row.
+
+        A name already in the row with the same value (the ``epoch`` every row carries) is no clash.
+        """
         row = self._rows[-1] if self._rows else None
-        if row is not None and row["step"] == step and not set(metrics) & set(row):
+        if row is not None and row["step"] == step and all(row.get(k, v) == v for k, v in metrics.items()):
             row.update(metrics)
             return
         self._rows.append({"step": step, **metrics})

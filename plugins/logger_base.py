@@ -296,5 +296,17 @@ def _yaml_scalar(value: Any) -> str:
     return json.dumps(value if isinstance(value, str) else str(value))
 
 
+def logger_values(trainer: Any, metrics: Dict[str, Any]) -> Dict[str, float]:
+    """``metrics`` as floats for ``log_metrics``, with ``'epoch'`` (the current one unless logged).
+
+    As Lightning's ``LoggerConnector.log_metrics`` (``setdefault("epoch", ...)``): every row,
+    step or epoch, carries the epoch, so a chart can be drawn against it.
+    """
+    values = {k: float(v) for k, v in metrics.items()}
+    values.setdefault("epoch", float(trainer.current_epoch))
+    return values
+
+
 __all__ = ["Logger", "DummyLogger", "DummyExperiment", "as_plugin", "loggers_from_flag", "next_version",
-           "hparams_dict", "flatten", "save_hparams_yaml", "LOGGER_HOOKS", "HPARAMS_FILE"]
+           "hparams_dict", "flatten", "save_hparams_yaml", "logger_values", "LOGGER_HOOKS", "HPARAMS_FILE"]
+

@@ -11,6 +11,8 @@ from typing import Any, Dict
 import torch
 
 from engine import hookimpl
+from plugins.logger_base import logger_values
+from plugins.optimization import accumulation_for_epoch
 from plugins.rank_zero import is_rank_zero
 
 
@@ -31,7 +33,8 @@ class MetricsPlugin:
     @hookimpl(tryfirst=True)
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Listen per batch only once there is something to send: the first logger-bound step value."""
-        if trainer.registry.get_plugin(StepValueSender.NAME) is None:
+        # log_every_n_steps=0: no step values are sent, so nothing needs to listen per batch.
+        if trainer.log_every_n_steps and trainer.registry.get_plugin(StepValueSender.NAME) is None:
             # A partial, not a lambda: the trainer must stay picklable for ddp_spawn.
             trainer._train_results.on_first_step_value = functools.partial(_add_step_sender, trainer)
 
@@ -57,7 +60,6 @@ class MetricsPlugin:
         """Reduce the epoch's values (after the module's epoch-end hooks have logged) and send them."""
         to_log = trainer._train_results.epoch_end(_reducer(trainer))
         if to_log:
-            to_log = dict(to_log, epoch=trainer.current_epoch)
             _send(trainer, to_log, max(trainer.global_step - 1, 0))
 
     @hookimpl(tryfirst=True)
@@ -93,15 +95,17 @@ class MetricsPlugin:
     def _eval_end(self, trainer: Any) -> None:
         to_log = trainer._eval_results.epoch_end(_reducer(trainer))
         if to_log and not trainer.sanity_checking:
-            _send(trainer, dict(to_log, epoch=trainer.current_epoch), max(trainer.global_step - 1, 0))
+            _send(trainer, to_log, max(trainer.global_step - 1, 0))
 
 
 class StepValueSender:
-    """Built-in ``step_values``: sends step values to loggers every ``log_every_n_steps`` steps.
+    """Built-in ``step_values``: sends step values to loggers every ``log_every_n_steps`` optimizer steps.
 
     Registered by the metrics plugin when a run keeps its first logger-bound step value
     (``self.log`` in ``training_step``, a seed-era ``'log'`` dict): until then no plugin listens
     per batch, and a run that logs nothing per step pays nothing per step for logging.
+    A batch that only accumulates gradients sends nothing (as in Lightning): its values wait
+    for the batch that steps, so each optimizer step gets at most one row.
     """
 
     NAME = "step_values"
@@ -112,13 +116,32 @@ class StepValueSender:
         results = trainer._train_results
         if not results.pending_step:
             return
-        step = trainer.state.global_step
-        if step % trainer.log_every_n_steps and results.pending_step_index is None:
+        every = trainer.log_every_n_steps
+        if not every:  # 0 turns step logging off (Lightning's convention); epoch values still go
+            results.take_pending()
+            results.pending_step_index = None
             return
-        pending = results.take_pending()
-        x = results.pending_step_index if results.pending_step_index is not None else step - 1
+        x = results.pending_step_index
+        if x is None:  # the default x-axis: the optimizer step this batch took
+            if _accumulating(trainer, pl_module):
+                return
+            step = trainer.state.global_step
+            if step % every:
+                return
+            x = step - 1
         results.pending_step_index = None
-        _send(trainer, pending, x)
+        _send(trainer, results.take_pending(), x)
+
+
+def _accumulating(trainer: Any, pl_module: Any) -> bool:
+    """Lightning's ``_should_accumulate``: this batch adds to the gradients without stepping."""
+    schedule = trainer.accumulate_grad_batches
+    if schedule == 1 or schedule is None or not pl_module.automatic_optimization:
+        return False
+    k = accumulation_for_epoch(schedule, trainer.current_epoch)
+    batch = trainer.state.batch_idx + 1
+    # The same test as the optimization plugin's: a full group of k, or the epoch's last batch.
+    return k > 1 and batch % k != 0 and batch != trainer.num_training_batches
 
 
 def _add_step_sender(trainer: Any) -> None:
@@ -137,5 +160,4 @@ def _reducer(trainer: Any) -> Any:
 def _send(trainer: Any, metrics: Dict[str, Any], step: int) -> None:
     if trainer.hooks.log_metrics is None or not is_rank_zero(trainer):
         return
-    values = {k: float(v) for k, v in metrics.items()}
-    trainer.hooks.log_metrics(trainer, values, int(step))
+    trainer.hooks.log_metrics(trainer, logger_values(trainer, metrics), int(step))

@@ -21,6 +21,7 @@ from engine import hookimpl
 from engine.apply import detach_all, move_to_device
 from engine.errors import MisconfigurationException, PluginError, closest
 from engine.module import LightningModule, is_overridden
+from plugins.logger_base import logger_values
 
 # Event -> the module methods that make the adapter listen to it.
 _TRIGGERS: Dict[str, tuple] = {
@@ -512,4 +513,4 @@ def _take_epoch_end_dict(trainer: Any, result: Any, hook: str, results: Any) -> 
     if to_log and trainer.hooks.log_metrics is not None and trainer.is_global_zero and not trainer.sanity_checking:
         # Same default x-axis as the metrics plugin's epoch values: the last optimizer step taken.
         step = to_log.pop("step", max(trainer.global_step - 1, 0))
-        trainer.hooks.log_metrics(trainer, {k: float(v) for k, v in to_log.items()}, int(step))
+        trainer.hooks.log_metrics(trainer, logger_values(trainer, to_log), int(step))
