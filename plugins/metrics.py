@@ -21,9 +21,8 @@ class MetricsPlugin:
 
     @hookimpl
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Send the module's hyperparameters to loggers once."""
-        if pl_module.hparams and is_rank_zero(trainer) and trainer.hooks.log_hyperparams is not None:
-            trainer.hooks.log_hyperparams(trainer, dict(pl_module.hparams))
+        """Send the module's hyperparameters to loggers once per run."""
+        _log_hyperparams(trainer, pl_module)
 
     @hookimpl(tryfirst=True)
     def on_train_epoch_start(self, trainer: Any) -> None:
@@ -63,14 +62,18 @@ class MetricsPlugin:
             _send(trainer, to_log, max(trainer.global_step - 1, 0))
 
     @hookimpl(tryfirst=True)
-    def on_validation_start(self, trainer: Any) -> None:
-        """Every validation run accumulates from zero."""
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Every validation run accumulates from zero; ``trainer.validate()`` alone also sends the
+        hyperparameters, as in Lightning (a fit sent them at its start)."""
         trainer._eval_results.reset()
+        if trainer.state.stage == "validate":
+            _log_hyperparams(trainer, pl_module)
 
     @hookimpl(tryfirst=True)
-    def on_test_start(self, trainer: Any) -> None:
-        """Every test run accumulates from zero."""
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        """Every test run accumulates from zero and sends the hyperparameters, as in Lightning."""
         trainer._eval_results.reset()
+        _log_hyperparams(trainer, pl_module)
 
     @hookimpl(specname="on_validation_epoch_end", tryfirst=True)
     def publish_validation_epoch(self, trainer: Any) -> None:
@@ -142,6 +145,11 @@ def _accumulating(trainer: Any, pl_module: Any) -> bool:
     batch = trainer.state.batch_idx + 1
     # The same test as the optimization plugin's: a full group of k, or the epoch's last batch.
     return k > 1 and batch % k != 0 and batch != trainer.num_training_batches
+
+
+def _log_hyperparams(trainer: Any, pl_module: Any) -> None:
+    if pl_module.hparams and is_rank_zero(trainer) and trainer.hooks.log_hyperparams is not None:
+        trainer.hooks.log_hyperparams(trainer, dict(pl_module.hparams))
 
 
 def _add_step_sender(trainer: Any) -> None:

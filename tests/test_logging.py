@@ -259,3 +259,35 @@ def test_disabling_the_logger_plugin_removes_it_from_trainer_loggers(tmp_path):
     trainer = Trainer(default_root_dir=tmp_path, disable_plugins=["logger"], enable_progress_bar=False)
     assert trainer.loggers == [] and trainer.logger is None
     assert "logger" not in trainer.registry.names()
+
+
+@pytest.mark.parametrize("stage", ["test", "validate"])
+def test_a_test_or_validate_run_alone_logs_the_hyperparameters(tmp_path, stage):
+    csv_logger = CSVLogger(str(tmp_path))
+    trainer = Trainer(logger=csv_logger, enable_progress_bar=False, enable_model_summary=False)
+    getattr(trainer, stage)(ModernModel(lr=0.25))
+    with open(os.path.join(csv_logger.log_dir, "hparams.yaml")) as fh:
+        assert yaml.safe_load(fh)["lr"] == 0.25
+
+
+def test_hyperparameters_are_sent_once_per_fit_not_at_every_validation(tmp_path):
+    sent = []
+
+    class Recorder(Logger):
+        @property
+        def name(self):
+            return "recorder"
+
+        @property
+        def version(self):
+            return 0
+
+        def log_metrics(self, metrics, step=None):
+            pass
+
+        def log_hyperparams(self, params):
+            sent.append(dict(params))
+
+    Trainer(max_epochs=3, logger=Recorder(), enable_progress_bar=False, enable_model_summary=False,
+            enable_checkpointing=False).fit(ModernModel(lr=0.25))
+    assert [p["lr"] for p in sent] == [0.25]
