@@ -220,6 +220,7 @@ class FitLoop:
                 batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
             # Read, then called: a method-style call on an instance attribute is not specialised.
             run_batch = hooks.run_training_batch
+            state.batch = batch  # self.log infers the batch size of epoch means from it
             outputs = run_batch(trainer, module, batch, batch_idx)
             if outputs is SKIPPED_BATCH:  # the step returned None: nothing to report
                 outputs = None
@@ -248,6 +249,7 @@ class FitLoop:
                 "Check that its dataset is not empty (an iterable dataset that yields nothing?)."
             )
         state.start_batch = 0
+        state.batch = None  # epoch-end hooks log with no batch (and the last one may be freed)
         # An epoch of unknown length validates once its iterable is exhausted (as in Lightning).
         if validate_now and val_every == math.inf and validated_at != batch_idx and batch_idx >= start:
             self._validate()
@@ -308,6 +310,7 @@ def run_evaluation(
                         on_start(trainer, module, batch, batch_idx, dataloader_idx)
                     if hooks.transfer_batch_to_device is not None:
                         batch = hooks.transfer_batch_to_device(trainer, module, batch, device, dataloader_idx)
+                    state.batch = batch
                     output = hooks.evaluation_step(trainer, module, batch, batch_idx, dataloader_idx, stage)
                     on_end = getattr(hooks, batch_end_ev)
                     if on_end is not None:
@@ -317,6 +320,7 @@ def run_evaluation(
                 if keep_predictions:
                     predictions.append(outputs_of_loader)
             state.dataloader_idx = None
+            state.batch = None
             state.phase = f"{stage}_epoch_end"
             _emit(getattr(trainer.hooks, epoch_end_ev), trainer, module)
             _emit(getattr(trainer.hooks, end_ev), trainer, module)

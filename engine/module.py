@@ -184,7 +184,8 @@ class LightningModule(nn.Module):
         In ``training_step`` and the training batch hooks: ``on_step=True, on_epoch=False``.
         In validation/test steps and all epoch-level hooks: ``on_step=False, on_epoch=True``.
         With both, loggers get ``name_step`` and ``name_epoch``. Epoch values are reduced
-        with ``reduce_fx`` (weighted by ``batch_size`` for ``'mean'``): ``'mean'`` (or ``'avg'``),
+        with ``reduce_fx`` (weighted by ``batch_size`` for ``'mean'``; when not given, the first
+        dimension of the batch's first tensor, as in Lightning): ``'mean'`` (or ``'avg'``),
         ``'sum'``, ``'max'``, ``'min'``, or ``torch.mean``/``torch.sum``/``torch.max``/``torch.min``
         and the built-in ``sum``/``max``/``min``. ``sync_dist=True``
         reduces them across processes. ``prog_bar=True`` shows it in the progress bar.

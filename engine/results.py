@@ -40,6 +40,23 @@ def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
         ) from None
 
 
+def _batch_size(batch: Any) -> float:
+    """The batch size a mean over the epoch weights a value by, as Lightning infers it: the first
+    dimension of the first tensor found in the batch (tuples, lists and dicts are searched in
+    order); 1 when there is none (outside a batch, or a batch without tensors)."""
+    if isinstance(batch, torch.Tensor):
+        return float(batch.shape[0]) if batch.ndim else 1.0
+    if isinstance(batch, Mapping):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            if isinstance(item, (torch.Tensor, Mapping, list, tuple)):
+                found = _batch_size(item)
+                if isinstance(item, torch.Tensor) or found != 1.0:
+                    return found
+    return 1.0
+
+
 @dataclass
 class LoggedMetric:
     """One name passed to ``self.log``, with its options and its running epoch reduction."""
@@ -145,7 +162,7 @@ class ResultCollection:
             if prog_bar:
                 state.progress_bar_metrics[key] = value
         if on_epoch:
-            metric.accumulate(value, float(batch_size) if batch_size else 1.0)
+            metric.accumulate(value, float(batch_size) if batch_size else _batch_size(state.batch))
 
     def log_seed_dict(self, output: Mapping[str, Any], hook: str, epoch_end: bool) -> Optional[Dict[str, Any]]:
         """Take a seed-era return dict: ``'log'`` to loggers, ``'progress_bar'`` to the bar, the rest to monitors.

@@ -35,6 +35,8 @@ class LoopState:
     interrupted: bool = False
     #: True once a checkpoint was restored for this run (the sanity check is then skipped).
     restored: bool = False
+    #: The batch being run (training or evaluation), on its device; ``None`` between loops.
+    batch: Any = None
     #: What the last training batch returned (``run_training_batch``'s result).
     last_outputs: Any = None
     #: Every metric a monitor may read (``val_loss``, ``self.log`` values...), name -> tensor.

@@ -291,3 +291,56 @@ def test_hyperparameters_are_sent_once_per_fit_not_at_every_validation(tmp_path)
     Trainer(max_epochs=3, logger=Recorder(), enable_progress_bar=False, enable_model_summary=False,
             enable_checkpointing=False).fit(ModernModel(lr=0.25))
     assert [p["lr"] for p in sent] == [0.25]
+
+
+def test_epoch_means_are_weighted_by_the_batch_size_inferred_from_the_batch():
+    """Batches of 2, 2 and 1 samples: the mean over the epoch is per sample, as in Lightning."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.arange(5.0).unsqueeze(1), torch.zeros(5, dtype=torch.long))
+
+    class Weighted(ModernModel):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 2)
+
+        def training_step(self, batch, batch_idx):
+            x, _ = batch
+            self.log("train_batch_index", float(batch_idx), on_step=False, on_epoch=True)
+            return self.layer(x).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("inferred", float(batch_idx))
+            self.log("explicit", float(batch_idx), batch_size=len(batch[0]))
+
+        def on_validation_epoch_end(self):
+            self.log("at_epoch_end", 3.0)  # no batch: weight 1
+
+        def train_dataloader(self):
+            return DataLoader(data, batch_size=2)
+
+        def val_dataloader(self):
+            return DataLoader(data, batch_size=2)
+
+    trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(Weighted())
+    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+    # (0*2 + 1*2 + 2*1) / 5 = 0.8; unweighted it would be 1.0
+    assert metrics["inferred"] == metrics["explicit"] == 0.8
+    assert metrics["train_batch_index"] == 0.8 and metrics["at_epoch_end"] == 3.0
+
+
+@pytest.mark.parametrize("batch, size", [
+    (torch.zeros(7, 3), 7.0),
+    ((torch.zeros(4, 2), torch.zeros(4)), 4.0),
+    ({"text": ["a", "b"], "ids": torch.zeros(6, 2)}, 6.0),
+    ([[], (torch.zeros(3),)], 3.0),
+    (torch.tensor(1.0), 1.0),
+    (["no", "tensors"], 1.0),
+    (None, 1.0),
+])
+def test_the_inferred_batch_size_is_the_first_tensors_first_dimension(batch, size):
+    from engine.results import _batch_size
+
+    assert _batch_size(batch) == size
