@@ -255,3 +255,26 @@ def _as_tensor(name: str, value: Any, hook: str, detach: bool = True) -> torch.T
             "logged values must be numbers or one-element tensors."
         )
     return torch.tensor(float(value))
+
+
+def format_eval_results(stage: str, results: Any) -> str:
+    """``validate()``/``test()``'s results as the table Lightning prints: a row per metric, a column
+    per dataloader (``""`` when nothing was logged)."""
+    names = sorted(set().union(*results)) if results else []
+    if not names:
+        return ""
+    title = "Validate metric" if stage == "validate" else "Test metric"
+    columns = [f"DataLoader {i}" for i in range(len(results))]
+    name_width = max(len(title), *(len(n) for n in names))
+    width = max(14, *(len(c) for c in columns))
+
+    def row(first: str, cells: Any) -> str:
+        return "  ".join([first.center(name_width), *(str(c).center(width) for c in cells)])
+
+    rule = "-" * len(row(title, columns))
+    lines = [rule, row(title, columns), rule]
+    for name in names:
+        lines.append(row(name, [f"{r[name]:.6g}" if name in r else "" for r in results]))
+    lines.append(rule)
+    return "\n".join(lines)
+

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 from engine.errors import MisconfigurationException, PluginError, did_you_mean
 from engine.loop import FitLoop, num_batches, run_evaluation
 from engine.registry import TIERS, PluginRegistry, entry_points
-from engine.results import ResultCollection
+from engine.results import ResultCollection, format_eval_results
 from engine.state import LoopState
 
 _STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
@@ -416,14 +416,14 @@ class Trainer:
 
     def validate(self, model: Any = None, dataloaders: Any = None, ckpt_path: Optional[str] = None,
                  datamodule: Any = None, verbose: bool = True) -> List[Dict[str, float]]:
-        """Run one validation epoch; return ``[{metric: value}]`` per dataloader."""
-        return self._evaluate(model, dataloaders, ckpt_path, datamodule, "validate")
+        """Run one validation epoch; return ``[{metric: value}]`` per dataloader (printed as a table if ``verbose``)."""
+        return self._evaluate(model, dataloaders, ckpt_path, datamodule, "validate", verbose)
 
     def test(self, model: Any = None, dataloaders: Any = None, ckpt_path: Optional[str] = None,
              datamodule: Any = None, verbose: bool = True, test_dataloaders: Any = None) -> List[Dict[str, float]]:
-        """Run the test loop; return ``[{metric: value}]`` per dataloader."""
+        """Run the test loop; return ``[{metric: value}]`` per dataloader (printed as a table if ``verbose``)."""
         return self._evaluate(model, dataloaders if dataloaders is not None else test_dataloaders,
-                              ckpt_path, datamodule, "test")
+                              ckpt_path, datamodule, "test", verbose)
 
     def predict(self, model: Any = None, dataloaders: Any = None, datamodule: Any = None,
                 ckpt_path: Optional[str] = None, return_predictions: bool = True) -> Any:
@@ -434,7 +434,8 @@ class Trainer:
     # running
     # ------------------------------------------------------------------------------------
 
-    def _evaluate(self, model: Any, dataloaders: Any, ckpt_path: Optional[str], datamodule: Any, stage: str) -> Any:
+    def _evaluate(self, model: Any, dataloaders: Any, ckpt_path: Optional[str], datamodule: Any, stage: str,
+                  verbose: bool = False) -> Any:
         if _looks_like_datamodule(dataloaders) and datamodule is None:
             datamodule, dataloaders = dataloaders, None
         model = model if model is not None else self.lightning_module
@@ -444,6 +445,10 @@ class Trainer:
         self.ckpt_path = ckpt_path
         self._run(model, datamodule if datamodule is not None else self.datamodule, stage,
                   lambda: self._evaluate_body(stage))
+        if verbose and stage != "predict" and self.is_global_zero:
+            table = format_eval_results(stage, self._run_results)
+            if table:
+                print(table)
         return self._run_results
 
     def _run(self, model: Any, datamodule: Any, stage: str, body: Any) -> None:

@@ -344,3 +344,24 @@ def test_the_inferred_batch_size_is_the_first_tensors_first_dimension(batch, siz
     from engine.results import _batch_size
 
     assert _batch_size(batch) == size
+
+
+def test_test_and_validate_print_their_results_unless_verbose_is_false(capsys):
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    results = trainer.test(ModernModel())
+    printed = capsys.readouterr().out
+    assert "Test metric" in printed and "DataLoader 0" in printed
+    assert f"{results[0]['test_acc']:.6g}" in printed and "test_loss" in printed
+    trainer.validate(ModernModel(), verbose=False)
+    assert "metric" not in capsys.readouterr().out
+
+
+def test_the_results_table_has_a_column_per_dataloader():
+    from engine.results import format_eval_results
+
+    table = format_eval_results("validate", [{"val_loss/dataloader_idx_0": 0.5, "shared": 1.0},
+                                             {"val_loss/dataloader_idx_1": 0.25, "shared": 2.0}]).splitlines()
+    assert "Validate metric" in table[1] and "DataLoader 0" in table[1] and "DataLoader 1" in table[1]
+    shared = next(line for line in table if line.strip().startswith("shared")).split()
+    assert shared == ["shared", "1", "2"]
+    assert format_eval_results("test", [{}]) == ""
