@@ -168,4 +168,7 @@ def _reducer(trainer: Any) -> Any:
 def _send(trainer: Any, metrics: Dict[str, Any], step: int) -> None:
     if trainer.hooks.log_metrics is None or not is_rank_zero(trainer):
         return
+    if "step" in metrics:  # self.log("step", n) sets the x-axis, as in Lightning (not a scalar named "step")
+        metrics = dict(metrics)
+        step = metrics.pop("step")
     trainer.hooks.log_metrics(trainer, logger_values(trainer, metrics), int(step))

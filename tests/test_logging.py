@@ -365,3 +365,18 @@ def test_the_results_table_has_a_column_per_dataloader():
     shared = next(line for line in table if line.strip().startswith("shared")).split()
     assert shared == ["shared", "1", "2"]
     assert format_eval_results("test", [{}]) == ""
+
+
+def test_logging_step_sets_the_x_axis_instead_of_a_scalar_named_step(tmp_path):
+    class StepAxis(ModernModel):
+        def training_step(self, batch, batch_idx):
+            self.log("step", 100 + batch_idx)
+            self.log("m", float(batch_idx))
+            return super().training_step(batch, batch_idx)
+
+    csv_logger = CSVLogger(str(tmp_path))
+    Trainer(max_epochs=1, limit_train_batches=3, logger=csv_logger, log_every_n_steps=1, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0).fit(StepAxis())
+    with open(os.path.join(csv_logger.log_dir, "metrics.csv")) as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("m")]
+    assert [(r["step"], r["m"]) for r in rows] == [("100", "0.0"), ("101", "1.0"), ("102", "2.0")]
