@@ -12,7 +12,7 @@ import torch
 
 from engine import hookimpl
 from plugins.logger_base import logger_values
-from plugins.optimization import accumulation_for_epoch
+from plugins.optimization import accumulation_for_epoch, steps_optimizer
 from plugins.rank_zero import is_rank_zero
 
 
@@ -142,9 +142,7 @@ def _accumulating(trainer: Any, pl_module: Any) -> bool:
     if schedule == 1 or schedule is None or not pl_module.automatic_optimization:
         return False
     k = accumulation_for_epoch(schedule, trainer.current_epoch)
-    batch = trainer.state.batch_idx + 1
-    # The same test as the optimization plugin's: a full group of k, or the epoch's last batch.
-    return k > 1 and batch % k != 0 and batch != trainer.num_training_batches
+    return not steps_optimizer(trainer.state.batch_idx, k, trainer.num_training_batches)
 
 
 def _log_hyperparams(trainer: Any, pl_module: Any) -> None:

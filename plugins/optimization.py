@@ -176,6 +176,12 @@ def _module_zero_grad_caller(module: Any) -> Callable[..., Any]:
     return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt)
 
 
+def steps_optimizer(batch_idx: int, k: int, total: float) -> bool:
+    """Whether batch ``batch_idx`` steps the optimizer when gradients accumulate over ``k`` batches:
+    a group of ``k`` is complete, or it is the epoch's last batch (of ``total``; an incomplete group)."""
+    return k == 1 or (batch_idx + 1) % k == 0 or batch_idx + 1 == total
+
+
 def accumulation_for_epoch(schedule: Any, epoch: int) -> int:
     """``accumulate_grad_batches`` for ``epoch``: an int, or the value of the last ``{epoch: k}`` key <= epoch."""
     if isinstance(schedule, dict):
@@ -488,8 +494,7 @@ class OptimizationPlugin:
         multi = len(optimizers) > 1
         k = self._k
         total = trainer.num_training_batches
-        # Step when a group of k batches is complete, or at the epoch's last batch (an incomplete group).
-        step_now = k == 1 or (batch_idx + 1) % k == 0 or batch_idx + 1 == total
+        step_now = steps_optimizer(batch_idx, k, total)
         outputs: List[Any] = []
         stepped: List[int] = []
         for idx, optimizer in self._active_optimizers(optimizers):
