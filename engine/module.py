@@ -213,6 +213,16 @@ class LightningModule(nn.Module):
         if self.global_rank == 0:
             print(*args, **kwargs)
 
+    def get_progress_bar_dict(self) -> Dict[str, Any]:
+        """Seed era (0.8/0.9): the progress bar's standard items, the running-mean ``loss`` and ``v_num``.
+
+        Override it to change what the bar shows; ``super().get_progress_bar_dict()`` gives these
+        defaults (e.g. pop ``'v_num'``). Metrics logged with ``prog_bar=True`` are shown after them.
+        Modern code overrides ``TQDMProgressBar.get_metrics`` instead.
+        """
+        bar = getattr(self._trainer, "progress_bar_callback", None)
+        return bar.standard_metrics(self._trainer) if bar is not None else {}
+
     # ----------------------------------------------------------------------------------
     # optimization helpers (manual optimization)
     # ----------------------------------------------------------------------------------

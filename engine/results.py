@@ -100,7 +100,8 @@ class ResultCollection:
 
     Step values are written at once into the trainer's metric dicts; epoch values are
     accumulated and written by :meth:`epoch_end`. ``pending_step`` holds logger-bound step
-    values (tensors) until the metrics plugin sends them to loggers.
+    values (tensors) until the metrics plugin sends them to loggers (training and, for
+    ``self.log(..., on_step=True)``, validation and test batches).
     """
 
     def __init__(self, state: Any, training: bool) -> None:
@@ -155,10 +156,9 @@ class ResultCollection:
                 state.callback_metrics[key] = value
             if logger:
                 state.logged_metrics[key] = value
-                if self.training:
-                    self.pending_step[key] = value
-                    if self.on_first_step_value is not None:
-                        self._first_step_value()
+                self.pending_step[key] = value
+                if self.on_first_step_value is not None:
+                    self._first_step_value()
             if prog_bar:
                 state.progress_bar_metrics[key] = value
         if on_epoch:
@@ -195,6 +195,8 @@ class ResultCollection:
             if "step" in logs:
                 values["step"] = logs["step"]
             return values
+        if not self.training:
+            return None  # as in 0.8/0.9: a validation/test step's 'log' dict reaches loggers only through epoch end
         self.pending_step.update(values)
         if "step" in logs:
             self.pending_step_index = int(logs["step"])

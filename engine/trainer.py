@@ -382,6 +382,11 @@ class Trainer:
         return next((c for c in self.callbacks if hasattr(c, "best_model_path")), None)
 
     @property
+    def progress_bar_callback(self) -> Any:
+        """The first progress-bar callback (has ``standard_metrics``), or ``None`` when no bar is shown."""
+        return next((c for c in self.callbacks if callable(getattr(c, "standard_metrics", None))), None)
+
+    @property
     def early_stopping_callback(self) -> Any:
         """The first EarlyStopping-like callback (has ``wait_count``), or ``None``."""
         return next((c for c in self.callbacks if hasattr(c, "wait_count")), None)

@@ -6,7 +6,7 @@ become floats); epoch values are reduced at the end of every epoch and validatio
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 
@@ -65,14 +65,14 @@ class MetricsPlugin:
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Every validation run accumulates from zero; ``trainer.validate()`` alone also sends the
         hyperparameters, as in Lightning (a fit sent them at its start)."""
-        trainer._eval_results.reset()
+        _start_eval_run(trainer)
         if trainer.state.stage == "validate":
             _log_hyperparams(trainer, pl_module)
 
     @hookimpl(tryfirst=True)
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
         """Every test run accumulates from zero and sends the hyperparameters, as in Lightning."""
-        trainer._eval_results.reset()
+        _start_eval_run(trainer)
         _log_hyperparams(trainer, pl_module)
 
     @hookimpl(specname="on_validation_epoch_end", tryfirst=True)
@@ -105,13 +105,50 @@ class StepValueSender:
     """Built-in ``step_values``: sends step values to loggers every ``log_every_n_steps`` optimizer steps.
 
     Registered by the metrics plugin when a run keeps its first logger-bound step value
-    (``self.log`` in ``training_step``, a seed-era ``'log'`` dict): until then no plugin listens
-    per batch, and a run that logs nothing per step pays nothing per step for logging.
+    (``self.log`` in ``training_step``, a seed-era ``'log'`` dict, ``self.log(..., on_step=True)``
+    in a validation or test step): until then no plugin listens per batch, and a run that logs
+    nothing per step pays nothing per step for logging.
     A batch that only accumulates gradients sends nothing (as in Lightning): its values wait
     for the batch that steps, so each optimizer step gets at most one row.
+
+    Validation and test step values go out after every batch (``log_every_n_steps`` is about
+    training, as in Lightning), except in the sanity check. Their x-axis is, as in Lightning 2.x,
+    the count of batches of that dataloader evaluated so far in the ``fit``/``validate``/``test``
+    call (it keeps growing across the validation runs of a fit), not the optimizer step.
     """
 
     NAME = "step_values"
+
+    def __init__(self) -> None:
+        #: ``(stage, dataloader_idx)`` -> the x-axis value of its next evaluated batch.
+        self._eval_x: Dict[Tuple[str, int], int] = {}
+
+    @hookimpl
+    def setup(self, trainer: Any, stage: str) -> None:
+        """A new ``fit``/``validate``/``test`` call counts its evaluation batches from zero."""
+        self._eval_x.clear()
+
+    @hookimpl
+    def on_validation_batch_end(self, trainer: Any, batch_idx: int, dataloader_idx: int) -> None:
+        """Send what this validation batch logged per step."""
+        self._eval_batch_end(trainer, "validate", batch_idx, dataloader_idx)
+
+    @hookimpl
+    def on_test_batch_end(self, trainer: Any, batch_idx: int, dataloader_idx: int) -> None:
+        """Send what this test batch logged per step."""
+        self._eval_batch_end(trainer, "test", batch_idx, dataloader_idx)
+
+    def _eval_batch_end(self, trainer: Any, stage: str, batch_idx: int, dataloader_idx: int) -> None:
+        if trainer.sanity_checking:
+            trainer._eval_results.take_pending()  # the sanity check logs nothing, as in Lightning
+            return
+        key = (stage, dataloader_idx)
+        # Registered in the middle of a run (at its first value): the batches before this one count too.
+        x = self._eval_x.get(key, batch_idx)
+        self._eval_x[key] = x + 1
+        pending = trainer._eval_results.take_pending()
+        if pending:
+            _send(trainer, pending, x)
 
     @hookimpl
     def on_batch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -143,6 +180,16 @@ def _accumulating(trainer: Any, pl_module: Any) -> bool:
         return False
     k = accumulation_for_epoch(schedule, trainer.current_epoch)
     return not steps_optimizer(trainer.state.batch_idx, k, trainer.num_training_batches)
+
+
+def _start_eval_run(trainer: Any) -> None:
+    """A validation or test run starts: its values accumulate from zero, and its first
+    logger-bound step value brings in the step-value sender (if no training value did)."""
+    results = trainer._eval_results
+    results.reset()
+    results.take_pending()
+    if trainer.registry.get_plugin(StepValueSender.NAME) is None:
+        results.on_first_step_value = functools.partial(_add_step_sender, trainer)
 
 
 def _log_hyperparams(trainer: Any, pl_module: Any) -> None:

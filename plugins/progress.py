@@ -74,9 +74,22 @@ class TQDMProgressBar(Callback):
 
     # ---- metrics ------------------------------------------------------------------------------
     def get_metrics(self, trainer: Any, pl_module: Any) -> Dict[str, Any]:
-        """What the bar shows: running-mean ``loss``, ``v_num``, then every progress-bar metric (floats).
+        """What the bar shows: running-mean ``loss``, ``v_num``, then every progress-bar metric.
 
-        Override to change it. Called only when the bar refreshes.
+        Override to change it. Called only when the bar refreshes. A module that overrides the
+        seed-era ``get_progress_bar_dict()`` (or its older name ``get_tqdm_dict()``) decides the
+        first part itself, as in Lightning 0.8/0.9; ``prog_bar`` metrics follow either way.
+        """
+        module_items = _module_bar_dict(pl_module)
+        items = self.standard_metrics(trainer) if module_items is None else dict(module_items)
+        for key, value in trainer.progress_bar_metrics.items():
+            items[key] = value
+        return {key: _plain(value) for key, value in items.items()}
+
+    def standard_metrics(self, trainer: Any) -> Dict[str, Any]:
+        """The bar's own items: running-mean ``loss`` over the last batches and the logger's ``v_num``.
+
+        What ``LightningModule.get_progress_bar_dict()`` returns unless a module overrides it.
         """
         items: Dict[str, Any] = {}
         if self._losses:
@@ -85,8 +98,6 @@ class TQDMProgressBar(Callback):
         version = getattr(logger, "version", None) if logger is not None else None
         if version is not None and version != "":
             items["v_num"] = version
-        for key, value in trainer.progress_bar_metrics.items():
-            items[key] = float(value)
         return items
 
     def _postfix(self, trainer: Any) -> str:
@@ -360,6 +371,30 @@ def _eval_total(trainer: Any, stage: str) -> Optional[int]:
         limits = [n if steps < 0 else min(n, steps) for n in limits]
     total = sum(limits)
     return None if not limits or total == math.inf else int(total)
+
+
+def _module_bar_dict(pl_module: Any) -> Optional[Dict[str, Any]]:
+    """The module's own ``get_progress_bar_dict()``/``get_tqdm_dict()`` result, if its class overrides one."""
+    if pl_module is None:
+        return None
+    from engine.module import LightningModule
+
+    for name in ("get_progress_bar_dict", "get_tqdm_dict"):
+        method = getattr(type(pl_module), name, None)
+        if method is not None and method is not getattr(LightningModule, name, None):
+            items = getattr(pl_module, name)()
+            if not isinstance(items, dict):
+                raise TypeError(f"{type(pl_module).__name__}.{name}() must return a dict of the items the progress "
+                                f"bar shows, not {type(items).__name__}.")
+            return items
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A one-element tensor as a float (what the bar prints); anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    return value
 
 
 def _fmt(value: Any) -> str:

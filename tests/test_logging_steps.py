@@ -213,3 +213,68 @@ def test_other_reduce_fx_values_are_rejected_naming_the_accepted_ones(reduce_fx)
         _epoch_value(reduce_fx)
     message = str(info.value)
     assert repr(reduce_fx) in message and "'avg'" in message and "torch.mean" in message
+
+
+# ---- 5. step values of validation and test batches ------------------------------------------------
+
+class EvalSteps(Indexed):
+    """Logs each validation/test batch's index per step (``val_idx``), and both per step and per epoch (``val_both``)."""
+
+    def __init__(self, n_val: int = 3, n_batches: int = 4):
+        super().__init__(n_batches)
+        self.n_val = n_val
+
+    def val_dataloader(self):
+        return self._loader(self.n_val)
+
+    def test_dataloader(self):
+        return self._loader(self.n_val)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_idx", float(batch_idx), on_step=True, on_epoch=False)
+        self.log("val_both", float(batch_idx), on_step=True, on_epoch=True)
+
+    def test_step(self, batch, batch_idx):
+        self.log("test_idx", float(10 + batch_idx), on_step=True, on_epoch=False)
+
+
+def test_validation_step_values_reach_loggers_at_a_growing_batch_count():
+    """As in Lightning 2.x: one row per validation batch; the x-axis counts the fit's validation batches."""
+    logger = Recorder()
+    fit(EvalSteps(n_val=3), logger=logger, max_epochs=2, num_sanity_val_steps=2)
+    # The sanity check's two batches are not sent; each epoch's three are, at x = 0, 1, 2 then 3, 4, 5.
+    assert logger.with_key("val_idx") == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 0.0), (4, 1.0), (5, 2.0)]
+    assert logger.with_key("val_both_step") == logger.with_key("val_idx")
+    assert [v for _, v in logger.with_key("val_both_epoch")] == [1.0, 1.0]  # the epoch mean, as before
+    assert [row for _, row in logger.rows if "val_idx" in row][0]["epoch"] == 0
+
+
+def test_test_step_values_reach_loggers_and_count_from_zero_per_call():
+    logger = Recorder()
+    trainer = Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False)
+    model = EvalSteps(n_val=2)
+    trainer.test(model, verbose=False)
+    trainer.test(model, verbose=False)
+    assert logger.with_key("test_idx") == [(0, 10.0), (1, 11.0), (0, 10.0), (1, 11.0)]
+
+
+def test_validation_step_values_go_to_a_csv_file(tmp_path):
+    csv_logger = CSVLogger(str(tmp_path))
+    fit(EvalSteps(n_val=2), logger=csv_logger, max_epochs=1)
+    with open(os.path.join(csv_logger.log_dir, "metrics.csv"), newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val_idx")]
+    assert [(r["step"], float(r["val_idx"])) for r in rows] == [("0", 0.0), ("1", 1.0)]
+
+
+def test_a_seed_era_validation_step_log_dict_is_not_sent_per_batch():
+    """0.8/0.9 sent a validation step's 'log' dict nowhere; only the epoch-end dict reaches loggers."""
+    class SeedLog(SeedWithValidation):
+        def validation_step(self, batch, batch_idx):
+            out = super().validation_step(batch, batch_idx)
+            out["log"] = {"val_step_log": float(batch_idx)}
+            return out
+
+    logger = Recorder()
+    fit(SeedLog(), logger=logger)
+    assert logger.with_key("val_step_log") == []
+    assert len(logger.with_key("val_loss")) == 1

@@ -296,3 +296,52 @@ def test_the_shown_loss_covers_epochs_that_end_early(capsys):
 def test_the_step_bar_shows_the_last_batches_at_the_end(capsys):
     shown = _fit_recording(IndexLoss(n_train=1000, batch_size=1), max_steps=110, refresh_rate=50)
     assert shown[-1] == 99.5
+
+
+class NoVersionModel(SeedModel):
+    """Seed era: the bar's items come from an overridden get_progress_bar_dict (v_num dropped, one item added)."""
+
+    def get_progress_bar_dict(self):
+        items = super().get_progress_bar_dict()
+        items.pop("v_num", None)
+        items["lr"] = torch.tensor(self.lr)
+        return items
+
+
+def test_seed_era_get_progress_bar_dict_override_decides_the_bar_items(capsys):
+    trainer = fit(NoVersionModel(n_train=64), max_epochs=1, logger=True)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert re.search(r"loss=\d\.\d+", line) and "lr=0.05" in line  # super() gave the loss; the tensor shows as a number
+    assert "v_num" not in line
+    # Without an override the module gives the bar's own items, as Lightning 0.9's default did.
+    defaults = SeedModel.get_progress_bar_dict(trainer.lightning_module)
+    assert set(defaults) == {"loss", "v_num"} and defaults["v_num"] == 0
+
+
+class TqdmDictModel(SeedModel):
+    """The 0.7 name of the same hook."""
+
+    def get_tqdm_dict(self):
+        return {"custom": "yes"}
+
+
+def test_seed_era_get_tqdm_dict_is_honoured(capsys):
+    fit(TqdmDictModel(n_train=64), max_epochs=1, logger=True)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "custom=yes" in line and "loss=" not in line and "v_num" not in line
+
+
+def test_a_bar_dict_that_is_not_a_dict_names_the_module(capsys):
+    class Broken(SeedModel):
+        def get_progress_bar_dict(self):
+            return ["loss"]
+
+    with pytest.raises(TypeError, match=r"Broken.get_progress_bar_dict\(\) must return a dict"):
+        fit(Broken(n_train=64), max_epochs=1)
+
+
+def test_progress_bar_callback_is_the_bar_or_none():
+    trainer = fit(ModernModel(n_train=64), max_epochs=1, enable_progress_bar=False)
+    assert trainer.progress_bar_callback is None
+    bar = TQDMProgressBar(file=io.StringIO())
+    assert fit(ModernModel(n_train=64), max_epochs=1, callbacks=[bar]).progress_bar_callback is bar
