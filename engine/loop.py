@@ -181,6 +181,7 @@ class FitLoop:
         module = trainer.lightning_module
         hooks = trainer.hooks
         state.skip_rest_of_epoch = False
+        state.epoch_ending = False
         every = trainer.reload_dataloaders_every_n_epochs
         if every and state.epoch != self._loaded_at_epoch and state.epoch % every == 0:
             self._setup_dataloaders()  # ask the module/datamodule for fresh loaders
@@ -232,6 +233,7 @@ class FitLoop:
             stopping = state.should_stop and self.stop_allowed
             # Lightning validates every `val_every` batches, and at once when asked to stop.
             if validate_now and ((offset + batch_idx + 1) % val_every == 0 or stopping):
+                state.epoch_ending = stopping or batch_idx + 1 >= total or state.global_step >= max_steps
                 self._validate()
                 validated_at = batch_idx
                 stopping = state.should_stop and self.stop_allowed
@@ -249,6 +251,7 @@ class FitLoop:
                 "Check that its dataset is not empty (an iterable dataset that yields nothing?)."
             )
         state.start_batch = 0
+        state.epoch_ending = True
         state.batch = None  # epoch-end hooks log with no batch (and the last one may be freed)
         # An epoch of unknown length validates once its iterable is exhausted (as in Lightning).
         if validate_now and val_every == math.inf and validated_at != batch_idx and batch_idx >= start:

@@ -26,6 +26,10 @@ class LoopState:
     start_batch: int = 0
     should_stop: bool = False
     skip_rest_of_epoch: bool = False
+    #: True once a training epoch's batches are over (its last batch ran, or training stops after
+    #: this batch) until the next epoch starts: a validation running then is the epoch's last, and
+    #: the epoch-end events follow it. False during a validation in the middle of an epoch.
+    epoch_ending: bool = False
     sanity_checking: bool = False
     #: How many dataloaders the running evaluation loop has.
     num_dataloaders: int = 1

@@ -1,7 +1,8 @@
 """``ModelCheckpoint``: saves the best ``save_top_k`` checkpoints by a monitored metric, and ``last.ckpt``.
 
 Saves happen after everything else of a training epoch's end (``trylast``, after early
-stopping), so a checkpoint never lags one epoch behind. Per-step saving
+stopping), so a checkpoint never lags one epoch behind, and after every validation in the
+middle of an epoch (``val_check_interval``). Per-step saving
 (``every_n_train_steps``) is the only thing that registers a per-batch hook.
 """
 from __future__ import annotations
@@ -169,7 +170,10 @@ class ModelCheckpoint(Callback):
 
     @hookimpl(trylast=True)
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        """A step checkpoint taken just before a validation is rewritten after it (resuming skips that validation)."""
+        """A validation in the middle of an epoch (``val_check_interval``) saves, as in Lightning, so that
+        a better model found there is kept; a step checkpoint taken just before a validation is
+        rewritten after it (resuming skips that validation). A validation at an epoch's end leaves
+        the save to ``on_train_epoch_end``, after the epoch-end hooks."""
         state = trainer.state
         if state.sanity_checking or state.stage != "fit":
             return
@@ -178,6 +182,10 @@ class ModelCheckpoint(Callback):
         if step == state.global_step and batch_idx == state.batch_idx:
             for path in paths:
                 trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
+            return
+        due = bool(self.every_n_epochs) and (state.epoch + 1) % self.every_n_epochs == 0
+        if due and not state.epoch_ending and state.global_step != self._last_saved_step and self._may_save(trainer):
+            self._save(trainer)
 
     @hookimpl(trylast=True)
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:

@@ -369,3 +369,47 @@ def test_on_load_checkpoint_runs_before_the_weights_load_so_it_can_migrate_them(
     validated = Renamed()
     Trainer(logger=False, **QUIET).validate(validated, ckpt_path=path)
     assert torch.equal(validated.proj.weight, old.layer.weight)
+
+
+# ---------------------------------------------------------------------------------------
+# validation in the middle of an epoch (val_check_interval)
+# ---------------------------------------------------------------------------------------
+
+
+class ScriptedValidation(ModernModel):
+    """Validation run ``i`` logs ``val_score = scores[i]`` (8 training batches per epoch)."""
+
+    def __init__(self, scores, **kw):
+        super().__init__(**kw)
+        self.scores, self.runs = list(scores), 0
+
+    def on_validation_epoch_end(self):
+        self.log("val_score", self.scores[self.runs])
+        self.runs += 1
+
+
+MID_EPOCH = dict(max_epochs=2, logger=False, val_check_interval=0.5, num_sanity_val_steps=0, **QUIET)
+
+
+def test_every_mid_epoch_validation_saves(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_score", save_top_k=-1)
+    Trainer(callbacks=[cb], **MID_EPOCH).fit(ScriptedValidation([4.0, 3.0, 2.0, 1.0]))
+    # Validations after batches 4 and 8 of each epoch; the epoch-end one saves at on_train_epoch_end.
+    assert _files(tmp_path) == ["epoch=0-step=4.ckpt", "epoch=0-step=8.ckpt", "epoch=1-step=12.ckpt",
+                                "epoch=1-step=16.ckpt"]
+    mid = torch.load(str(tmp_path / "epoch=0-step=4.ckpt"), weights_only=True)
+    assert (mid["loop"]["resume_epoch"], mid["loop"]["resume_batch"]) == (0, 4)  # resumes at the next batch
+
+
+def test_the_best_model_of_a_mid_epoch_validation_is_kept(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_score", save_last=True)
+    Trainer(callbacks=[cb], **MID_EPOCH).fit(ScriptedValidation([3.0, 2.0, 1.0, 4.0]))
+    assert cb.best_model_path == str(tmp_path / "epoch=1-step=12.ckpt")  # the third validation, mid-epoch
+    assert _files(tmp_path) == ["epoch=1-step=12.ckpt", "last.ckpt"]
+    assert torch.load(cb.last_model_path, weights_only=True)["global_step"] == 16
+
+
+def test_mid_epoch_saves_follow_every_n_epochs(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_score", save_top_k=-1, every_n_epochs=2)
+    Trainer(callbacks=[cb], **MID_EPOCH).fit(ScriptedValidation([4.0, 3.0, 2.0, 1.0]))
+    assert _files(tmp_path) == ["epoch=1-step=12.ckpt", "epoch=1-step=16.ckpt"]

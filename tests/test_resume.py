@@ -229,6 +229,28 @@ def test_a_step_checkpoint_followed_by_validation_resumes_exactly(tmp_path, mode
     assert len(losses) == 2 and all(torch.equal(a, b) for a, b in zip(losses, expected_losses))
 
 
+def test_a_checkpoint_saved_by_a_mid_epoch_validation_resumes_exactly(tmp_path):
+    """val_check_interval: ModelCheckpoint saves after each mid-epoch validation; resuming from such
+    a file (the validation is not run again) ends with the uninterrupted run's weights, bitwise."""
+    flags = dict(max_epochs=2, val_check_interval=3, num_sanity_val_steps=0, logger=False,
+                 enable_progress_bar=False, enable_model_summary=False)
+
+    def run(directory, ckpt_path=None):
+        seed_everything(5)
+        checkpoint = ModelCheckpoint(dirpath=str(tmp_path / directory), monitor="val_loss", save_top_k=-1)
+        model = Noisy()
+        Trainer(callbacks=[checkpoint], **flags).fit(model, ckpt_path=ckpt_path)
+        return model.state_dict()
+
+    expected = run("a")
+    # 7 batches per epoch: validations after batches 3 and 6 of each; epoch 1's first is at step 10.
+    mid = str(tmp_path / "a" / "epoch=1-step=10.ckpt")
+    assert torch.load(mid, weights_only=True)["loop"]["resume_batch"] == 3
+    resumed = run("b", ckpt_path=mid)
+    for name, tensor in expected.items():
+        assert torch.equal(resumed[name], tensor), name
+
+
 def test_resume_reads_no_trained_batch(tmp_path):
     """The resumed epoch starts at the next batch and loads none of the trained samples."""
     from torch.utils.data import DataLoader, Dataset
