@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from engine.errors import MisconfigurationException
+from engine.results import DATALOADER_SUFFIX
 
 
 class AttributeDict(dict):
@@ -196,7 +197,7 @@ class LightningModule(nn.Module):
         if trainer is None:
             return
         if add_dataloader_idx and trainer.state.dataloader_idx is not None:
-            name = f"{name}/dataloader_idx_{trainer.state.dataloader_idx}"
+            name = f"{name}{DATALOADER_SUFFIX}{trainer.state.dataloader_idx}"
         trainer.results.log(
             name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
             reduce_fx=reduce_fx, sync_dist=sync_dist, batch_size=batch_size, hook="self.log",

@@ -14,6 +14,8 @@ import torch
 from engine.errors import MisconfigurationException
 
 _REDUCE_FX = ("mean", "sum", "max", "min")
+#: What ``self.log`` appends to names logged while several evaluation dataloaders run (then the index).
+DATALOADER_SUFFIX = "/dataloader_idx_"
 #: Other spellings Lightning accepts for ``reduce_fx``, each mapped to one of ``_REDUCE_FX``.
 _REDUCE_ALIASES: Dict[Any, str] = {
     "avg": "mean",
@@ -113,13 +115,18 @@ class ResultCollection:
         #: Called once, when the first logger-bound step value is kept (the metrics plugin then
         #: starts listening per batch); ``None`` afterwards.
         self.on_first_step_value: Optional[Callable[[], None]] = None
-        #: Names (with their final keys) this collection produced in its last epoch.
+        #: Every value this collection produced in its last epoch, by the name monitors read it under.
         self.produced: Dict[str, Any] = {}
+        #: The ``produced`` names ``validate()``/``test()`` return, and the key each is returned under: as
+        #: in Lightning, the logger-bound ones (``name_epoch`` when also logged per step), and the
+        #: values of a seed-era ``*_epoch_end`` dict.
+        self.returned: Dict[str, str] = {}
 
     def reset(self) -> None:
         """Start a new epoch: forget accumulated epoch values (options are re-read on next log)."""
         self.metrics.clear()
         self.produced.clear()
+        self.returned.clear()
 
     def log(
         self,
@@ -150,7 +157,7 @@ class ResultCollection:
             )
         state = self.state
         if on_step:
-            key = f"{name}_step" if on_epoch else name
+            key = (f"{name}_step" if state.dataloader_idx is None else suffixed(name, "_step")) if on_epoch else name
             state.callback_metrics[name] = value
             if on_epoch:
                 state.callback_metrics[key] = value
@@ -178,6 +185,7 @@ class ResultCollection:
                 state.callback_metrics[key] = _as_tensor(key, value, hook)
                 if epoch_end:
                     self.produced[key] = state.callback_metrics[key]
+                    self.returned[key] = key
         for key, value in (output.get("progress_bar") or {}).items():
             state.progress_bar_metrics[key] = _as_tensor(key, value, hook)
         logs = output.get("log")
@@ -192,6 +200,7 @@ class ResultCollection:
         state.callback_metrics.update(values)
         if epoch_end:
             self.produced.update(values)
+            self.returned.update((k, k) for k in values)
             if "step" in logs:
                 values["step"] = logs["step"]
             return values
@@ -223,13 +232,14 @@ class ResultCollection:
                 continue
             if metric.sync_dist and reduce is not None:
                 value = reduce(value, metric.reduce_fx)
-            key = f"{metric.name}_epoch" if metric.on_step else metric.name
+            key = suffixed(metric.name, "_epoch") if metric.on_step else metric.name
             state.callback_metrics[metric.name] = value
             state.callback_metrics[key] = value
             self.produced[metric.name] = value
             if metric.logger:
                 state.logged_metrics[key] = value
                 to_log[key] = value
+                self.returned[metric.name] = key
             if metric.prog_bar:
                 state.progress_bar_metrics[key] = value
         return to_log
@@ -238,6 +248,12 @@ class ResultCollection:
         """Hand over the logger-bound step values gathered since the last call."""
         pending, self.pending_step = self.pending_step, {}
         return pending
+
+
+def suffixed(name: str, suffix: str) -> str:
+    """``name`` + ``suffix``, before a ``/dataloader_idx_N`` ending as in Lightning (``loss_epoch/dataloader_idx_1``)."""
+    base, marker, index = name.rpartition(DATALOADER_SUFFIX)
+    return f"{base}{suffix}{marker}{index}" if marker and index.isdigit() else f"{name}{suffix}"
 
 
 def _as_tensor(name: str, value: Any, hook: str, detach: bool = True) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 from engine.errors import MisconfigurationException, PluginError, did_you_mean
 from engine.loop import FitLoop, num_batches, run_evaluation
 from engine.registry import TIERS, PluginRegistry, entry_points
-from engine.results import ResultCollection, format_eval_results
+from engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from engine.state import LoopState
 
 _STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
@@ -553,7 +553,7 @@ class Trainer:
             if stage == "predict":
                 self._run_results = outputs[0] if len(outputs) == 1 else outputs
             else:
-                self._run_results = _results_per_dataloader(self._eval_results.produced, len(loaders))
+                self._run_results = _results_per_dataloader(self._eval_results, len(loaders))
 
         self._guarded(stage, work)
 
@@ -684,14 +684,17 @@ def _looks_like_datamodule(obj: Any) -> bool:
     return isinstance(obj, LightningDataModule)
 
 
-def _results_per_dataloader(produced: Dict[str, Any], n_loaders: int) -> List[Dict[str, float]]:
+def _results_per_dataloader(results: ResultCollection, n_loaders: int) -> List[Dict[str, float]]:
     """``validate()``/``test()``'s return value: one dict per dataloader, as in Lightning.
 
+    Holds what went to loggers at the run's end (``name_epoch`` for a value also logged per
+    step; not ``logger=False`` values, which monitors still see in ``callback_metrics``).
     Dataloader ``i`` gets the names logged for it (``.../dataloader_idx_i``) and every name
     logged without a dataloader suffix (epoch-end values).
     """
-    results = []
+    per_loader = []
     for i in range(n_loaders):
-        own = f"/dataloader_idx_{i}"
-        results.append({k: float(v) for k, v in produced.items() if "/dataloader_idx_" not in k or k.endswith(own)})
-    return results
+        own = f"{DATALOADER_SUFFIX}{i}"
+        per_loader.append({results.returned[k]: float(v) for k, v in results.produced.items()
+                           if k in results.returned and (DATALOADER_SUFFIX not in k or k.endswith(own))})
+    return per_loader

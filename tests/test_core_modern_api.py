@@ -226,6 +226,29 @@ class TwoLoaderLogging(ModernModel):
         self.log("epoch_value", 7.0)
 
 
+class ReturnNaming(ModernModel):
+    """One value logged per step and per epoch, one kept from loggers, one plain."""
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self.log("both", float(batch_idx), on_step=True, on_epoch=True)
+        self.log("hidden", 1.0, logger=False)
+        self.log("plain", 2.0)
+
+
+def test_test_returns_what_went_to_loggers_at_the_end_as_lightning_does():
+    """Lightning 2.x returns the logger-bound epoch values: ``both_epoch``, not ``both``; no ``logger=False`` value
+    (which monitors still read in callback_metrics). With several dataloaders the suffix goes after ``_epoch``."""
+    loader = DataLoader(TensorDataset(torch.randn(8, 8), torch.zeros(8, dtype=torch.long)), batch_size=2)
+    trainer = quiet_trainer()
+    assert trainer.test(ReturnNaming(), dataloaders=loader) == [{"both_epoch": 1.5, "plain": 2.0}]
+    assert float(trainer.callback_metrics["hidden"]) == 1.0 and float(trainer.callback_metrics["both"]) == 1.5
+    two = quiet_trainer()
+    results = two.test(ReturnNaming(), dataloaders=[loader, loader])
+    assert results == [{"both_epoch/dataloader_idx_0": 1.5, "plain/dataloader_idx_0": 2.0},
+                       {"both_epoch/dataloader_idx_1": 1.5, "plain/dataloader_idx_1": 2.0}]
+    assert {"both_step/dataloader_idx_1", "both_epoch/dataloader_idx_1"} <= set(two.logged_metrics)
+
+
 def test_several_dataloaders_give_one_result_dict_each():
     zeros = TensorDataset(torch.randn(8, 8), torch.zeros(8, dtype=torch.long))
     ones = TensorDataset(torch.randn(4, 8), torch.ones(4, dtype=torch.long))
