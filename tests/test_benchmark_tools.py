@@ -55,3 +55,22 @@ def test_the_boundary_clock_times_the_gap_between_epochs(bench, monkeypatch):
         next(ticks)  # the boundary's work takes one tick
     # start, end per epoch; between an end and the next start, two ticks passed (one here, one read)
     assert data.boundaries_us(skip=2) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_checkpoint_parts_remove_what_they_name_and_only_during_their_run(bench, tmp_path, monkeypatch):
+    """``bench_epoch.py --parts``: each variant trains, writes (or not) as its name says, and restores the functions."""
+    import plugins.checkpoint_io as checkpoint_io
+
+    _, bench_epoch = bench
+    monkeypatch.setenv("ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    real = (os.fsync, checkpoint_io.atomic_save, checkpoint_io.CheckpointIO.dump_checkpoint)
+    runners = dict(bench_epoch.checkpoint_parts())
+    expect_files = {"default, no bar": True, "  ... fsync a no-op": True, "  ... torch.save to memory, no file": False,
+                    "  ... nothing serialized": False, "  ... no checkpoint dict built": False}
+    for name, writes in expect_files.items():
+        root = tmp_path / str(len(os.listdir(tmp_path)))
+        root.mkdir()
+        runners[name](bench_epoch.BoundaryTimedBatches(bench_epoch.make_batches(3)), 2, str(root))
+        written = [f for _, _, files in os.walk(root) for f in files if f.endswith(".ckpt")]
+        assert bool(written) == writes, name
+        assert (os.fsync, checkpoint_io.atomic_save, checkpoint_io.CheckpointIO.dump_checkpoint) == real, name
