@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -223,6 +224,11 @@ class LightningModule(nn.Module):
         """
         bar = getattr(self._trainer, "progress_bar_callback", None)
         return bar.standard_metrics(self._trainer) if bar is not None else {}
+
+    def get_tqdm_dict(self) -> Dict[str, Any]:
+        """Deprecated 0.7 name of :meth:`get_progress_bar_dict` (which is what the bar calls, as in 0.8/0.9)."""
+        warnings.warn("`get_tqdm_dict` was renamed to `get_progress_bar_dict`; call that instead.", DeprecationWarning)
+        return self.get_progress_bar_dict()
 
     # ----------------------------------------------------------------------------------
     # optimization helpers (manual optimization)

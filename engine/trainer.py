@@ -387,6 +387,13 @@ class Trainer:
         return next((c for c in self.callbacks if callable(getattr(c, "standard_metrics", None))), None)
 
     @property
+    def running_loss(self) -> Any:
+        """Seed era (0.8/0.9): the running training loss the progress bar shows. ``.mean()`` and ``.last()``
+        give a tensor, or ``None`` before the first loss (always ``None`` without a progress bar)."""
+        running = getattr(self.progress_bar_callback, "running_loss", None)
+        return running if running is not None else _NoRunningLoss()
+
+    @property
     def early_stopping_callback(self) -> Any:
         """The first EarlyStopping-like callback (has ``wait_count``), or ``None``."""
         return next((c for c in self.callbacks if hasattr(c, "wait_count")), None)
@@ -682,6 +689,18 @@ def _looks_like_datamodule(obj: Any) -> bool:
     from engine.datamodule import LightningDataModule
 
     return isinstance(obj, LightningDataModule)
+
+
+class _NoRunningLoss:
+    """``trainer.running_loss`` without a progress bar: nothing is kept."""
+
+    def mean(self) -> None:
+        """No loss is kept: ``None``."""
+        return None
+
+    def last(self) -> None:
+        """No loss is kept: ``None``."""
+        return None
 
 
 def _results_per_dataloader(results: ResultCollection, n_loaders: int) -> List[Dict[str, float]]:

@@ -47,7 +47,7 @@ class ModelCheckpoint(Callback):
         auto_insert_metric_name: Write ``epoch=3`` rather than ``3`` for ``{epoch}``.
         every_n_train_steps: Also save every N optimizer steps (mid-epoch, resumable exactly).
         every_n_epochs: Save every N epochs (default 1; 0 turns epoch saving off). Default 0 when
-            ``every_n_train_steps`` is set.
+            ``every_n_train_steps`` is set; setting both is an error, as in Lightning.
         filepath: Seed-era: directory or ``dir/filename`` template in one.
         period: Seed-era name of ``every_n_epochs``.
         prefix: Seed-era: prefix of every file name.
@@ -94,7 +94,13 @@ class ModelCheckpoint(Callback):
                 dirpath = dirpath or os.path.dirname(filepath) or None
                 filename = filename or os.path.basename(filepath)
         if every_n_epochs is None:
-            every_n_epochs = period if period is not None else (0 if every_n_train_steps else 1)
+            every_n_epochs = period
+        if every_n_train_steps and every_n_epochs:
+            raise MisconfigurationException(
+                f"ModelCheckpoint(every_n_train_steps={every_n_train_steps}, every_n_epochs={every_n_epochs}): save "
+                "either every N steps or every N epochs, not both (as in Lightning). Use two ModelCheckpoints to do both.")
+        if every_n_epochs is None:
+            every_n_epochs = 0 if every_n_train_steps else 1
         self.dirpath = os.fspath(dirpath) if dirpath is not None else None
         self.filename = filename[:-len(self.FILE_EXTENSION)] if filename and filename.endswith(self.FILE_EXTENSION) else filename
         self.monitor = monitor
@@ -170,10 +176,10 @@ class ModelCheckpoint(Callback):
 
     @hookimpl(trylast=True)
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        """A validation in the middle of an epoch (``val_check_interval``) saves, as in Lightning, so that
-        a better model found there is kept; a step checkpoint taken just before a validation is
-        rewritten after it (resuming skips that validation). A validation at an epoch's end leaves
-        the save to ``on_train_epoch_end``, after the epoch-end hooks."""
+        """A validation in the middle of an epoch (``val_check_interval``) saves, so that a better model
+        found there is kept (Lightning saves there too); a step checkpoint taken just before a
+        validation is rewritten after it (resuming skips that validation). A validation at an
+        epoch's end leaves the save to ``on_train_epoch_end``, after the epoch-end hooks."""
         state = trainer.state
         if state.sanity_checking or state.stage != "fit":
             return
@@ -184,7 +190,10 @@ class ModelCheckpoint(Callback):
                 trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
             return
         due = bool(self.every_n_epochs) and (state.epoch + 1) % self.every_n_epochs == 0
-        if due and not state.epoch_ending and state.global_step != self._last_saved_step and self._may_save(trainer):
+        # A stop asked for in this validation (EarlyStopping) ends the epoch: its save waits for the epoch's end.
+        ending = state.epoch_ending or state.should_stop
+        # As in Lightning, nothing is saved before the first optimizer step.
+        if due and not ending and 0 < state.global_step != self._last_saved_step and self._may_save(trainer):
             self._save(trainer)
 
     @hookimpl(trylast=True)
@@ -193,7 +202,16 @@ class ModelCheckpoint(Callback):
         with ``save_last``, ``last.ckpt`` is brought up to date at every epoch end, as in Lightning."""
         if not self._may_save(trainer):
             return
-        due = bool(self.every_n_epochs) and (trainer.state.epoch + 1) % self.every_n_epochs == 0
+        state = trainer.state
+        due = bool(self.every_n_epochs) and (state.epoch + 1) % self.every_n_epochs == 0
+        (step, _), paths = self._written
+        if (self._deferred or due) and step == state.global_step == self._last_saved_step and paths:
+            # Saved at this step by a validation that turned out to be the epoch's last (the data ran out,
+            # a stop): rewritten now, so that they resume after the epoch-end hooks, not ranked twice.
+            self._deferred = False
+            for path in paths:
+                trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
+            return
         if self._deferred or due:
             self._deferred = False
             self._save(trainer)

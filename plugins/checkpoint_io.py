@@ -5,7 +5,8 @@ strings, lists, dicts). Keys:
 
 ``hookloop_version``, ``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``,
 ``lr_schedulers``, ``loop`` (the position: epoch and batch to resume at, the loop state,
-the generator states at the start of the interrupted epoch), ``rng`` (generator states at
+the generator states at the start of the interrupted epoch, and, for a checkpoint taken
+between batches that accumulate gradients, those gradients), ``rng`` (generator states at
 save time), ``callbacks`` (every plugin's ``state_dict()``, by ``state_key``),
 ``hyper_parameters``; plugins add their own parts in ``on_save_checkpoint``.
 
@@ -28,6 +29,7 @@ import torch
 
 from engine import hookimpl
 from engine.errors import MisconfigurationException
+from plugins.optimization import accumulating
 from plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
 #: File name (in ``default_root_dir``) of the checkpoint saved when a signal interrupts training.
@@ -172,6 +174,7 @@ class CheckpointIO:
         self._open_epoch: Optional[int] = None
         #: Set by a restore: ``(epoch_rng, rng, epoch_metrics)`` used by the first epoch iterated after it.
         self._pending: Optional[Tuple[Any, Any, Any]] = None
+        self._warned_accumulation = False
 
     # ---- saving ------------------------------------------------------------------------
 
@@ -202,6 +205,10 @@ class CheckpointIO:
                      "epoch_rng": self._epoch_rng if batch else None,
                      "epoch_metrics": _epoch_metrics(trainer) if batch else {}},
         }
+        if batch and not weights_only and accumulating(trainer, module):
+            grads = self._accumulated_grads(trainer, module)
+            if grads is not None:
+                checkpoint["loop"]["accumulated_grads"] = grads
         hparams = dict(module.hparams) if module.hparams else {}
         safe = to_safe(hparams)
         if safe is None and hparams:
@@ -232,6 +239,24 @@ class CheckpointIO:
                 "state_dict()/on_save_checkpoint of the plugin that put it there."
             )
         return checkpoint
+
+    def _accumulated_grads(self, trainer: Any, module: Any) -> Optional[Dict[str, torch.Tensor]]:
+        """The gradients accumulated so far by batches that did not step the optimizer, by parameter name.
+
+        A checkpoint taken between such batches (a mid-epoch validation, a signal) needs them for the
+        resumed run to step with the same gradients. Under DDP each process holds its own until the
+        step synchronises them, and only rank zero writes the file: they are left out, with a warning.
+        """
+        if trainer.world_size > 1:
+            if not self._warned_accumulation:
+                self._warned_accumulation = True
+                warnings.warn(
+                    "A checkpoint was taken in the middle of gradient accumulation (accumulate_grad_batches="
+                    f"{trainer.accumulate_grad_batches}) under DDP: each process's partly accumulated gradients are "
+                    "not saved, so a run resumed from it restarts that accumulation and is not bitwise identical. "
+                    "Validate or save at batches that step the optimizer (val_check_interval a multiple of it).")
+            return None
+        return {name: p.grad.detach() for name, p in module.named_parameters() if p.grad is not None}
 
     def _resume_position(self, trainer: Any) -> Tuple[int, int]:
         """``(epoch, batch)`` a run restored from a checkpoint taken now continues at."""
@@ -348,6 +373,11 @@ class CheckpointIO:
         state.start_batch = int(loop.get("resume_batch", 0))
         state.batch_idx = max(state.start_batch - 1, 0)
         state.callback_metrics.update(checkpoint.get("callback_metrics", {}))
+        grads = loop.get("accumulated_grads")
+        if grads:  # taken between batches that accumulate: the next one adds to these, as it would have
+            for name, parameter in pl_module.named_parameters():
+                if name in grads:
+                    parameter.grad = grads[name].to(device=parameter.device, dtype=parameter.dtype)
         state.restored = True
         self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"), loop.get("epoch_metrics", {}))
 

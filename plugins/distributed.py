@@ -308,7 +308,8 @@ def _equalize_eval_metrics(trainer: Any) -> None:
     """Each rank evaluated its shard: average the epoch values (sync_dist ones are already equal)."""
     if not dist.is_initialized():
         return
-    produced = trainer._eval_results.produced
+    results = trainer._eval_results
+    produced = results.produced
     local = sorted(k for k, v in produced.items() if isinstance(v, torch.Tensor) and v.numel() == 1)
     everyone: List[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, local)
@@ -322,8 +323,10 @@ def _equalize_eval_metrics(trainer: Any) -> None:
     metrics = trainer.state.callback_metrics
     for key, value in zip(keys, stacked):
         produced[key] = value
-        if key in metrics:
-            metrics[key] = value
+        # Also under the name validate()/test() return it as (``name_epoch`` when logged per step too).
+        for name in {key, results.returned.get(key, key)}:
+            if name in metrics:
+                metrics[name] = value
 
 
 def _agree_on_stop(trainer: Any) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from engine import hookimpl
 from plugins.logger_base import logger_values
-from plugins.optimization import accumulation_for_epoch, steps_optimizer
+from plugins.optimization import accumulating
 from plugins.rank_zero import is_rank_zero
 
 
@@ -102,53 +102,16 @@ class MetricsPlugin:
 
 
 class StepValueSender:
-    """Built-in ``step_values``: sends step values to loggers every ``log_every_n_steps`` optimizer steps.
+    """Built-in ``step_values``: sends training step values to loggers every ``log_every_n_steps`` optimizer steps.
 
-    Registered by the metrics plugin when a run keeps its first logger-bound step value
-    (``self.log`` in ``training_step``, a seed-era ``'log'`` dict, ``self.log(..., on_step=True)``
-    in a validation or test step): until then no plugin listens per batch, and a run that logs
-    nothing per step pays nothing per step for logging.
+    Registered by the metrics plugin when a run keeps its first logger-bound training step value
+    (``self.log`` in ``training_step``, a seed-era ``'log'`` dict): until then no plugin listens
+    per batch, and a run that logs nothing per step pays nothing per step for logging.
     A batch that only accumulates gradients sends nothing (as in Lightning): its values wait
     for the batch that steps, so each optimizer step gets at most one row.
-
-    Validation and test step values go out after every batch (``log_every_n_steps`` is about
-    training, as in Lightning), except in the sanity check. Their x-axis is, as in Lightning 2.x,
-    the count of batches of that dataloader evaluated so far in the ``fit``/``validate``/``test``
-    call (it keeps growing across the validation runs of a fit), not the optimizer step.
     """
 
     NAME = "step_values"
-
-    def __init__(self) -> None:
-        #: ``(stage, dataloader_idx)`` -> the x-axis value of its next evaluated batch.
-        self._eval_x: Dict[Tuple[str, int], int] = {}
-
-    @hookimpl
-    def setup(self, trainer: Any, stage: str) -> None:
-        """A new ``fit``/``validate``/``test`` call counts its evaluation batches from zero."""
-        self._eval_x.clear()
-
-    @hookimpl
-    def on_validation_batch_end(self, trainer: Any, batch_idx: int, dataloader_idx: int) -> None:
-        """Send what this validation batch logged per step."""
-        self._eval_batch_end(trainer, "validate", batch_idx, dataloader_idx)
-
-    @hookimpl
-    def on_test_batch_end(self, trainer: Any, batch_idx: int, dataloader_idx: int) -> None:
-        """Send what this test batch logged per step."""
-        self._eval_batch_end(trainer, "test", batch_idx, dataloader_idx)
-
-    def _eval_batch_end(self, trainer: Any, stage: str, batch_idx: int, dataloader_idx: int) -> None:
-        if trainer.sanity_checking:
-            trainer._eval_results.take_pending()  # the sanity check logs nothing, as in Lightning
-            return
-        key = (stage, dataloader_idx)
-        # Registered in the middle of a run (at its first value): the batches before this one count too.
-        x = self._eval_x.get(key, batch_idx)
-        self._eval_x[key] = x + 1
-        pending = trainer._eval_results.take_pending()
-        if pending:
-            _send(trainer, pending, x)
 
     @hookimpl
     def on_batch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -163,7 +126,7 @@ class StepValueSender:
             return
         x = results.pending_step_index
         if x is None:  # the default x-axis: the optimizer step this batch took
-            if _accumulating(trainer, pl_module):
+            if accumulating(trainer, pl_module):
                 return
             step = trainer.state.global_step
             if step % every:
@@ -173,23 +136,61 @@ class StepValueSender:
         _send(trainer, results.take_pending(), x)
 
 
-def _accumulating(trainer: Any, pl_module: Any) -> bool:
-    """Lightning's ``_should_accumulate``: this batch adds to the gradients without stepping."""
-    schedule = trainer.accumulate_grad_batches
-    if schedule == 1 or schedule is None or not pl_module.automatic_optimization:
-        return False
-    k = accumulation_for_epoch(schedule, trainer.current_epoch)
-    return not steps_optimizer(trainer.state.batch_idx, k, trainer.num_training_batches)
+class EvalStepValueSender:
+    """Built-in ``eval_step_values``: sends what validation and test batches log per step (``on_step=True``).
+
+    Registered by the metrics plugin when the first validation or test run starts. Values go out
+    after every batch (``log_every_n_steps`` is about training, as in Lightning), except in the
+    sanity check, after every other ``on_*_batch_end`` implementation (values logged there go too).
+    Their x-axis is, as in Lightning 2.x, the count of that dataloader's batches evaluated so far in
+    the ``fit``/``validate``/``test`` call (it keeps growing across the validation runs of a fit).
+    """
+
+    NAME = "eval_step_values"
+    #: After every other ``trylast`` implementation of the batch-end events.
+    __engine_order__ = 1000
+
+    def __init__(self) -> None:
+        #: ``(stage, dataloader_idx)`` -> batches of it evaluated so far in this call.
+        self._seen: Dict[Tuple[str, int], int] = {}
+
+    @hookimpl
+    def setup(self, trainer: Any, stage: str) -> None:
+        """A new ``fit``/``validate``/``test`` call counts its evaluation batches from zero."""
+        self._seen.clear()
+
+    @hookimpl(trylast=True)
+    def on_validation_batch_end(self, trainer: Any, dataloader_idx: int) -> None:
+        """Send what this validation batch logged per step."""
+        self._batch_end(trainer, "validate", dataloader_idx)
+
+    @hookimpl(trylast=True)
+    def on_test_batch_end(self, trainer: Any, dataloader_idx: int) -> None:
+        """Send what this test batch logged per step."""
+        self._batch_end(trainer, "test", dataloader_idx)
+
+    def _batch_end(self, trainer: Any, stage: str, dataloader_idx: int) -> None:
+        results = trainer._eval_results
+        if trainer.sanity_checking:
+            if results.pending_step:
+                results.take_pending()  # the sanity check logs nothing, as in Lightning
+            return
+        key = (stage, dataloader_idx)
+        x = self._seen.get(key, 0)
+        self._seen[key] = x + 1
+        if results.pending_step:
+            _send(trainer, results.take_pending(), x)
 
 
 def _start_eval_run(trainer: Any) -> None:
-    """A validation or test run starts: its values accumulate from zero, and its first
-    logger-bound step value brings in the step-value sender (if no training value did)."""
+    """A validation or test run starts: its values accumulate from zero, and the sender of its
+    step values listens from its first batch (so that its x-axis counts every batch)."""
     results = trainer._eval_results
     results.reset()
     results.take_pending()
-    if trainer.registry.get_plugin(StepValueSender.NAME) is None:
-        results.on_first_step_value = functools.partial(_add_step_sender, trainer)
+    if trainer.registry.get_plugin(EvalStepValueSender.NAME) is None:
+        trainer.registry.add(EvalStepValueSender(), EvalStepValueSender.NAME, "builtin",
+                             origin="built-in (added by metrics at the first validation or test run)")
 
 
 def _log_hyperparams(trainer: Any, pl_module: Any) -> None:

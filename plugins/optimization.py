@@ -182,6 +182,16 @@ def steps_optimizer(batch_idx: int, k: int, total: float) -> bool:
     return k == 1 or (batch_idx + 1) % k == 0 or batch_idx + 1 == total
 
 
+def accumulating(trainer: Any, pl_module: Any) -> bool:
+    """Lightning's ``_should_accumulate``: the current training batch (``trainer.state.batch_idx``)
+    added to the gradients without stepping the optimizer (automatic optimization only)."""
+    schedule = trainer.accumulate_grad_batches
+    if schedule == 1 or schedule is None or not pl_module.automatic_optimization:
+        return False
+    k = accumulation_for_epoch(schedule, trainer.current_epoch)
+    return not steps_optimizer(trainer.state.batch_idx, k, trainer.num_training_batches)
+
+
 def accumulation_for_epoch(schedule: Any, epoch: int) -> int:
     """``accumulate_grad_batches`` for ``epoch``: an int, or the value of the last ``{epoch: k}`` key <= epoch."""
     if isinstance(schedule, dict):

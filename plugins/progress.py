@@ -19,7 +19,8 @@ import collections
 import math
 import sys
 import time
-from typing import Any, Deque, Dict, Optional, TextIO
+import warnings
+from typing import Any, Deque, Dict, Mapping, Optional, TextIO
 
 import torch
 
@@ -71,20 +72,53 @@ class TQDMProgressBar(Callback):
         self._eval_seen = 0
         self._postfix_at = 0.0
         self._moved_at = 0.0  # when the main bar last moved (terminal only)
+        self._warned_module_dict = False
 
     # ---- metrics ------------------------------------------------------------------------------
     def get_metrics(self, trainer: Any, pl_module: Any) -> Dict[str, Any]:
         """What the bar shows: running-mean ``loss``, ``v_num``, then every progress-bar metric.
 
         Override to change it. Called only when the bar refreshes. A module that overrides the
-        seed-era ``get_progress_bar_dict()`` (or its older name ``get_tqdm_dict()``) decides the
-        first part itself, as in Lightning 0.8/0.9; ``prog_bar`` metrics follow either way.
+        seed-era ``get_progress_bar_dict()`` decides the first part itself, as in Lightning 0.8/0.9
+        (it may read ``trainer.running_loss.mean()``); ``prog_bar`` metrics follow either way.
         """
-        module_items = _module_bar_dict(pl_module)
+        module_items = self._module_bar_dict(pl_module)
         items = self.standard_metrics(trainer) if module_items is None else dict(module_items)
         for key, value in trainer.progress_bar_metrics.items():
             items[key] = value
         return {key: _plain(value) for key, value in items.items()}
+
+    def _module_bar_dict(self, pl_module: Any) -> Optional[Dict[str, Any]]:
+        """The module's own ``get_progress_bar_dict()``, if its class overrides it.
+
+        A cosmetic hook must not end a run: if it raises or returns no dict, the bar warns once
+        and shows its standard items.
+        """
+        if pl_module is None:
+            return None
+        from engine.module import LightningModule
+
+        if getattr(type(pl_module), "get_progress_bar_dict", None) is LightningModule.get_progress_bar_dict:
+            return None
+        where = f"{type(pl_module).__name__}.get_progress_bar_dict()"
+        try:
+            items = pl_module.get_progress_bar_dict()
+        except Exception as exc:  # noqa: BLE001 - reported, and the bar goes on with its own items
+            problem = f"raised {type(exc).__name__}: {exc}"
+        else:
+            if isinstance(items, Mapping):
+                return dict(items)
+            problem = f"returned {type(items).__name__}, not a dict"
+        if not self._warned_module_dict:
+            self._warned_module_dict = True
+            warnings.warn(f"{where} {problem}. The progress bar shows its standard items (loss, v_num) instead; "
+                          "fix the override, or remove it.")
+        return None
+
+    @property
+    def running_loss(self) -> "RunningLoss":
+        """The losses of the last ``LOSS_WINDOW`` training batches (what ``trainer.running_loss`` gives)."""
+        return RunningLoss(self._losses)
 
     def standard_metrics(self, trainer: Any) -> Dict[str, Any]:
         """The bar's own items: running-mean ``loss`` over the last batches and the logger's ``v_num``.
@@ -373,21 +407,19 @@ def _eval_total(trainer: Any, stage: str) -> Optional[int]:
     return None if not limits or total == math.inf else int(total)
 
 
-def _module_bar_dict(pl_module: Any) -> Optional[Dict[str, Any]]:
-    """The module's own ``get_progress_bar_dict()``/``get_tqdm_dict()`` result, if its class overrides one."""
-    if pl_module is None:
-        return None
-    from engine.module import LightningModule
+class RunningLoss:
+    """Seed era's ``trainer.running_loss``: the losses of the last training batches, as the bar keeps them."""
 
-    for name in ("get_progress_bar_dict", "get_tqdm_dict"):
-        method = getattr(type(pl_module), name, None)
-        if method is not None and method is not getattr(LightningModule, name, None):
-            items = getattr(pl_module, name)()
-            if not isinstance(items, dict):
-                raise TypeError(f"{type(pl_module).__name__}.{name}() must return a dict of the items the progress "
-                                f"bar shows, not {type(items).__name__}.")
-            return items
-    return None
+    def __init__(self, window: Deque[torch.Tensor]) -> None:
+        self._window = window
+
+    def mean(self) -> Optional[torch.Tensor]:
+        """The mean of the window's losses, or ``None`` before the first loss."""
+        return torch.stack(list(self._window)).float().mean() if self._window else None
+
+    def last(self) -> Optional[torch.Tensor]:
+        """The latest loss, or ``None`` before the first one."""
+        return self._window[-1] if self._window else None
 
 
 def _plain(value: Any) -> Any:
@@ -406,4 +438,4 @@ def _fmt(value: Any) -> str:
 #: Seed-era name.
 ProgressBar = TQDMProgressBar
 
-__all__ = ["TQDMProgressBar", "ProgressBar"]
+__all__ = ["TQDMProgressBar", "ProgressBar", "RunningLoss"]

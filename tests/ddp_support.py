@@ -62,6 +62,8 @@ class Model(LightningModule):
     def validation_step(self, batch, batch_idx):
         idx, x, y = batch
         self.log("val_loss", nn.functional.cross_entropy(self.layer(x), y))
+        # Per step and per epoch: the epoch value is averaged across ranks under its returned name too.
+        self.log("val_rank", float(self.global_rank), on_step=True, on_epoch=True)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)

@@ -413,3 +413,62 @@ def test_mid_epoch_saves_follow_every_n_epochs(tmp_path):
     cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_score", save_top_k=-1, every_n_epochs=2)
     Trainer(callbacks=[cb], **MID_EPOCH).fit(ScriptedValidation([4.0, 3.0, 2.0, 1.0]))
     assert _files(tmp_path) == ["epoch=1-step=12.ckpt", "epoch=1-step=16.ckpt"]
+
+
+def test_no_mid_epoch_save_before_the_first_optimizer_step(tmp_path):
+    """As in Lightning: a validation before any step (accumulating 4 batches, validating every 2) saves nothing."""
+    cb = ModelCheckpoint(dirpath=str(tmp_path), save_top_k=-1)
+    Trainer(max_epochs=1, logger=False, callbacks=[cb], accumulate_grad_batches=4, val_check_interval=2,
+            num_sanity_val_steps=0, **QUIET).fit(ModernModel())
+    assert _files(tmp_path) == ["epoch=0-step=1.ckpt", "epoch=0-step=2.ckpt"]
+
+
+class RecordSaves(Callback):
+    """Notes every checkpoint written: its step and where it resumes."""
+
+    def __init__(self):
+        self.saves = []
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        loop = checkpoint["loop"]
+        self.saves.append((checkpoint["global_step"], loop["resume_epoch"], loop["resume_batch"]))
+
+
+def test_a_stop_asked_for_in_a_mid_epoch_validation_saves_once_at_the_epochs_end(tmp_path):
+    from plugins import EarlyStopping
+
+    cb, record = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_score", save_top_k=-1), RecordSaves()
+    stop = EarlyStopping(monitor="val_score", patience=0)
+    Trainer(callbacks=[stop, cb, record], **{**MID_EPOCH, "max_epochs": 3}).fit(
+        ScriptedValidation([2.0, 1.0, 3.0, 0.5]))
+    # The third validation (mid-epoch 1, step 12) got worse: the run stops there; step 12 is saved once,
+    # resuming after the epoch's end.
+    assert record.saves == [(4, 0, 4), (8, 1, 0), (12, 2, 0)]
+    assert _files(tmp_path) == ["epoch=0-step=4.ckpt", "epoch=0-step=8.ckpt", "epoch=1-step=12.ckpt"]
+
+
+def test_a_validation_that_turns_out_to_end_the_epoch_is_rewritten_not_ranked_twice(tmp_path):
+    """Data without a length: a validation every 4 batches, the epoch ends right after the one at batch 8."""
+    cb, record = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_score", save_top_k=-1), RecordSaves()
+    model = ScriptedValidation([3.0, 2.0, 1.0, 0.5])
+    loader = model.train_dataloader()
+    Trainer(callbacks=[cb, record], max_epochs=2, logger=False, val_check_interval=4, num_sanity_val_steps=0,
+            **QUIET).fit(model, train_dataloaders=_Unsized(loader))
+    assert record.saves == [(4, 0, 4), (8, 0, 8), (8, 1, 0), (12, 1, 4), (16, 1, 8), (16, 2, 0)]
+    assert len(cb.best_k_models) == 4
+
+
+class _Unsized:
+    """An iterable over a loader's batches with no ``__len__``."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def test_step_and_epoch_periods_together_are_rejected_as_in_lightning():
+    with pytest.raises(MisconfigurationException, match="every N steps or every N epochs, not both"):
+        ModelCheckpoint(every_n_train_steps=4, every_n_epochs=1)
+    assert ModelCheckpoint(every_n_train_steps=4).every_n_epochs == 0

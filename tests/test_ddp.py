@@ -28,6 +28,7 @@ def _check_trained_together(ranks: list, samples: int = 64) -> None:
         assert (rec["global_rank"], rec["module_global_rank"], rec["world_size"]) == (r, r, 2)
         assert rec["is_global_zero"] is (r == 0)
         assert rec["metrics"]["rank_value"] == pytest.approx(0.5)  # self.log(..., sync_dist=True)
+        assert rec["metrics"]["val_rank"] == rec["metrics"]["val_rank_epoch"] == pytest.approx(0.5)
         assert rec["broadcast"] == "from rank 0"
 
 

@@ -278,3 +278,27 @@ def test_a_seed_era_validation_step_log_dict_is_not_sent_per_batch():
     fit(SeedLog(), logger=logger)
     assert logger.with_key("val_step_log") == []
     assert len(logger.with_key("val_loss")) == 1
+
+
+def test_eval_step_values_logged_late_or_in_batch_end_hooks_keep_lightnings_x_axis():
+    """The sender listens from the first validation batch: values first logged in the second run continue the
+    count (3, 4, 5), and values logged in on_validation_batch_end (module or callback) go out from batch 0."""
+    from engine import Callback
+
+    class Late(EvalSteps):
+        def validation_step(self, batch, batch_idx):
+            if self.current_epoch == 1:
+                self.log("late", float(batch_idx), on_step=True, on_epoch=False)
+
+        def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+            self.log("from_hook", float(batch_idx), on_step=True, on_epoch=False)
+
+    class FromCallback(Callback):
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            pl_module.log("from_callback", float(batch_idx), on_step=True, on_epoch=False)
+
+    logger = Recorder()
+    fit(Late(n_val=3), logger=logger, max_epochs=2, callbacks=[FromCallback()])
+    assert logger.with_key("late") == [(3, 0.0), (4, 1.0), (5, 2.0)]
+    expected = [(0, 0.0), (1, 1.0), (2, 2.0), (3, 0.0), (4, 1.0), (5, 2.0)]
+    assert logger.with_key("from_hook") == logger.with_key("from_callback") == expected

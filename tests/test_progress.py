@@ -318,26 +318,56 @@ def test_seed_era_get_progress_bar_dict_override_decides_the_bar_items(capsys):
     assert set(defaults) == {"loss", "v_num"} and defaults["v_num"] == 0
 
 
+class RunningLossModel(SeedModel):
+    """The common 0.8/0.9 override (as in transformers' lightning_base): reads trainer.running_loss itself."""
+
+    def get_progress_bar_dict(self):
+        running = self.trainer.running_loss.mean()
+        return {"loss": "{:.3f}".format(running.item() if running is not None else float("nan")), "lr": 0.01}
+
+
+def test_a_seed_era_override_reading_trainer_running_loss_works(capsys):
+    trainer = fit(RunningLossModel(n_train=64), max_epochs=1, logger=True)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert re.search(r"loss=\d\.\d{3}", line) and "lr=0.01" in line
+    running = trainer.running_loss
+    assert running.mean() is not None and running.last() is not None
+
+
+def test_running_loss_is_empty_without_a_bar():
+    trainer = fit(SeedModel(n_train=64), max_epochs=1, enable_progress_bar=False)
+    assert trainer.running_loss.mean() is None and trainer.running_loss.last() is None
+
+
 class TqdmDictModel(SeedModel):
-    """The 0.7 name of the same hook."""
+    """Overrides the 0.7 name: ignored by the bar, as in 0.8/0.9, which call get_progress_bar_dict only."""
 
     def get_tqdm_dict(self):
         return {"custom": "yes"}
 
 
-def test_seed_era_get_tqdm_dict_is_honoured(capsys):
-    fit(TqdmDictModel(n_train=64), max_epochs=1, logger=True)
+def test_seed_era_get_tqdm_dict_is_the_deprecated_alias(capsys):
+    trainer = fit(TqdmDictModel(n_train=64), max_epochs=1, logger=True)
     line = capsys.readouterr().out.splitlines()[-1]
-    assert "custom=yes" in line and "loss=" not in line and "v_num" not in line
+    assert "custom" not in line and "loss=" in line and "v_num=0" in line
+    with pytest.warns(DeprecationWarning, match="renamed to `get_progress_bar_dict`"):
+        assert set(SeedModel.get_tqdm_dict(trainer.lightning_module)) == {"loss", "v_num"}
 
 
-def test_a_bar_dict_that_is_not_a_dict_names_the_module(capsys):
+@pytest.mark.parametrize("returned", ["raise", "list"])
+def test_a_broken_bar_dict_override_warns_once_and_training_goes_on(capsys, returned):
     class Broken(SeedModel):
         def get_progress_bar_dict(self):
+            if returned == "raise":
+                return {"loss": self.trainer.avg_loss}  # a 0.7-era attribute that no longer exists
             return ["loss"]
 
-    with pytest.raises(TypeError, match=r"Broken.get_progress_bar_dict\(\) must return a dict"):
-        fit(Broken(n_train=64), max_epochs=1)
+    problem = "raised AttributeError" if returned == "raise" else "returned list, not a dict"
+    with pytest.warns(UserWarning, match=rf"Broken.get_progress_bar_dict\(\) {problem}.*standard items") as caught:
+        trainer = fit(Broken(n_train=64), max_epochs=2, logger=True)
+    assert trainer.current_epoch == 2  # the fit went on
+    assert sum("get_progress_bar_dict" in str(w.message) for w in caught) == 1
+    assert "loss=" in capsys.readouterr().out.splitlines()[-1]
 
 
 def test_progress_bar_callback_is_the_bar_or_none():

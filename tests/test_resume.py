@@ -251,6 +251,29 @@ def test_a_checkpoint_saved_by_a_mid_epoch_validation_resumes_exactly(tmp_path):
         assert torch.equal(resumed[name], tensor), name
 
 
+def test_a_mid_epoch_checkpoint_taken_while_accumulating_resumes_exactly(tmp_path):
+    """accumulate_grad_batches=2, validation every 3 batches: some saves fall between the two batches of a
+    step. The partly accumulated gradients travel in the checkpoint; every file resumes bitwise."""
+    flags = dict(max_epochs=2, val_check_interval=3, accumulate_grad_batches=2, num_sanity_val_steps=0,
+                 logger=False, enable_progress_bar=False, enable_model_summary=False)
+
+    def run(directory, ckpt_path=None):
+        seed_everything(5)
+        checkpoint = ModelCheckpoint(dirpath=str(tmp_path / directory), save_top_k=-1)
+        model = Noisy()
+        Trainer(callbacks=[checkpoint], **flags).fit(model, ckpt_path=ckpt_path)
+        return model.state_dict()
+
+    expected = run("a")
+    files = sorted(os.listdir(tmp_path / "a"))
+    accumulating = [f for f in files if torch.load(str(tmp_path / "a" / f), weights_only=True)["loop"].get(
+        "accumulated_grads")]
+    assert accumulating == ["epoch=0-step=1.ckpt", "epoch=1-step=5.ckpt"]  # validated after batch 3 (odd)
+    for name in files:
+        resumed = run("b_" + name, ckpt_path=str(tmp_path / "a" / name))
+        assert all(torch.equal(resumed[k], v) for k, v in expected.items()), name
+
+
 def test_resume_reads_no_trained_batch(tmp_path):
     """The resumed epoch starts at the next batch and loads none of the trained samples."""
     from torch.utils.data import DataLoader, Dataset
