@@ -126,6 +126,9 @@ class ModelCheckpoint(Callback):
         #: Whether a validation of this fit has finished (before one has, a missing monitor is only warned about).
         self._validated = False
         self._warned_missing = False
+        #: The monitored value (the tensor object) the last ranking read: an epoch end that finds the same
+        #: one (no validation since, with check_val_every_n_epoch > 1) has nothing new to rank.
+        self._ranked_value: Any = None
         self._last_written_step = -1
         self._last_saved_step = -1
         self._written: Tuple[Tuple[int, int], List[str]] = ((-1, -1), [])
@@ -212,10 +215,14 @@ class ModelCheckpoint(Callback):
             for path in paths:
                 trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
             return
-        if self._deferred or due:
+        stale = (due and not self._deferred and self.monitor is not None and self._ranked_value is not None
+                 and trainer.callback_metrics.get(self.monitor) is self._ranked_value)
+        if (self._deferred or due) and not stale:
             self._deferred = False
             self._save(trainer)
         elif self.save_last and self._last_written_step != trainer.state.global_step:
+            # Also when the monitored value is the one already ranked (no validation this epoch): a file
+            # named after it would hold other weights than the ones it scored, as Lightning avoids too.
             self._save_last(trainer, self._metrics(trainer))
 
     # ---- saving ------------------------------------------------------------------------
@@ -263,6 +270,7 @@ class ModelCheckpoint(Callback):
                 self.monitor = None
                 return self._save_top_k(trainer, metrics)
             raise MisconfigurationException(self._missing_monitor_message(trainer))
+        self._ranked_value = metrics[self.monitor]
         current = self._score(metrics[self.monitor])
         self.current_score = torch.tensor(current)
         if not self._better_than_kth(current):

@@ -292,7 +292,31 @@ def test_a_monitor_not_logged_before_the_first_validation_is_a_warning_not_an_er
     trainer = Trainer(max_epochs=4, logger=False, callbacks=[cb], check_val_every_n_epoch=2, **QUIET)
     with pytest.warns(UserWarning, match=r"could not find 'val_loss'.*no validation has run yet"):
         trainer.fit(ModernModel())
-    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt", "epoch=3-step=32.ckpt"]
+    # Epoch 2 ends without a validation: its val_loss would be epoch 1's, so it ranks nothing (as in Lightning).
+    assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "epoch=3-step=32.ckpt"]
+
+
+def test_an_epoch_without_validation_ranks_no_stale_score_but_updates_last(tmp_path):
+    cb = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_loss", save_top_k=-1, save_last=True)
+    record = RecordSaves()
+    with pytest.warns(UserWarning, match="no validation has run yet"):  # epoch 0
+        Trainer(max_epochs=4, logger=False, callbacks=[cb, record], check_val_every_n_epoch=2,
+                num_sanity_val_steps=0, **QUIET).fit(ModernModel())
+    assert sorted(cb.best_k_models) == [str(tmp_path / "epoch=1-step=16.ckpt"), str(tmp_path / "epoch=3-step=32.ckpt")]
+    # last.ckpt still follows every epoch: top-k file and last at 16 and 32, last alone at 24 (and 8).
+    assert [step for step, _, _ in record.saves] == [8, 16, 16, 24, 32, 32]
+    # A monitor that changes every epoch (a training metric) still ranks every epoch.
+    every = ModelCheckpoint(dirpath=str(tmp_path / "train"), monitor="fit_loss_epoch", save_top_k=-1)
+
+    class EpochLoss(ModernModel):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.log("fit_loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+    Trainer(max_epochs=3, logger=False, callbacks=[every], check_val_every_n_epoch=2, num_sanity_val_steps=0,
+            **QUIET).fit(EpochLoss())
+    assert len(every.best_k_models) == 3
 
 
 def test_a_monitor_still_missing_after_a_validation_is_an_error(tmp_path):
