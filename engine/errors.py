@@ -13,6 +13,10 @@ class MisconfigurationException(Exception):
     """
 
 
+class UnknownFlagError(MisconfigurationException, TypeError):
+    """An argument no function of this name takes (a ``TypeError``, as Python's own), with the closest real one."""
+
+
 class PluginError(MisconfigurationException):
     """A plugin could not be loaded or registered (bad entry point, hook typo, unknown name)."""
 

@@ -64,6 +64,26 @@ class LightningModule(nn.Module):
         self._trainer = trainer
 
     @property
+    def use_dp(self) -> bool:
+        """Seed era: ``trainer.use_dp`` (always ``False``)."""
+        return bool(getattr(self._trainer, "use_dp", False))
+
+    @property
+    def use_ddp(self) -> bool:
+        """Seed era: ``trainer.use_ddp`` (several processes)."""
+        return bool(getattr(self._trainer, "use_ddp", False))
+
+    @property
+    def use_ddp2(self) -> bool:
+        """Seed era: ``trainer.use_ddp2`` (always ``False``)."""
+        return bool(getattr(self._trainer, "use_ddp2", False))
+
+    @property
+    def use_amp(self) -> bool:
+        """Seed era: ``trainer.use_amp`` (16-bit mixed precision)."""
+        return bool(getattr(self._trainer, "use_amp", False))
+
+    @property
     def device(self) -> torch.device:
         """Device of the module's first parameter or buffer (CPU if it has none)."""
         for tensor in self.parameters():

@@ -179,15 +179,20 @@ class ResultCollection:
         """
         state = self.state
         for key, value in output.items():
-            if key in ("log", "progress_bar", "hiddens"):
+            # Other keys are monitor candidates when they are numbers; anything else (predictions kept for
+            # the epoch end, flags, strings) is data the module returned for itself, as in 0.8/0.9.
+            if key in ("log", "progress_bar", "hiddens") or not _is_scalar(value):
                 continue
-            if isinstance(value, (torch.Tensor, int, float)):
-                state.callback_metrics[key] = _as_tensor(key, value, hook)
-                if epoch_end:
-                    self.produced[key] = state.callback_metrics[key]
-                    self.returned[key] = key
+            state.callback_metrics[key] = _as_tensor(key, value, hook)
+            if epoch_end:
+                self.produced[key] = state.callback_metrics[key]
+                self.returned[key] = key
         for key, value in (output.get("progress_bar") or {}).items():
-            state.progress_bar_metrics[key] = _as_tensor(key, value, hook)
+            value = state.progress_bar_metrics[key] = _as_tensor(key, value, hook)
+            state.callback_metrics[key] = value  # monitors read bar values too, as in 0.8/0.9
+            if epoch_end:
+                self.produced[key] = value
+                self.returned[key] = key
         logs = output.get("log")
         if not logs:
             return None
@@ -248,6 +253,13 @@ class ResultCollection:
         """Hand over the logger-bound step values gathered since the last call."""
         pending, self.pending_step = self.pending_step, {}
         return pending
+
+
+def _is_scalar(value: Any) -> bool:
+    """A number or a one-element tensor (not a bool): what a seed-era dict's extra keys must be to be monitored."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def suffixed(name: str, suffix: str) -> str:

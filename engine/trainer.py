@@ -1,21 +1,24 @@
 """``Trainer``: the engineering side of a run. It holds the flags, the plugin registry and the state."""
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from types import TracebackType
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
-from engine.errors import MisconfigurationException, PluginError, did_you_mean
+from engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
 from engine.loop import FitLoop, num_batches, run_evaluation
 from engine.registry import TIERS, PluginRegistry, entry_points
 from engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
+from engine.seed_attributes import SeedTrainerAttributes
+from engine.seed_flags import resolve_seed_flags
 from engine.state import LoopState
 
 _STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
 
 
-class Trainer:
+class Trainer(SeedTrainerAttributes):
     """Runs a :class:`engine.LightningModule`: ``fit``, ``validate``, ``test``, ``predict``.
 
     Every behaviour is a plugin (see ``python -m engine plugins``); the flags below
@@ -76,6 +79,21 @@ class Trainer:
         prepare_data_per_node: Call prepare_data on local rank 0 of every node (True) or on global rank 0 only.
         max_time: Stop after this much time (``'DD:HH:MM:SS'``, a dict of timedelta arguments or seconds).
         inference_mode: Kept for 2.x compatibility; evaluation runs under ``torch.no_grad()``.
+        weights_save_path: Seed-era: directory of the default checkpoint files (``<it>/checkpoints``).
+        train_percent_check: 0.7 name of limit_train_batches (a fraction).
+        val_percent_check: 0.7 name of limit_val_batches (a fraction).
+        test_percent_check: 0.7 name of limit_test_batches (a fraction).
+        overfit_pct: 0.7 name of overfit_batches (a fraction).
+        log_save_interval: Seed-era; no effect (loggers write at every epoch end and every flush_secs).
+        amp_backend: Seed-era; only ``'native'`` (torch.autocast).
+        amp_level: Seed-era apex option; no effect.
+        log_gpu_memory: Seed-era; no effect.
+        track_grad_norm: Seed-era; no effect (log norms in ``on_before_optimizer_step``).
+        auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
+        truncated_bptt_steps: Seed-era; not supported (an error when set).
+        auto_lr_find: Seed-era; not supported (an error when set).
+        auto_scale_batch_size: Seed-era; not supported (an error when set).
+        tpu_cores: Seed-era; not supported (an error when set).
     """
 
     def __init__(
@@ -133,7 +151,41 @@ class Trainer:
         prepare_data_per_node: bool = True,
         max_time: Any = None,
         inference_mode: bool = True,
+        weights_save_path: Optional[str] = None,
+        train_percent_check: Optional[float] = None,
+        val_percent_check: Optional[float] = None,
+        test_percent_check: Optional[float] = None,
+        overfit_pct: Optional[float] = None,
+        log_save_interval: Optional[int] = None,
+        amp_backend: str = "native",
+        amp_level: Optional[str] = None,
+        log_gpu_memory: Optional[str] = None,
+        track_grad_norm: Union[int, float, str] = -1,
+        auto_select_gpus: bool = False,
+        truncated_bptt_steps: Optional[int] = None,
+        auto_lr_find: Union[bool, str] = False,
+        auto_scale_batch_size: Union[bool, str] = False,
+        tpu_cores: Optional[Union[int, str, List[int]]] = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:  # a typo, or a flag of another Lightning version: name it and the closest real one
+            known = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "unknown")]
+            raise UnknownFlagError("; ".join(
+                f"Trainer({name}=...) is no flag of hookloop's Trainer." + did_you_mean(name, known)
+                for name in unknown) + " See help(engine.Trainer) for the flags.")
+        # ---- 0.8/0.9 flags without a 2.x counterpart: renamed, ignored with a warning, or refused ----
+        seed = resolve_seed_flags(
+            dict(train_percent_check=train_percent_check, val_percent_check=val_percent_check,
+                 test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
+                 amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
+                 track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus,
+                 truncated_bptt_steps=truncated_bptt_steps, auto_lr_find=auto_lr_find,
+                 auto_scale_batch_size=auto_scale_batch_size, tpu_cores=tpu_cores),
+            dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+                 limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
+        limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
+        limit_test_batches, overfit_batches = seed["limit_test_batches"], seed["overfit_batches"]
+        self._weights_save_path = os.fspath(weights_save_path) if weights_save_path is not None else None
         # ---- flags, with seed-era names folded into the 2.x ones -----------------------
         self.logger_flag = logger
         if checkpoint_callback is not None and enable_checkpointing is not None and bool(checkpoint_callback) != bool(enable_checkpointing):
@@ -450,6 +502,8 @@ class Trainer:
                   verbose: bool = False) -> Any:
         if _looks_like_datamodule(dataloaders) and datamodule is None:
             datamodule, dataloaders = dataloaders, None
+        if model is None and ckpt_path is None:
+            ckpt_path = self._best_after_fit(stage)
         model = model if model is not None else self.lightning_module
         if model is None:
             raise MisconfigurationException(f"trainer.{stage}() needs a model: pass trainer.{stage}(model, ...).")
@@ -462,6 +516,21 @@ class Trainer:
             if table:
                 print(table)
         return self._run_results
+
+    def _best_after_fit(self, stage: str) -> Optional[str]:
+        """``'best'`` when ``validate``/``test``/``predict`` get no model after a fit that saved a best checkpoint.
+
+        As in Lightning (0.8 on, and 2.x): ``trainer.test()`` after ``fit`` evaluates the best model
+        of the fit, not the last weights; passing a model, or ``ckpt_path``, decides otherwise.
+        """
+        checkpoint = self.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        if self.lightning_module is None or not best or not os.path.isfile(best):
+            return None
+        if self.is_global_zero:
+            print(f"trainer.{stage}() without a model evaluates the best checkpoint of the fit, {best} "
+                  f"(as Lightning does); pass ckpt_path='last' or a path, or the model, to choose otherwise.")
+        return "best"
 
     def _run(self, model: Any, datamodule: Any, stage: str, body: Any) -> None:
         from engine.module import LightningModule

@@ -42,13 +42,14 @@ class ModelCheckpoint(Callback):
         save_last: Also write ``last.ckpt`` at every save (what ``fit(ckpt_path='last')`` resumes from).
         save_top_k: Files kept: the best k (``-1``: all, ``0``: none besides ``last.ckpt``).
         save_weights_only: Save only the weights (such files load with ``load_from_checkpoint`` but cannot resume).
-        mode: ``'min'`` or ``'max'``: whether a smaller or a larger monitored value is better (seed-era
-            ``'auto'``: ``'max'`` for accuracy-like names, else ``'min'``).
+        mode: ``'min'`` or ``'max'``: whether a smaller or a larger monitored value is better. The default,
+            ``'auto'`` (0.8/0.9's), picks ``'max'`` for accuracy-like names (``*acc*``, ``fmeasure*``), else ``'min'``.
         auto_insert_metric_name: Write ``epoch=3`` rather than ``3`` for ``{epoch}``.
         every_n_train_steps: Also save every N optimizer steps (mid-epoch, resumable exactly).
         every_n_epochs: Save every N epochs (default 1; 0 turns epoch saving off). Default 0 when
             ``every_n_train_steps`` is set; setting both is an error, as in Lightning.
-        filepath: Seed-era: directory or ``dir/filename`` template in one.
+        filepath: Seed-era: directory or ``dir/filename`` template in one. With it (or ``period``/``prefix``)
+            and no ``monitor``, ``val_loss`` is monitored, as in 0.8/0.9.
         period: Seed-era name of ``every_n_epochs``.
         prefix: Seed-era: prefix of every file name.
     """
@@ -67,7 +68,7 @@ class ModelCheckpoint(Callback):
         save_last: Optional[bool] = None,
         save_top_k: int = 1,
         save_weights_only: bool = False,
-        mode: str = "min",
+        mode: str = "auto",
         auto_insert_metric_name: bool = True,
         every_n_train_steps: Optional[int] = None,
         every_n_epochs: Optional[int] = None,
@@ -78,14 +79,17 @@ class ModelCheckpoint(Callback):
         mode = resolve_mode(mode, monitor, "ModelCheckpoint")
         if not isinstance(save_top_k, int) or save_top_k < -1:
             raise MisconfigurationException(f"ModelCheckpoint(save_top_k={save_top_k!r}) must be an int >= -1.")
-        if monitor is None and save_top_k not in (-1, 0, 1):
-            raise MisconfigurationException(
-                f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None): ranking {save_top_k} checkpoints needs a "
-                "monitor; pass monitor='val_loss' (or another logged metric), or save_top_k=-1 to keep all.")
         if every_n_train_steps is not None and every_n_train_steps < 0:
             raise MisconfigurationException(f"every_n_train_steps={every_n_train_steps} must be >= 0.")
         if filepath is None and dirpath is not None and "{" in os.fspath(dirpath):
             filepath, dirpath = dirpath, None  # seed-era positional `filepath` template
+        # Seed era (filepath/period/prefix): 0.8/0.9 monitored val_loss unless told otherwise; as the default
+        # checkpoint does, it falls back to 'loss' without validation and to the latest file if never logged.
+        auto_monitor = monitor is None and (filepath is not None or period is not None or bool(prefix))
+        if monitor is None and not auto_monitor and save_top_k not in (-1, 0, 1):
+            raise MisconfigurationException(
+                f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None): ranking {save_top_k} checkpoints needs a "
+                "monitor; pass monitor='val_loss' (or another logged metric), or save_top_k=-1 to keep all.")
         if filepath is not None:  # seed-era: one argument for the directory and the template
             filepath = os.fspath(filepath)
             if os.path.isdir(filepath) or filepath.endswith(os.sep):
@@ -120,7 +124,7 @@ class ModelCheckpoint(Callback):
         self.best_model_score: Optional[torch.Tensor] = None
         self.current_score: Optional[torch.Tensor] = None
         self.last_model_path = ""
-        self._auto_monitor = False
+        self._auto_monitor = auto_monitor
         self._key_monitor: Optional[str] = None
         self._deferred = False
         #: Whether a validation of this fit has finished (before one has, a missing monitor is only warned about).
@@ -393,7 +397,8 @@ class ModelCheckpoint(Callback):
 
     def _resolve_dirpath(self, trainer: Any) -> str:
         if self.dirpath is None:
-            root = trainer.log_dir if trainer.loggers else trainer.default_root_dir
+            explicit = getattr(trainer, "_weights_save_path", None)  # seed era: Trainer(weights_save_path=...)
+            root = explicit or (trainer.log_dir if trainer.loggers else trainer.default_root_dir)
             self.dirpath = os.path.join(root, "checkpoints")
         return self.dirpath
 

@@ -212,7 +212,9 @@ class CheckpointIO:
         hparams = dict(module.hparams) if module.hparams else {}
         safe = to_safe(hparams)
         if safe is None and hparams:
-            safe = {k: v for k, v in ((k, to_safe(v)) for k, v in hparams.items()) if v is not None}
+            # Key by key: a None value is kept; only what cannot be stored safely is left out.
+            converted = {k: to_safe(v) for k, v in hparams.items()}
+            safe = {k: sv for k, sv in converted.items() if sv is not None or hparams[k] is None}
             warnings.warn(f"Hyperparameters {sorted(set(hparams) - set(safe))} are not plain data and are "
                           "left out of the checkpoint (it must load with torch.load(weights_only=True)).")
         checkpoint["hyper_parameters"] = safe or {}

@@ -25,7 +25,8 @@ class EarlyStopping(Callback):
         min_delta: Smallest change that counts as an improvement.
         patience: Checks without improvement before stopping.
         verbose: Print why training stops.
-        mode: ``'min'`` or ``'max'`` (seed-era ``'auto'``: ``'max'`` for accuracy-like names).
+        mode: ``'min'`` or ``'max'``. The default, ``'auto'`` (0.8/0.9's), picks ``'max'`` for accuracy-like
+            names (``*acc*``, ``fmeasure*``), else ``'min'``.
         strict: A missing metric is an error listing the metrics that exist (else a warning).
         check_finite: Stop when the metric becomes NaN or infinite.
         stopping_threshold: Stop as soon as the metric is at least this good.
@@ -40,7 +41,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         patience: int = 3,
         verbose: bool = False,
-        mode: str = "min",
+        mode: str = "auto",
         strict: bool = True,
         check_finite: bool = True,
         stopping_threshold: Optional[float] = None,

@@ -108,7 +108,7 @@ def _check_module_typos(module: LightningModule) -> None:
 
 def finish_training_output(trainer: Any, output: Any) -> Any:
     """What the ``training_step`` hook does with the module's output: log a seed-era dict; return ``output``."""
-    if type(output) is dict and ("log" in output or "progress_bar" in output or len(output) > 1):
+    if isinstance(output, dict) and ("log" in output or "progress_bar" in output or len(output) > 1):
         trainer._train_results.log_seed_dict(output, "training_step", epoch_end=False)
     return output
 
@@ -223,7 +223,7 @@ class ModelHooksPlugin:
         step_end = self._training_step_end
         if step_end is not None:
             output = step_end(output)
-        if type(output) is dict:
+        if isinstance(output, dict):  # an OrderedDict too (the 0.7/0.8 templates returned one)
             finish_training_output(trainer, output)
         return output
 

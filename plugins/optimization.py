@@ -153,7 +153,11 @@ def _module_backward_caller(trainer: Any, module: Any) -> Callable[..., Any]:
 def _module_step_caller(module: Any) -> Callable[..., Any]:
     """Call the module's overridden ``optimizer_step`` in its era's signature."""
     names = _names(module.optimizer_step)
-    if "optimizer_idx" not in names:  # 2.x: optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None)
+    # Seed era: an optimizer index 4th (named optimizer_idx in 0.8/1.x, optimizer_i or anything else in
+    # older code), then the closure; 2.x: optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None).
+    seed = "optimizer_idx" in names or len(names) >= 5 or any(
+        n in names for n in ("second_order_closure", "on_tpu", "using_native_amp", "using_lbfgs"))
+    if not seed:
         return lambda epoch, batch_idx, opt, idx, closure: module.optimizer_step(epoch, batch_idx, opt, closure)
     extras = [n for n in ("on_tpu", "using_native_amp", "using_lbfgs") if n in names]
 

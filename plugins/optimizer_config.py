@@ -44,6 +44,12 @@ class LRSchedulerConfig:
     reduce_on_plateau: bool = False
     monitor: Optional[str] = None
     strict: bool = True
+
+    def __getitem__(self, key: str) -> Any:
+        """Seed era: the trainer's schedulers were dicts (``trainer.lr_schedulers[0]['scheduler']``)."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(f"{key!r}: a scheduler config has {sorted(self.__dataclass_fields__)}")
+        return getattr(self, key)
     opt_idx: Optional[int] = None
 
 

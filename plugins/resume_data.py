@@ -5,6 +5,7 @@ Everything here is stored in checkpoints, so it is built only of what
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -158,9 +159,11 @@ def _rebuild(loader: DataLoader, skipper: SkipFirst) -> DataLoader:
 
 
 def to_safe(value: Any) -> Any:
-    """``value`` if ``torch.load(weights_only=True)`` can read it back, else ``None``."""
+    """``value`` if ``torch.load(weights_only=True)`` can read it back (a path as its string), else ``None``."""
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.dtype, torch.device)):
         return value
+    if isinstance(value, os.PathLike):  # e.g. a data_dir hyperparameter: stored as hparams.yaml writes it
+        return os.fspath(value)
     if isinstance(value, (list, tuple)):
         items: List[Any] = [to_safe(v) for v in value]
         if any(i is None and v is not None for i, v in zip(items, value)):

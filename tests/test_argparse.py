@@ -38,7 +38,8 @@ def quiet(**kwargs):
 
 
 def test_one_flag_per_trainer_argument():
-    names = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    names = [n for n, p in inspect.signature(Trainer.__init__).parameters.items()
+             if n != "self" and p.kind is not p.VAR_KEYWORD]  # **unknown only names typos
     flags = flags_of(trainer_parser())
     assert set(flags) == set(names) - NOT_FROM_CLI
     for name in flags:
@@ -293,7 +294,7 @@ def test_parse_argparser_with_generated_flags(monkeypatch):
 def test_default_attributes_are_the_signature_defaults():
     defaults = Trainer.default_attributes()
     signature = inspect.signature(Trainer.__init__).parameters
-    assert list(defaults) == [p for p in signature if p != "self"]
+    assert list(defaults) == [n for n, p in signature.items() if n != "self" and p.kind is not p.VAR_KEYWORD]
     assert defaults["max_epochs"] is None and defaults["log_every_n_steps"] == 50
     assert defaults["limit_train_batches"] == 1.0 and defaults["callbacks"] is None
 

@@ -1,0 +1,73 @@
+"""Trainer flags of 0.8/0.9 that have no 2.x counterpart in hookloop: renamed, ignored, or refused.
+
+Renamed ones (``*_percent_check``, ``overfit_pct``) become their 0.8 successors; flags that only
+tuned what hookloop does another way (``log_save_interval``, ``amp_level``...) are accepted with a
+warning saying so; flags whose feature hookloop lacks, and that would change what is trained
+(``truncated_bptt_steps``, ``auto_lr_find``...), are refused naming the feature — a run must
+never silently train something else than asked.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict
+
+from engine.errors import MisconfigurationException
+
+#: 0.8's renamed flags: old name -> the name that replaced it.
+RENAMED = {
+    "train_percent_check": "limit_train_batches",
+    "val_percent_check": "limit_val_batches",
+    "test_percent_check": "limit_test_batches",
+    "overfit_pct": "overfit_batches",
+}
+
+#: Accepted, not used: why, and what to do instead.
+IGNORED = {
+    "log_save_interval": "loggers write at every epoch end and every flush_secs",
+    "amp_level": "it configures NVIDIA apex; 16-bit precision runs on torch.autocast",
+    "log_gpu_memory": "GPU memory is not logged; log torch.cuda.memory_allocated() yourself",
+    "track_grad_norm": "gradient norms are not logged; log them in on_before_optimizer_step",
+    "auto_select_gpus": "the GPUs are those of gpus=/devices=",
+}
+
+#: Refused when set: the feature, and what to do instead.
+REFUSED = {
+    "truncated_bptt_steps": "truncated back-propagation through time is not supported; split the sequence "
+                            "in training_step",
+    "auto_lr_find": "the learning-rate finder is not supported; set the learning rate",
+    "auto_scale_batch_size": "batch-size scaling is not supported; set the batch size",
+    "tpu_cores": "TPUs are not supported; use accelerator='gpu' or 'cpu'",
+}
+
+
+def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str, Any]:
+    """The 2.x flags ``given`` (name -> value) updated from the 0.8/0.9 ``flags`` that were set.
+
+    Renamed flags replace their successors (with a ``DeprecationWarning``), ignored ones warn,
+    refused ones raise a :class:`MisconfigurationException` naming the flag.
+    """
+    resolved = dict(given)
+    for name, value in flags.items():
+        if not _is_set(name, value):
+            continue
+        if name in REFUSED:
+            raise MisconfigurationException(f"Trainer({name}={value!r}): {REFUSED[name]}.")
+        if name in IGNORED:
+            warnings.warn(f"Trainer({name}={value!r}) has no effect in hookloop: {IGNORED[name]}.")
+        elif name in RENAMED:
+            warnings.warn(f"Trainer({name}=...) is the 0.7 name of {RENAMED[name]}=...; it is used as that.",
+                          DeprecationWarning)
+            resolved[RENAMED[name]] = value
+        elif name == "amp_backend" and value != "native":
+            raise MisconfigurationException(
+                f"Trainer(amp_backend={value!r}): only 'native' (torch.autocast) mixed precision is supported.")
+    return resolved
+
+
+def _is_set(name: str, value: Any) -> bool:
+    """Whether a seed flag was given a value other than its do-nothing default."""
+    if name == "track_grad_norm":
+        return value not in (-1, None)
+    if name == "amp_backend":
+        return value != "native"
+    return value is not None and value is not False

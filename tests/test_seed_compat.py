@@ -1,0 +1,215 @@
+"""0.8/0.9 code as researchers wrote it: OrderedDict returns, extra keys, test() after fit, 'auto' modes,
+ModelCheckpoint(filepath=...), old Trainer flags and attributes, old optimizer_step signatures, hparams."""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from engine import Trainer
+from engine.errors import MisconfigurationException
+from plugins import EarlyStopping, ModelCheckpoint
+from tests.core_support import quiet_trainer
+from tests.models import SeedModel, make_loader
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False)
+
+
+class OrderedDictModel(SeedModel):
+    """The 0.7/0.8 templates (and the GAN example) returned OrderedDicts."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        return OrderedDict({"loss": loss, "progress_bar": {"bar_loss": loss}, "log": {"od_loss": loss}})
+
+
+def test_an_ordered_dict_step_output_is_logged_like_a_dict():
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(OrderedDictModel())
+    assert "od_loss" in trainer.logged_metrics and "bar_loss" in trainer.progress_bar_metrics
+
+
+class ExtraKeys(SeedModel):
+    """Returns predictions with every step for an epoch-end metric, and a non-scalar at epoch end."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        return {"loss": nn.functional.cross_entropy(logits, y), "preds": logits.detach(), "target": y,
+                "flag": True, "note": "text", "n": len(y)}
+
+    def training_epoch_end(self, outputs):
+        self.seen_preds = sum(len(o["preds"]) for o in outputs)
+
+    def validation_epoch_end(self, outputs):
+        avg = torch.stack([o["val_loss"] for o in outputs]).mean()
+        return {"val_loss": avg, "confusion": torch.zeros(2, 2), "progress_bar": {"val_acc": 1.0 - avg}}
+
+
+def test_extra_keys_are_data_for_the_epoch_end_not_metrics():
+    """0.8/0.9 took only numbers as monitor candidates; tensors of predictions, flags and text are the module's."""
+    trainer = quiet_trainer(max_epochs=1)
+    model = ExtraKeys()
+    trainer.fit(model)
+    assert model.seen_preds == 256
+    metrics = trainer.callback_metrics
+    assert "n" in metrics and not {"preds", "target", "flag", "note", "confusion"} & set(metrics)
+    # 'progress_bar' values are monitor candidates too, as in 0.8/0.9 (callback_metrics.update(pbar)).
+    assert float(metrics["val_acc"]) == pytest.approx(1.0 - float(metrics["val_loss"]))
+
+
+def test_a_progress_bar_value_can_be_monitored(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_acc", save_top_k=1)
+    Trainer(max_epochs=2, logger=False, callbacks=[checkpoint], **QUIET).fit(ExtraKeys())
+    assert checkpoint.best_model_path and checkpoint.mode == "max"
+
+
+class Evaluated(SeedModel):
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        return {"test_loss": nn.functional.cross_entropy(self(x), y)}
+
+    def test_epoch_end(self, outputs):
+        return {"test_loss": torch.stack([o["test_loss"] for o in outputs]).mean()}
+
+    def test_dataloader(self):
+        return make_loader(64, 32, seed=2)
+
+
+class WreckedAtTheEnd(Evaluated):
+    """Validation is good after epoch 0; epoch 1 starts from destroyed weights."""
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == 1:
+            with torch.no_grad():
+                self.layer.weight.mul_(-100.0)
+
+
+def test_test_after_fit_evaluates_the_best_checkpoint(tmp_path, capsys):
+    """As in Lightning 0.8 on (and 2.x): trainer.test() without a model tests the fit's best checkpoint."""
+    trainer = Trainer(max_epochs=2, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    model = WreckedAtTheEnd()
+    trainer.fit(model)
+    best = trainer.checkpoint_callback.best_model_path
+    assert best.endswith("epoch=0-step=8.ckpt")  # the wrecked epoch 1 did not improve val_loss
+    current = trainer.test(model, verbose=False)[0]["test_loss"]  # a model passed: its own (last) weights
+    assert "best checkpoint" not in capsys.readouterr().out
+    tested = trainer.test(verbose=False)[0]["test_loss"]  # loads the best weights into the model, as Lightning
+    assert "evaluates the best checkpoint of the fit" in capsys.readouterr().out
+    from_best = trainer.test(Evaluated.load_from_checkpoint(best), verbose=False)[0]["test_loss"]
+    assert tested == from_best != current
+
+
+def test_auto_mode_is_the_default_so_accuracy_is_maximised(tmp_path):
+    """0.8/0.9's mode='auto': an accuracy-like monitor is maximised without mode='max'."""
+    assert ModelCheckpoint(monitor="val_acc").mode == "max" and EarlyStopping(monitor="val_acc").mode == "max"
+    assert ModelCheckpoint(monitor="val_loss").mode == "min" and EarlyStopping().mode == "min"
+    assert ModelCheckpoint(monitor="val_acc", mode="min").mode == "min"
+
+
+def test_a_seed_era_filepath_checkpoint_monitors_val_loss(tmp_path):
+    checkpoint = ModelCheckpoint(filepath=str(tmp_path / "{epoch}-{val_loss:.3f}"), save_top_k=2)
+    Trainer(max_epochs=3, logger=False, checkpoint_callback=checkpoint, **QUIET).fit(SeedModel())
+    assert checkpoint.monitor == "val_loss" and checkpoint.best_model_score is not None
+    assert len(checkpoint.best_k_models) == 2 and all("val_loss=" in p for p in checkpoint.best_k_models)
+    with pytest.raises(MisconfigurationException, match="needs a monitor"):
+        ModelCheckpoint(dirpath=str(tmp_path), save_top_k=2)  # 2.x style: no monitor is no monitor
+
+
+def test_renamed_ignored_and_refused_seed_flags():
+    with pytest.warns(DeprecationWarning, match="val_percent_check"):
+        trainer = Trainer(train_percent_check=0.5, val_percent_check=0.25, overfit_pct=0.0, logger=False)
+    assert (trainer.limit_train_batches, trainer.limit_val_batches) == (0.5, 0.25)
+    with pytest.warns(UserWarning, match=r"log_save_interval=100\) has no effect"):
+        Trainer(log_save_interval=100, logger=False)
+    with pytest.warns(UserWarning, match="track_grad_norm"):
+        Trainer(track_grad_norm=2, logger=False)
+    for flag in ("truncated_bptt_steps", "auto_lr_find", "auto_scale_batch_size", "tpu_cores"):
+        with pytest.raises(MisconfigurationException, match=rf"Trainer\({flag}=.*not supported"):
+            Trainer(**{flag: 8 if flag != "auto_lr_find" else True})
+    with pytest.raises(MisconfigurationException, match="amp_backend='apex'"):
+        Trainer(amp_backend="apex")
+    with pytest.raises(MisconfigurationException, match="max_nb_epochs.*Did you mean `max_epochs`"):
+        Trainer(max_nb_epochs=3)
+
+
+def test_seed_flags_parse_from_the_command_line(tmp_path):
+    parser = Trainer.add_argparse_args(argparse.ArgumentParser())
+    args = parser.parse_args(["--val_percent_check", "0.1", "--weights_save_path", str(tmp_path / "w")])
+    with pytest.warns(DeprecationWarning):
+        trainer = Trainer.from_argparse_args(args, logger=False, **QUIET)
+    assert trainer.limit_val_batches == 0.1 and trainer.weights_save_path == str(tmp_path / "w")
+    trainer.fit(SeedModel(), )
+    assert os.listdir(tmp_path / "w" / "checkpoints")  # the default checkpoint went there
+
+
+class Scheduled(SeedModel):
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+    def training_step(self, batch, batch_idx):
+        # The 0.7/0.8 template's DP/DDP2 reshape, and learning-rate logging through the scheduler dicts.
+        out = super().training_step(batch, batch_idx)
+        if self.trainer.use_dp or self.trainer.use_ddp2:
+            out["loss"] = out["loss"].unsqueeze(0)
+        lr = self.trainer.lr_schedulers[0]["scheduler"].get_last_lr()[0]
+        out["log"]["lr"] = torch.tensor(lr)
+        return out
+
+
+def test_seed_era_trainer_attributes():
+    trainer = quiet_trainer(max_epochs=2)
+    model = Scheduled()
+    trainer.fit(model)
+    assert float(trainer.logged_metrics["lr"]) == pytest.approx(0.05)  # epoch 1, after one StepLR step
+    assert (trainer.use_dp, trainer.use_ddp, trainer.use_ddp2, trainer.use_amp, trainer.on_gpu) == (False,) * 5
+    assert (trainer.root_gpu, trainer.num_gpus, trainer.proc_rank, trainer.data_parallel) == (None, 0, 0, False)
+    assert trainer.lr_schedulers[0]["interval"] == "epoch" and trainer.row_log_interval == 50
+    assert not trainer.disable_validation and not trainer.testing
+    assert (model.use_dp, model.use_ddp, model.use_amp) == (False, False, False)
+    assert set(trainer.progress_bar_dict) >= {"loss"} or trainer.progress_bar_callback is None
+
+
+class OldOptimizerStep(SeedModel):
+    """0.7-era override: the 4th argument is not called optimizer_idx."""
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD([self.layer.weight], lr=0.1), torch.optim.SGD([self.layer.bias], lr=0.1)]
+
+    def training_step(self, batch, batch_idx, optimizer_idx):
+        return super().training_step(batch, batch_idx)
+
+    def optimizer_step(self, current_epoch, batch_nb, optimizer, optimizer_i, second_order_closure=None):
+        self.stepped = getattr(self, "stepped", {0: 0, 1: 0})
+        if optimizer_i == 0 or batch_nb % 2 == 0:  # the generator every batch, the discriminator every 2nd
+            optimizer.step(second_order_closure)
+            self.stepped[optimizer_i] += 1
+        optimizer.zero_grad()
+
+
+def test_an_old_optimizer_step_signature_gets_the_index_and_the_closure():
+    model = OldOptimizerStep()
+    quiet_trainer(max_epochs=1).fit(model)
+    assert model.stepped == {0: 8, 1: 4}
+
+
+class PathHparams(SeedModel):
+    def __init__(self, hparams):
+        super().__init__(lr=hparams.lr)
+        self.hparams = hparams
+
+
+def test_none_and_path_hyperparameters_survive_a_checkpoint(tmp_path):
+    hparams = argparse.Namespace(lr=0.05, gpus=None, data_dir=pathlib.Path("/data/x"), shape={1, 2})
+    trainer = Trainer(max_epochs=1, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    with pytest.warns(UserWarning, match=r"\['shape'\] are not plain data"):
+        trainer.fit(PathHparams(hparams))
+    loaded = PathHparams.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
+    assert loaded.hparams.gpus is None and loaded.hparams.data_dir == "/data/x" and loaded.hparams.lr == 0.05
