@@ -1,0 +1,116 @@
+"""``LearningRateMonitor`` (0.8/0.9: ``LearningRateLogger``): sends each optimizer's learning rate to the loggers.
+
+Names follow Lightning: ``lr-<Optimizer class>`` (``lr-<Optimizer>-1``, ``-2``... for more of
+the same class; the scheduler config's ``name`` when it has one), ``/pgN`` (or the group's
+``name``) per parameter group when there are several; ``momentum-...`` with ``log_momentum``.
+A scheduler stepped per epoch is logged at every epoch start, one stepped per optimizer step
+every ``log_every_n_steps`` steps; an optimizer without a scheduler at both. Only the hooks the
+configuration needs are registered: with ``logging_interval='epoch'`` nothing runs per batch.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from engine import Callback
+from engine.errors import MisconfigurationException
+from plugins.logger_base import logger_values
+from plugins.rank_zero import is_rank_zero
+
+
+class LearningRateMonitor(Callback):
+    """Log the learning rates (and optionally momenta) of the optimizers during ``fit``.
+
+    Args:
+        logging_interval: ``'step'`` or ``'epoch'`` to log every optimizer at that interval;
+            ``None`` (default) logs each at its scheduler's interval.
+        log_momentum: Also log ``momentum`` (or Adam's first beta) as ``momentum-<name>``.
+    """
+
+    def __init__(self, logging_interval: Optional[str] = None, log_momentum: bool = False) -> None:
+        if logging_interval not in (None, "step", "epoch"):
+            raise MisconfigurationException(
+                f"LearningRateMonitor(logging_interval={logging_interval!r}): use 'step', 'epoch' or None.")
+        self.logging_interval = logging_interval
+        self.log_momentum = log_momentum
+        #: ``(optimizer, name, interval)`` per optimizer; interval ``'step'``, ``'epoch'`` or ``'any'``.
+        self._tracked: List[Tuple[Any, str, str]] = []
+        hooks = {"on_train_start"}
+        if logging_interval != "epoch":
+            hooks.add("on_train_batch_start")
+        if logging_interval != "step":
+            hooks.add("on_train_epoch_start")
+        self.__engine_hooks__ = hooks
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Name every optimizer once; a run without a logger is an error, as in Lightning."""
+        if not trainer.loggers:
+            raise MisconfigurationException(
+                "LearningRateMonitor needs a logger: the Trainer has none (logger=False). Pass a logger, or remove "
+                "the callback.")
+        self._tracked = _name_optimizers(trainer)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        """Every ``log_every_n_steps`` optimizer steps: the step-interval rates."""
+        every = trainer.log_every_n_steps
+        if every and trainer.global_step % every == 0:
+            self._log(trainer, "step")
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """At every epoch start: the epoch-interval rates."""
+        self._log(trainer, "epoch")
+
+    def _log(self, trainer: Any, event: str) -> None:
+        stats: Dict[str, float] = {}
+        for optimizer, name, interval in self._tracked:
+            if self.logging_interval is None and interval not in (event, "any"):
+                continue
+            stats.update(self._optimizer_stats(optimizer, name))
+        if not stats:
+            return
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in stats.items()})
+        if is_rank_zero(trainer) and trainer.hooks.log_metrics is not None:
+            trainer.hooks.log_metrics(trainer, logger_values(trainer, stats), trainer.global_step)
+
+    def _optimizer_stats(self, optimizer: Any, name: str) -> Dict[str, float]:
+        groups = optimizer.param_groups
+        stats: Dict[str, float] = {}
+        for i, group in enumerate(groups):
+            suffix = f"/{group.get('name', f'pg{i + 1}')}" if len(groups) > 1 else ""
+            stats[f"{name}{suffix}"] = float(group["lr"])
+            if self.log_momentum:
+                momentum = group.get("momentum", group.get("betas", (0.0,))[0])
+                stats[f"{name.replace('lr-', 'momentum-', 1)}{suffix}"] = float(momentum)
+        return stats
+
+
+def _name_optimizers(trainer: Any) -> List[Tuple[Any, str, str]]:
+    """``(optimizer, name, interval)`` for every optimizer, named as Lightning names them."""
+    intervals: Dict[int, str] = {}
+    names: Dict[int, str] = {}
+    for config in trainer.lr_scheduler_configs:
+        scheduler = getattr(config, "scheduler", config)
+        optimizer = getattr(scheduler, "optimizer", None)
+        if optimizer is not None:
+            intervals[id(optimizer)] = getattr(config, "interval", "epoch")
+            if getattr(config, "name", None):
+                names[id(optimizer)] = config.name
+    seen: Counter = Counter()
+    tracked = []
+    for optimizer in trainer.optimizers:
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # a wrapped optimizer
+        name = names.get(id(optimizer))
+        if name is None:
+            kind = type(optimizer).__name__
+            name = f"lr-{kind}" if not seen[kind] else f"lr-{kind}-{seen[kind]}"
+            seen[kind] += 1
+        tracked.append((optimizer, name, intervals.get(id(optimizer), "any")))
+    return tracked
+
+
+#: 0.8/0.9 name.
+LearningRateLogger = LearningRateMonitor
+
+__all__ = ["LearningRateMonitor", "LearningRateLogger"]

@@ -1,0 +1,91 @@
+"""LearningRateMonitor (0.8/0.9: LearningRateLogger): learning rates reach the loggers, named as in Lightning."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import Trainer
+from engine.errors import MisconfigurationException
+from plugins import LearningRateLogger, LearningRateMonitor
+from tests.models import ModernModel
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+             num_sanity_val_steps=0, limit_val_batches=0)
+
+
+class Recorder:
+    """A duck-typed logger keeping every row."""
+
+    def __init__(self):
+        self.rows = []
+
+    def log_metrics(self, metrics, step):
+        self.rows.append((step, dict(metrics)))
+
+    def with_key(self, key):
+        return [(step, round(row[key], 6)) for step, row in self.rows if key in row]
+
+
+class EpochScheduled(ModernModel):
+    """StepLR halving per epoch (8 batches per epoch)."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+
+class StepScheduled(ModernModel):
+    """Two optimizers of one class: a per-step scheduler on the first, none on the second (two groups)."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        for opt in self.optimizers():
+            opt.zero_grad()
+        self.manual_backward(self._loss(batch)[0])
+        for opt in self.optimizers():
+            opt.step()
+        self.lr_schedulers().step()
+
+    def configure_optimizers(self):
+        first = torch.optim.SGD([self.layer.weight], lr=1.0)
+        second = torch.optim.SGD([{"params": [self.layer.bias]}, {"params": [], "lr": 0.5}], lr=0.2)
+        schedule = torch.optim.lr_scheduler.LambdaLR(first, lambda step: 1.0 / (step + 1))
+        return [first, second], [{"scheduler": schedule, "interval": "step"}]
+
+
+def test_epoch_scheduler_is_logged_at_every_epoch_start():
+    logger = Recorder()
+    Trainer(max_epochs=3, logger=logger, callbacks=[LearningRateMonitor(log_momentum=True)], **QUIET).fit(
+        EpochScheduled())
+    assert logger.with_key("lr-SGD") == [(0, 0.1), (8, 0.05), (16, 0.025)]
+    assert logger.with_key("momentum-SGD") == [(0, 0.9), (8, 0.9), (16, 0.9)]
+
+
+def test_step_scheduler_every_log_every_n_steps_and_names_of_same_class_optimizers():
+    logger = Recorder()
+    trainer = Trainer(max_epochs=1, logger=logger, log_every_n_steps=4, callbacks=[LearningRateMonitor()], **QUIET)
+    trainer.fit(StepScheduled())
+    # x = optimizer steps taken; the manual loop steps both optimizers, so global_step grows by 2 per batch.
+    assert [step for step, _ in logger.with_key("lr-SGD")] == [0, 4, 8, 12]
+    assert logger.with_key("lr-SGD")[1] == (4, round(1.0 / 3, 6))  # after two scheduler steps
+    # The second SGD, unscheduled, is logged at both intervals, each of its groups apart.
+    assert logger.with_key("lr-SGD-1/pg1")[0] == (0, 0.2) and logger.with_key("lr-SGD-1/pg2")[0] == (0, 0.5)
+    assert float(trainer.callback_metrics["lr-SGD-1/pg2"]) == 0.5
+
+
+def test_epoch_interval_registers_no_per_batch_hook_and_seed_name_works():
+    callback = LearningRateLogger(logging_interval="epoch")
+    assert isinstance(callback, LearningRateMonitor) and "on_train_batch_start" not in callback.__engine_hooks__
+    trainer = Trainer(max_epochs=1, logger=Recorder(), callbacks=[callback], **QUIET)
+    trainer.fit(EpochScheduled())
+    assert trainer.hooks.on_train_batch_start is None
+
+
+def test_without_a_logger_or_with_a_bad_interval_it_says_so():
+    with pytest.raises(MisconfigurationException, match="needs a logger"):
+        Trainer(max_epochs=1, logger=False, callbacks=[LearningRateMonitor()], **QUIET).fit(EpochScheduled())
+    with pytest.raises(MisconfigurationException, match="logging_interval='batch'"):
+        LearningRateMonitor(logging_interval="batch")
