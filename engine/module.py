@@ -11,6 +11,7 @@ from torch import nn
 
 from engine.errors import MisconfigurationException
 from engine.results import DATALOADER_SUFFIX
+from engine.seed_attributes import derived
 
 
 class AttributeDict(dict):
@@ -63,22 +64,22 @@ class LightningModule(nn.Module):
     def trainer(self, trainer: Any) -> None:
         self._trainer = trainer
 
-    @property
+    @derived
     def use_dp(self) -> bool:
         """Seed era: ``trainer.use_dp`` (always ``False``)."""
         return bool(getattr(self._trainer, "use_dp", False))
 
-    @property
+    @derived
     def use_ddp(self) -> bool:
         """Seed era: ``trainer.use_ddp`` (several processes)."""
         return bool(getattr(self._trainer, "use_ddp", False))
 
-    @property
+    @derived
     def use_ddp2(self) -> bool:
         """Seed era: ``trainer.use_ddp2`` (always ``False``)."""
         return bool(getattr(self._trainer, "use_ddp2", False))
 
-    @property
+    @derived
     def use_amp(self) -> bool:
         """Seed era: ``trainer.use_amp`` (16-bit mixed precision)."""
         return bool(getattr(self._trainer, "use_amp", False))

@@ -524,8 +524,10 @@ class Trainer(SeedTrainerAttributes):
         of the fit, not the last weights; passing a model, or ``ckpt_path``, decides otherwise.
         """
         checkpoint = self.checkpoint_callback
+        # The same decision on every rank (the ranking is kept on all of them; the file may be on rank 0's
+        # disk only): a best file that is gone is then an error naming it, not a silent test of other weights.
         best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
-        if self.lightning_module is None or not best or not os.path.isfile(best):
+        if self.lightning_module is None or not best:
             return None
         if self.is_global_zero:
             print(f"trainer.{stage}() without a model evaluates the best checkpoint of the fit, {best} "

@@ -20,10 +20,19 @@ from engine.errors import MisconfigurationException
 
 
 def resolve_mode(mode: str, monitor: Optional[str], owner: str) -> str:
-    """``mode`` checked; the seed-era ``'auto'`` becomes ``'max'`` for ``*acc*``/``fmeasure*`` metrics, else ``'min'``."""
+    """``mode`` checked; ``'auto'`` (0.8/0.9's default) becomes ``'max'`` for an accuracy or F-measure, else ``'min'``.
+
+    0.8 tested ``'acc' in name``; here the name's words are read (split at ``_ / . -``), so that
+    ``val_acc``, ``val_accuracy`` and ``fmeasure_dev`` are maximised but ``val_loss_accum`` or
+    ``accuracy_error`` are not: a word with ``loss`` or ``err`` always means smaller is better.
+    """
     if mode == "auto":
-        name = monitor or ""
-        return "max" if "acc" in name or name.startswith("fmeasure") else "min"
+        words = [w for w in re.split(r"[_/.\-]+", (monitor or "").lower()) if w]
+        if any("loss" in w or "err" in w for w in words):
+            return "min"
+        better_up = any(w.endswith(("acc", "accuracy")) or w in ("top1", "top5")
+                        or w.startswith(("acc@", "accuracy", "fmeasure", "f1")) for w in words)
+        return "max" if better_up else "min"
     if mode not in ("min", "max"):
         raise MisconfigurationException(f"{owner}(mode={mode!r}): mode must be 'min' or 'max' (or seed-era 'auto').")
     return mode
@@ -43,7 +52,8 @@ class ModelCheckpoint(Callback):
         save_top_k: Files kept: the best k (``-1``: all, ``0``: none besides ``last.ckpt``).
         save_weights_only: Save only the weights (such files load with ``load_from_checkpoint`` but cannot resume).
         mode: ``'min'`` or ``'max'``: whether a smaller or a larger monitored value is better. The default,
-            ``'auto'`` (0.8/0.9's), picks ``'max'`` for accuracy-like names (``*acc*``, ``fmeasure*``), else ``'min'``.
+            ``'auto'`` (0.8/0.9's), picks ``'max'`` for an accuracy or F-measure (``val_acc``, ``val_accuracy``,
+            ``f1``...; never a name with ``loss`` or ``err``), else ``'min'``.
         auto_insert_metric_name: Write ``epoch=3`` rather than ``3`` for ``{epoch}``.
         every_n_train_steps: Also save every N optimizer steps (mid-epoch, resumable exactly).
         every_n_epochs: Save every N epochs (default 1; 0 turns epoch saving off). Default 0 when

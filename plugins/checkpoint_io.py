@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import itertools
 import os
+import pathlib
 import pickle
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
@@ -218,6 +219,9 @@ class CheckpointIO:
             warnings.warn(f"Hyperparameters {sorted(set(hparams) - set(safe))} are not plain data and are "
                           "left out of the checkpoint (it must load with torch.load(weights_only=True)).")
         checkpoint["hyper_parameters"] = safe or {}
+        paths = sorted(k for k, v in hparams.items() if isinstance(v, os.PathLike))
+        if paths:  # stored as strings (plain data); load_from_checkpoint makes them paths again
+            checkpoint["hparams_paths"] = paths
         assigned = getattr(module, "_hparams_assigned", None)
         if assigned is not None:  # seed era, as Lightning 0.8 stored it: which argument, and of which type
             checkpoint["hparams_name"], checkpoint["hparams_type"] = "hparams", assigned
@@ -428,6 +432,9 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
     path = os.fspath(checkpoint_path)
     checkpoint = load_checkpoint_file(path, map_location=map_location)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
+    for key in checkpoint.get("hparams_paths", ()):
+        if isinstance(hparams.get(key), str):
+            hparams[key] = pathlib.Path(hparams[key])
     params = inspect.signature(cls.__init__).parameters
     name = checkpoint.get("hparams_name")
     if name in params and name not in overrides:

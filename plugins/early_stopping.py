@@ -25,8 +25,8 @@ class EarlyStopping(Callback):
         min_delta: Smallest change that counts as an improvement.
         patience: Checks without improvement before stopping.
         verbose: Print why training stops.
-        mode: ``'min'`` or ``'max'``. The default, ``'auto'`` (0.8/0.9's), picks ``'max'`` for accuracy-like
-            names (``*acc*``, ``fmeasure*``), else ``'min'``.
+        mode: ``'min'`` or ``'max'``. The default, ``'auto'`` (0.8/0.9's), picks ``'max'`` for an accuracy or
+            F-measure (``val_acc``, ``val_accuracy``, ``f1``...; never a name with ``loss`` or ``err``), else ``'min'``.
         strict: A missing metric is an error listing the metrics that exist (else a warning).
         check_finite: Stop when the metric becomes NaN or infinite.
         stopping_threshold: Stop as soon as the metric is at least this good.

@@ -1,10 +1,11 @@
 """``LearningRateMonitor`` (0.8/0.9: ``LearningRateLogger``): sends each optimizer's learning rate to the loggers.
 
-Names follow Lightning: ``lr-<Optimizer class>`` (``lr-<Optimizer>-1``, ``-2``... for more of
-the same class; the scheduler config's ``name`` when it has one), ``/pgN`` (or the group's
-``name``) per parameter group when there are several; ``momentum-...`` with ``log_momentum``.
-A scheduler stepped per epoch is logged at every epoch start, one stepped per optimizer step
-every ``log_every_n_steps`` steps; an optimizer without a scheduler at both. Only the hooks the
+Names follow Lightning 2.x: ``lr-<Optimizer class>`` (``lr-<Optimizer>-1``, ``-2``... for more of
+the same class, optimizers with a scheduler numbered first; the scheduler config's ``name`` when
+it has one), ``/pgN`` per parameter group when there are several, ``/<name>`` for a group that
+has a ``name``; ``<that>-momentum`` with ``log_momentum``. A scheduler stepped per epoch is
+logged at every epoch start, one stepped per optimizer step where step values are (every
+``log_every_n_steps`` steps, at x = the step); an optimizer without a scheduler at both. Only the hooks the
 configuration needs are registered: with ``logging_interval='epoch'`` nothing runs per batch.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ class LearningRateMonitor(Callback):
     Args:
         logging_interval: ``'step'`` or ``'epoch'`` to log every optimizer at that interval;
             ``None`` (default) logs each at its scheduler's interval.
-        log_momentum: Also log ``momentum`` (or Adam's first beta) as ``momentum-<name>``.
+        log_momentum: Also log ``momentum`` (or Adam's first beta) as ``<name>-momentum``.
     """
 
     def __init__(self, logging_interval: Optional[str] = None, log_momentum: bool = False) -> None:
@@ -37,6 +38,7 @@ class LearningRateMonitor(Callback):
         self.log_momentum = log_momentum
         #: ``(optimizer, name, interval)`` per optimizer; interval ``'step'``, ``'epoch'`` or ``'any'``.
         self._tracked: List[Tuple[Any, str, str]] = []
+        self._logged_stretch = 0
         hooks = {"on_train_start"}
         if logging_interval != "epoch":
             hooks.add("on_train_batch_start")
@@ -51,11 +53,19 @@ class LearningRateMonitor(Callback):
                 "LearningRateMonitor needs a logger: the Trainer has none (logger=False). Pass a logger, or remove "
                 "the callback.")
         self._tracked = _name_optimizers(trainer)
+        self._logged_stretch = (trainer.global_step + 1) // trainer.log_every_n_steps if trainer.log_every_n_steps else 0
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         """Every ``log_every_n_steps`` optimizer steps: the step-interval rates."""
         every = trainer.log_every_n_steps
-        if every and trainer.global_step % every == 0:
+        if not every:
+            return
+        # Once per stretch of ``every`` optimizer steps, at the steps step values go out (x = 1, 3, 5...
+        # for every=2 and one step per batch); a batch that takes several steps (manual optimization of
+        # two optimizers) logs when it enters a new stretch.
+        stretch = (trainer.global_step + 1) // every
+        if stretch > self._logged_stretch:
+            self._logged_stretch = stretch
             self._log(trainer, "step")
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
@@ -78,11 +88,12 @@ class LearningRateMonitor(Callback):
         groups = optimizer.param_groups
         stats: Dict[str, float] = {}
         for i, group in enumerate(groups):
-            suffix = f"/{group.get('name', f'pg{i + 1}')}" if len(groups) > 1 else ""
-            stats[f"{name}{suffix}"] = float(group["lr"])
+            label = group.get("name", f"pg{i + 1}") if len(groups) > 1 else group.get("name")
+            key = f"{name}/{label}" if label else name
+            stats[key] = float(group["lr"])
             if self.log_momentum:
-                momentum = group.get("momentum", group.get("betas", (0.0,))[0])
-                stats[f"{name.replace('lr-', 'momentum-', 1)}{suffix}"] = float(momentum)
+                momentum = group["betas"][0] if "betas" in group else group.get("momentum", 0.0)
+                stats[f"{key}-momentum"] = float(momentum)
         return stats
 
 
@@ -97,10 +108,12 @@ def _name_optimizers(trainer: Any) -> List[Tuple[Any, str, str]]:
             intervals[id(optimizer)] = getattr(config, "interval", "epoch")
             if getattr(config, "name", None):
                 names[id(optimizer)] = config.name
+    optimizers = [getattr(o, "optimizer", o) for o in trainer.optimizers]  # unwrapped
+    # As Lightning: the optimizers of the schedulers are named first, then the others.
+    ordered = [o for o in optimizers if id(o) in intervals] + [o for o in optimizers if id(o) not in intervals]
     seen: Counter = Counter()
     tracked = []
-    for optimizer in trainer.optimizers:
-        optimizer = getattr(optimizer, "optimizer", optimizer)  # a wrapped optimizer
+    for optimizer in ordered:
         name = names.get(id(optimizer))
         if name is None:
             kind = type(optimizer).__name__

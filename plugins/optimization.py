@@ -138,6 +138,15 @@ def _names(fn: Any) -> List[str]:
         return []
 
 
+def _positional_names(fn: Any) -> List[str]:
+    """The parameters of ``fn`` that a positional argument can fill (not ``*args``/``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 def _module_backward_caller(trainer: Any, module: Any) -> Callable[..., Any]:
     """Call the module's overridden ``backward`` with the arguments its signature asks for (0.8, 1.x or 2.x)."""
     names = _names(module.backward)
@@ -153,10 +162,12 @@ def _module_backward_caller(trainer: Any, module: Any) -> Callable[..., Any]:
 def _module_step_caller(module: Any) -> Callable[..., Any]:
     """Call the module's overridden ``optimizer_step`` in its era's signature."""
     names = _names(module.optimizer_step)
+    positional = _positional_names(module.optimizer_step)
     # Seed era: an optimizer index 4th (named optimizer_idx in 0.8/1.x, optimizer_i or anything else in
     # older code), then the closure; 2.x: optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None).
-    seed = "optimizer_idx" in names or len(names) >= 5 or any(
-        n in names for n in ("second_order_closure", "on_tpu", "using_native_amp", "using_lbfgs"))
+    seed = "optimizer_idx" in names or any(
+        n in names for n in ("second_order_closure", "on_tpu", "using_native_amp", "using_lbfgs")) or (
+        len(positional) >= 5 and "closure" not in positional[3])
     if not seed:
         return lambda epoch, batch_idx, opt, idx, closure: module.optimizer_step(epoch, batch_idx, opt, closure)
     extras = [n for n in ("on_tpu", "using_native_amp", "using_lbfgs") if n in names]

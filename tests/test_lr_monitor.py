@@ -61,16 +61,17 @@ def test_epoch_scheduler_is_logged_at_every_epoch_start():
     Trainer(max_epochs=3, logger=logger, callbacks=[LearningRateMonitor(log_momentum=True)], **QUIET).fit(
         EpochScheduled())
     assert logger.with_key("lr-SGD") == [(0, 0.1), (8, 0.05), (16, 0.025)]
-    assert logger.with_key("momentum-SGD") == [(0, 0.9), (8, 0.9), (16, 0.9)]
+    assert logger.with_key("lr-SGD-momentum") == [(0, 0.9), (8, 0.9), (16, 0.9)]  # Lightning 2.x's name
 
 
 def test_step_scheduler_every_log_every_n_steps_and_names_of_same_class_optimizers():
     logger = Recorder()
     trainer = Trainer(max_epochs=1, logger=logger, log_every_n_steps=4, callbacks=[LearningRateMonitor()], **QUIET)
     trainer.fit(StepScheduled())
-    # x = optimizer steps taken; the manual loop steps both optimizers, so global_step grows by 2 per batch.
-    assert [step for step, _ in logger.with_key("lr-SGD")] == [0, 4, 8, 12]
-    assert logger.with_key("lr-SGD")[1] == (4, round(1.0 / 3, 6))  # after two scheduler steps
+    # x = optimizer steps taken; the manual loop steps both optimizers, so global_step grows by 2 per batch
+    # and every batch that enters a new stretch of 4 steps logs (at 4, 8, 12).
+    assert [step for step, _ in logger.with_key("lr-SGD")] == [4, 8, 12]
+    assert logger.with_key("lr-SGD")[0] == (4, round(1.0 / 3, 6))  # after two scheduler steps
     # The second SGD, unscheduled, is logged at both intervals, each of its groups apart.
     assert logger.with_key("lr-SGD-1/pg1")[0] == (0, 0.2) and logger.with_key("lr-SGD-1/pg2")[0] == (0, 0.5)
     assert float(trainer.callback_metrics["lr-SGD-1/pg2"]) == 0.5
@@ -89,3 +90,19 @@ def test_without_a_logger_or_with_a_bad_interval_it_says_so():
         Trainer(max_epochs=1, logger=False, callbacks=[LearningRateMonitor()], **QUIET).fit(EpochScheduled())
     with pytest.raises(MisconfigurationException, match="logging_interval='batch'"):
         LearningRateMonitor(logging_interval="batch")
+
+
+def test_one_step_per_batch_logs_where_step_values_go_and_a_named_group_keeps_its_name():
+    """As Lightning 2.x: with log_every_n_steps=2, at x = 1, 3, 5, 7; a single named group is ``lr-SGD/<name>``."""
+
+    class NamedGroup(ModernModel):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD([{"params": self.parameters(), "name": "all"}], lr=0.1)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5),
+                                                       "interval": "step"}}
+
+    logger = Recorder()
+    Trainer(max_epochs=1, logger=logger, log_every_n_steps=2, callbacks=[LearningRateMonitor()], **QUIET).fit(
+        NamedGroup())
+    assert [step for step, _ in logger.with_key("lr-SGD/all")] == [1, 3, 5, 7]
+    assert logger.with_key("lr-SGD/all")[0] == (1, 0.05)

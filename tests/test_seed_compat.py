@@ -212,4 +212,53 @@ def test_none_and_path_hyperparameters_survive_a_checkpoint(tmp_path):
     with pytest.warns(UserWarning, match=r"\['shape'\] are not plain data"):
         trainer.fit(PathHparams(hparams))
     loaded = PathHparams.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
-    assert loaded.hparams.gpus is None and loaded.hparams.data_dir == "/data/x" and loaded.hparams.lr == 0.05
+    # A path travels as its string and comes back a path (the file stays plain data).
+    assert loaded.hparams.gpus is None and loaded.hparams.data_dir == pathlib.Path("/data/x")
+    assert torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)["hyper_parameters"][
+        "data_dir"] == "/data/x"
+
+
+def test_a_2x_optimizer_step_with_extra_kwargs_gets_the_closure():
+    class KwStep(SeedModel):
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None, *args, **kwargs):
+            self.got = (optimizer_closure, args)
+            optimizer.step(closure=optimizer_closure)
+
+    model = KwStep()
+    quiet_trainer(max_epochs=1, limit_train_batches=2).fit(model)
+    closure, args = model.got
+    assert callable(closure) and args == ()
+
+
+def test_seed_attributes_can_still_be_assigned():
+    """Code of every era assigns some of these names itself (a module's ``self.use_amp = ...``)."""
+
+    class OwnFlags(SeedModel):
+        def __init__(self):
+            super().__init__()
+            self.use_amp = "mine"
+
+    assert OwnFlags().use_amp == "mine" and SeedModel().use_amp is False
+    trainer = quiet_trainer()
+    trainer.testing = True
+    trainer.weights_save_path = "/elsewhere"
+    assert trainer.testing is True and trainer.weights_save_path == "/elsewhere"
+
+
+@pytest.mark.parametrize("name, mode", [
+    ("val_acc", "max"), ("val_accuracy", "max"), ("valacc", "max"), ("val_f1", "max"), ("fmeasure", "max"),
+    ("val_loss", "min"), ("val_loss_accum", "min"), ("accuracy_error", "min"), ("val_acc_loss", "min"),
+    ("val_accum", "min"), ("train/acc", "max"),
+])
+def test_auto_mode_reads_the_words_of_the_name(name, mode):
+    assert ModelCheckpoint(monitor=name).mode == mode == EarlyStopping(monitor=name).mode
+
+
+def test_a_best_checkpoint_that_is_gone_is_an_error_not_a_silent_test_of_other_weights(tmp_path):
+    from plugins.checkpoint_io import CheckpointError
+
+    trainer = Trainer(max_epochs=1, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    trainer.fit(Evaluated())
+    os.remove(trainer.checkpoint_callback.best_model_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        trainer.test(verbose=False)
