@@ -27,6 +27,15 @@ class AttributeDict(dict):
         self[key] = value
 
 
+def _trainer_flag(name: str, doc: str) -> derived:
+    """A module attribute that reads the trainer's ``name`` (``False`` outside a run) until assigned."""
+    def compute(module: Any) -> bool:
+        return bool(getattr(module._trainer, name, False))
+
+    compute.__name__, compute.__doc__ = name, doc
+    return derived(compute)
+
+
 class LightningModule(nn.Module):
     """Research code: the model (``forward``), one step of training, and its optimizers.
 
@@ -64,25 +73,11 @@ class LightningModule(nn.Module):
     def trainer(self, trainer: Any) -> None:
         self._trainer = trainer
 
-    @derived
-    def use_dp(self) -> bool:
-        """Seed era: ``trainer.use_dp`` (always ``False``)."""
-        return bool(getattr(self._trainer, "use_dp", False))
-
-    @derived
-    def use_ddp(self) -> bool:
-        """Seed era: ``trainer.use_ddp`` (several processes)."""
-        return bool(getattr(self._trainer, "use_ddp", False))
-
-    @derived
-    def use_ddp2(self) -> bool:
-        """Seed era: ``trainer.use_ddp2`` (always ``False``)."""
-        return bool(getattr(self._trainer, "use_ddp2", False))
-
-    @derived
-    def use_amp(self) -> bool:
-        """Seed era: ``trainer.use_amp`` (16-bit mixed precision)."""
-        return bool(getattr(self._trainer, "use_amp", False))
+    # Seed era: the trainer's flags, which 0.8 copied onto the module (assignable, as they were).
+    use_dp = _trainer_flag("use_dp", "Seed era: ``trainer.use_dp`` (always ``False``).")
+    use_ddp = _trainer_flag("use_ddp", "Seed era: ``trainer.use_ddp`` (several processes).")
+    use_ddp2 = _trainer_flag("use_ddp2", "Seed era: ``trainer.use_ddp2`` (always ``False``).")
+    use_amp = _trainer_flag("use_amp", "Seed era: ``trainer.use_amp`` (16-bit mixed precision).")
 
     @property
     def device(self) -> torch.device:

@@ -286,6 +286,9 @@ class Trainer(SeedTrainerAttributes):
         self.num_test_batches: List[Union[int, float]] = []
         self.num_predict_batches: List[Union[int, float]] = []
         self.ckpt_path: Optional[str] = None
+        #: Whether the running ``validate``/``test``/``predict`` call was given a model (else it runs the
+        #: trainer's own, and the checkpoint plugin may pick the fit's best weights, as Lightning does).
+        self.model_given = True
         self._loaders_given: Dict[str, Any] = {}
         self._train_results = ResultCollection(self.state, training=True)
         self._eval_results = ResultCollection(self.state, training=False)
@@ -502,8 +505,7 @@ class Trainer(SeedTrainerAttributes):
                   verbose: bool = False) -> Any:
         if _looks_like_datamodule(dataloaders) and datamodule is None:
             datamodule, dataloaders = dataloaders, None
-        if model is None and ckpt_path is None:
-            ckpt_path = self._best_after_fit(stage)
+        self.model_given = model is not None
         model = model if model is not None else self.lightning_module
         if model is None:
             raise MisconfigurationException(f"trainer.{stage}() needs a model: pass trainer.{stage}(model, ...).")
@@ -516,23 +518,6 @@ class Trainer(SeedTrainerAttributes):
             if table:
                 print(table)
         return self._run_results
-
-    def _best_after_fit(self, stage: str) -> Optional[str]:
-        """``'best'`` when ``validate``/``test``/``predict`` get no model after a fit that saved a best checkpoint.
-
-        As in Lightning (0.8 on, and 2.x): ``trainer.test()`` after ``fit`` evaluates the best model
-        of the fit, not the last weights; passing a model, or ``ckpt_path``, decides otherwise.
-        """
-        checkpoint = self.checkpoint_callback
-        # The same decision on every rank (the ranking is kept on all of them; the file may be on rank 0's
-        # disk only): a best file that is gone is then an error naming it, not a silent test of other weights.
-        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
-        if self.lightning_module is None or not best:
-            return None
-        if self.is_global_zero:
-            print(f"trainer.{stage}() without a model evaluates the best checkpoint of the fit, {best} "
-                  f"(as Lightning does); pass ckpt_path='last' or a path, or the model, to choose otherwise.")
-        return "best"
 
     def _run(self, model: Any, datamodule: Any, stage: str, body: Any) -> None:
         from engine.module import LightningModule

@@ -302,6 +302,8 @@ class CheckpointIO:
         """Restore ``trainer.ckpt_path`` once the model is placed and the optimizers exist."""
         self._open_epoch = None
         self._pending = None
+        if trainer.ckpt_path is None and stage != "fit" and not trainer.model_given:
+            trainer.ckpt_path = self._best_after_fit(trainer, stage)
         path = self.resolve_ckpt_path(trainer, trainer.ckpt_path, stage)
         if path is None:
             if stage == "fit":
@@ -317,6 +319,23 @@ class CheckpointIO:
             if trainer.hooks.on_load_checkpoint is not None:
                 trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
             load_weights(pl_module, checkpoint["state_dict"], path)
+
+    def _best_after_fit(self, trainer: Any, stage: str) -> Optional[str]:
+        """``'best'`` for ``validate``/``test``/``predict`` without a model after a fit that ranked a best file.
+
+        As in Lightning (0.8 on, and 2.x): ``trainer.test()`` after ``fit`` evaluates the best model
+        of the fit, not the last weights; passing a model, or ``ckpt_path``, decides otherwise. The
+        decision is the same on every rank (the ranking is kept on all of them, the file may be on
+        rank zero's disk only), and a best file that is gone is an error naming it.
+        """
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        if not best:
+            return None
+        if trainer.is_global_zero:
+            print(f"trainer.{stage}() without a model evaluates the best checkpoint of the fit, {best} "
+                  f"(as Lightning does); pass ckpt_path='last' or a path, or the model, to choose otherwise.")
+        return "best"
 
     def resolve_ckpt_path(self, trainer: Any, ckpt_path: Any, stage: str) -> Optional[str]:
         """A file path for ``ckpt_path`` (``None``, a path, ``'last'`` or ``'best'``)."""

@@ -1,4 +1,4 @@
-"""Helpers for the core's tests: a quiet Trainer and a callback that records every event."""
+"""Helpers for the core's tests: a quiet Trainer, a callback that records every event, a recording logger."""
 from __future__ import annotations
 
 import inspect
@@ -42,3 +42,17 @@ class Recorder(Callback):
 for _name, _value in list(vars(Callback).items()):
     if _name.startswith("on_") or _name in ("setup", "teardown"):
         setattr(Recorder, _name, _recorder(_name))
+
+
+class Recorder:
+    """A duck-typed logger keeping every ``log_metrics`` call as it came."""
+
+    def __init__(self) -> None:
+        self.rows: list = []
+
+    def log_metrics(self, metrics: Any, step: int) -> None:
+        self.rows.append((step, dict(metrics)))
+
+    def with_key(self, key: str) -> list:
+        """``(step, value)`` of every row holding ``key``."""
+        return [(step, row[key]) for step, row in self.rows if key in row]

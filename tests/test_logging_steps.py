@@ -13,20 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engine import LightningModule, Trainer
 from engine.errors import MisconfigurationException
 from plugins import CSVLogger, TensorBoardLogger
-
-
-class Recorder:
-    """A duck-typed logger keeping every ``log_metrics`` call as it came."""
-
-    def __init__(self):
-        self.rows = []
-
-    def log_metrics(self, metrics, step):
-        self.rows.append((step, dict(metrics)))
-
-    def with_key(self, key):
-        """``(step, value)`` of every row holding ``key``."""
-        return [(step, row[key]) for step, row in self.rows if key in row]
+from tests.core_support import Recorder
 
 
 class Indexed(LightningModule):

@@ -7,23 +7,18 @@ import torch
 from engine import Trainer
 from engine.errors import MisconfigurationException
 from plugins import LearningRateLogger, LearningRateMonitor
+from tests import core_support
 from tests.models import ModernModel
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
              num_sanity_val_steps=0, limit_val_batches=0)
 
 
-class Recorder:
-    """A duck-typed logger keeping every row."""
-
-    def __init__(self):
-        self.rows = []
-
-    def log_metrics(self, metrics, step):
-        self.rows.append((step, dict(metrics)))
+class Recorder(core_support.Recorder):
+    """The shared recorder, its values rounded to 6 decimals (learning rates are products of floats)."""
 
     def with_key(self, key):
-        return [(step, round(row[key], 6)) for step, row in self.rows if key in row]
+        return [(step, round(value, 6)) for step, value in super().with_key(key)]
 
 
 class EpochScheduled(ModernModel):
