@@ -44,7 +44,7 @@ for _name, _value in list(vars(Callback).items()):
         setattr(Recorder, _name, _recorder(_name))
 
 
-class Recorder:
+class RecordingLogger:
     """A duck-typed logger keeping every ``log_metrics`` call as it came."""
 
     def __init__(self) -> None:

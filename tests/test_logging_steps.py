@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engine import LightningModule, Trainer
 from engine.errors import MisconfigurationException
 from plugins import CSVLogger, TensorBoardLogger
-from tests.core_support import Recorder
+from tests.core_support import RecordingLogger as Recorder
 
 
 class Indexed(LightningModule):

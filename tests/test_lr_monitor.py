@@ -14,7 +14,7 @@ QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_check
              num_sanity_val_steps=0, limit_val_batches=0)
 
 
-class Recorder(core_support.Recorder):
+class Recorder(core_support.RecordingLogger):
     """The shared recorder, its values rounded to 6 decimals (learning rates are products of floats)."""
 
     def with_key(self, key):
