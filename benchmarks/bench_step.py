@@ -33,7 +33,6 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,7 @@ import itertools
 import math
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import torch
 

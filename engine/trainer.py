@@ -5,11 +5,11 @@ import inspect
 import os
 import sys
 from types import TracebackType
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
 from engine.loop import FitLoop, num_batches, run_evaluation
-from engine.registry import TIERS, PluginRegistry, entry_points
+from engine.registry import PluginRegistry, entry_points
 from engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from engine.seed_attributes import SeedTrainerAttributes
 from engine.seed_flags import resolve_seed_flags

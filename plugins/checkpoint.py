@@ -203,8 +203,7 @@ class ModelCheckpoint(Callback):
         self._validated = True
         (step, batch_idx), paths = self._written
         if step == state.global_step and batch_idx == state.batch_idx:
-            for path in paths:
-                trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
+            self._rewrite(trainer, paths)
             return
         due = bool(self.every_n_epochs) and (state.epoch + 1) % self.every_n_epochs == 0
         # A stop asked for in this validation (EarlyStopping) ends the epoch: its save waits for the epoch's end.
@@ -226,8 +225,7 @@ class ModelCheckpoint(Callback):
             # Saved at this step by a validation that turned out to be the epoch's last (the data ran out,
             # a stop): rewritten now, so that they resume after the epoch-end hooks, not ranked twice.
             self._deferred = False
-            for path in paths:
-                trainer.save_checkpoint(path, self.save_weights_only if path != self.last_model_path else False)
+            self._rewrite(trainer, paths)
             return
         stale = (due and not self._deferred and self.monitor is not None and self._ranked_value is not None
                  and trainer.callback_metrics.get(self.monitor) is self._ranked_value)
@@ -338,6 +336,11 @@ class ModelCheckpoint(Callback):
             raise
         self._last_written_step = trainer.state.global_step
         return path
+
+    def _rewrite(self, trainer: Any, paths: List[str]) -> None:
+        """Write the files of the last save again, at the loop's current position (same names, same ranking)."""
+        for path in paths:
+            self._write(trainer, path, self.save_weights_only if path != self.last_model_path else False)
 
     def _write(self, trainer: Any, path: str, weights_only: bool) -> None:
         trainer.save_checkpoint(path, weights_only)

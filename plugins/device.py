@@ -9,7 +9,7 @@ plugin reads the same config to decide how many processes to start.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 
