@@ -6,14 +6,18 @@ Usage::
     python benchmarks/bench_step.py --quick         # fewer batches and repeats (a smoke run)
     python benchmarks/bench_step.py --feed list     # only the pre-built-batches run
     python benchmarks/bench_step.py --processes 3 --repeats 5   # rounds in 3 fresh processes, pooled
+    python benchmarks/bench_step.py --method rounds  # ratios to the plain loop's own run of each round
 
 One process, one torch thread. Every contender trains the same 32->64->10 MLP (batch 32,
 SGD) for ``--epochs`` epochs of ``--batches`` batches. Contenders run interleaved
 (A B C ... A B C ...) after one warm-up round; each prints the median µs per step over
-``--repeats`` rounds and the median of its per-round ratio to the plain loop of the same
-round. Targets (checked here, never in unit tests) are printed as PASS/FAIL and the exit
-status is 1 when one fails. Per-step time covers whole epochs (see ``common.py``), so
-per-epoch work — checkpoints, logger flushes — counts. Time is the process's CPU time by
+``--repeats`` rounds and the median of its per-round ratio to the plain loop: by default
+the plain loop that ran in alternation with the contender, every 20 batches, inside its own
+run (``--method paired``, see ``paired.py``: the machine's drift cancels out), or the plain
+loop's own run of the same round (``--method rounds``). Targets (checked here, never in
+unit tests) are printed as PASS/FAIL and the exit status is 1 when one fails. Per-step time
+covers whole epochs (see ``common.py``), so per-epoch work — checkpoints, logger flushes —
+counts. Time is the process's CPU time by
 default (``--clock wall`` for wall time): on a shared machine, waiting for a core is noise.
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ from torch.nn import functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import TimedBatches, TimedLoader, make_batches, make_net, per_step_us  # noqa: E402
+from paired import PairedBatches, PairedLoader, twin_batches  # noqa: E402
 
 #: Ratio-to-plain targets, by contender name.
 TARGETS: Dict[str, float] = {
@@ -235,52 +240,83 @@ def contenders(feed: str) -> List[Tuple[str, Runner]]:
 # measurement
 # ---------------------------------------------------------------------------------------
 
-def measure(runner: Runner, feed: str, batches: List[Any], epochs: int) -> float:
-    """Run ``runner`` once on fresh data; return µs per step over epochs 2..E-1."""
-    data = TimedBatches(batches) if feed == "list" else TimedLoader(batches)
+#: ``{contender: [µs per step, one per round]}``.
+Times = Dict[str, List[float]]
+
+
+def measure(runner: Runner, feed: str, batches: List[Any], epochs: int,
+            twins: Optional[List[Any]] = None) -> Tuple[float, float]:
+    """Run ``runner`` once on fresh data: ``(µs per step, the paired plain loop's µs per step)`` over epochs 2..E-1.
+
+    ``twins`` (copies of ``batches``, see ``paired.py``) selects the paired method; without them
+    the second value is ``nan`` (the rounds method's reference is the plain loop's own run).
+    """
+    method = "rounds" if twins is None else "paired"
+    if twins is not None:
+        data: Any = PairedBatches(batches, twins) if feed == "list" else PairedLoader(batches)
+    else:
+        data = TimedBatches(batches) if feed == "list" else TimedLoader(batches)
     gc.collect()
     with tempfile.TemporaryDirectory() as root:
         runner(data, epochs, root)
     if len(data.starts) < epochs:
         raise RuntimeError(f"expected {epochs} epochs to start, saw {len(data.starts)}")
     # Lightning iterates a plain iterable once before training to check it: keep the epochs' starts.
+    if method == "paired":
+        data.keep_last(epochs)
+        return data.per_step_us(len(batches))
     data.starts = data.starts[-epochs:]
-    return per_step_us(data, len(batches))
+    return per_step_us(data, len(batches)), math.nan
 
 
-def collect(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[str] = None) -> Dict[str, List[float]]:
-    """Interleaved rounds of every contender in this process: contender -> µs per step, one per round.
+def collect(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional[str] = None,
+            method: str = "paired") -> Tuple[Times, Times]:
+    """Interleaved rounds of every contender in this process: ``(times, references)``.
 
-    ``only``: keep the two plain loops and the contenders whose name contains this text.
+    ``times[name]`` holds the contender's µs per step, one per round; ``references[name]`` the
+    plain loop's µs per step its ratios are taken against, paired by position: the plain loop's
+    run of the same round (``rounds``), or the plain loop run in alternation inside the
+    contender's own run (``paired``). ``only``: keep the two plain loops and the contenders whose
+    name contains this text.
     """
     batches = make_batches(n_batches)
+    twins = twin_batches(batches) if method == "paired" else None
     runners = contenders(feed)
     if only:
         runners = [c for c in runners if c[0] in (PLAIN, PLAIN_MODULE) or only.lower() in c[0].lower()]
     for _, runner in runners:  # warm-up round: imports, allocator, caches
-        measure(runner, feed, batches, epochs)
-    times: Dict[str, List[float]] = {name: [] for name, _ in runners}
+        measure(runner, feed, batches, epochs, twins)
+    times: Times = {name: [] for name, _ in runners}
+    paired: Times = {name: [] for name, _ in runners}
     for _ in range(repeats):
         for name, runner in runners:
-            times[name].append(measure(runner, feed, batches, epochs))
-    return times
+            own, plain = measure(runner, feed, batches, epochs, twins)
+            times[name].append(own)
+            paired[name].append(plain)
+    if method == "paired":
+        return times, paired
+    return times, {name: times[PLAIN] for name in times}
 
 
-def report(feed: str, times: Dict[str, List[float]], n_batches: int, epochs: int, how: str) -> bool:
-    """Print the table of ``times`` (rounds paired by position); return True if every target holds."""
+def report(feed: str, times: Times, references: Times, n_batches: int, epochs: int, how: str,
+           method: str = "paired") -> bool:
+    """Print the table of ``times`` against ``references`` (see :func:`collect`); True if every target holds."""
     what = "pre-built batches in a list" if feed == "list" else "a DataLoader (batch 32, no workers)"
     print(f"\n== {what}: {n_batches} batches/epoch, {epochs} epochs (timed: {epochs - 2}), {how} ==")
-    print("+µs and ratio: to the plain loop of the same round (medians over rounds); module: ratio to the plain "
-          "loop calling\nthe module's training_step (the trainer's own cost). Targets are checked on the ratio "
-          "to the plain loop.")
+    against = ("the plain loop run in alternation with it" if method == "paired"
+               else "the plain loop of the same round")
+    print(f"+µs and ratio: to {against} (medians over rounds); module: ratio to the plain loop calling\n"
+          "the module's training_step (the trainer's own cost). Targets are checked on the ratio to the plain loop.")
     print("spread: interquartile range of the per-round ratios to the plain loop.")
     print(f"{'contender':44s} {'µs/step':>8s} {'+µs':>7s} {'ratio':>7s} {'spread':>7s} {'module':>7s}  target")
+    ratios = {name: [t / r for t, r in zip(times[name], references[name])] for name in times}
     ok = True
     for name in times:
         us = statistics.median(times[name])
-        extra = statistics.median(t - r for t, r in zip(times[name], times[PLAIN]))
-        ratio = _median_ratio(times[name], times[PLAIN])
-        module_ratio = _median_ratio(times[name], times[PLAIN_MODULE]) if PLAIN_MODULE in times else math.nan
+        extra = statistics.median(t - r for t, r in zip(times[name], references[name]))
+        ratio = statistics.median(ratios[name])
+        module_ratio = (statistics.median(a / b for a, b in zip(ratios[name], ratios[PLAIN_MODULE]))
+                        if PLAIN_MODULE in ratios else math.nan)
         target = TARGETS.get(name)
         verdict = ""
         if target is not None:
@@ -288,9 +324,9 @@ def report(feed: str, times: Dict[str, List[float]], n_batches: int, epochs: int
             ok &= passed
             verdict = (f"<= {target:.2f}x {'PASS' if passed else 'FAIL'}"
                        f" (module ratio {'PASS' if module_ratio <= target else 'FAIL'})")
-        spread = _spread([t / r for t, r in zip(times[name], times[PLAIN])])
+        spread = _spread(ratios[name])
         print(f"{name:44s} {us:8.1f} {extra:+7.1f} {ratio:6.3f}x {spread:7.3f} {module_ratio:6.3f}x  {verdict}")
-    warning = noise_warning(times)
+    warning = noise_warning(times, references if method == "paired" else None)
     if warning:
         print(f"\nWARNING: {warning}")
     return ok
@@ -299,27 +335,48 @@ def report(feed: str, times: Dict[str, List[float]], n_batches: int, epochs: int
 #: Above this, the rounds disagree by more than the margins the targets are about (on the project's
 #: machine, idle, the plain loop's rounds spread by about 1% and the two reference loops differ by 1-2%).
 NOISE_LIMIT = 0.03
+#: The paired method's self-check: the plain loop measured against the plain loop run in alternation
+#: with it must come out within this of 1 (the method itself must not favour either side), and its
+#: per-run ratios must not spread by more than this (0.4-0.8% on a quiet day; the targets' margins
+#: are often less than a per cent).
+PAIRED_BIAS_LIMIT = 0.01
 
 
-def noise_warning(times: Dict[str, List[float]]) -> Optional[str]:
+def noise_warning(times: Times, paired: Optional[Times] = None) -> Optional[str]:
     """A sentence saying why this machine was too noisy for the verdicts to mean much, or ``None``.
 
-    Two signs, both independent of hookloop: the plain loop's own rounds spread widely, or the two
-    reference loops (which differ by one Python method call) differ by more than that call costs.
+    Signs independent of hookloop: the two reference loops (which differ by one Python method
+    call) differ by more than that call costs; and, for rounds (``paired`` is ``None``), the
+    plain loop's own rounds spread widely, or, for the paired method (``paired`` holds each run's
+    alternating plain loop), the plain loop against its alternating twin is off 1 or spreads.
     """
     plain = times[PLAIN]
     reasons = []
-    relative = _spread(plain) / statistics.median(plain)
-    if relative > NOISE_LIMIT:
-        reasons.append(f"the plain loop's rounds spread by {relative:.1%} (interquartile range / median)")
-    if PLAIN_MODULE in times:
-        references = _median_ratio(times[PLAIN_MODULE], plain)
-        if abs(references - 1) > NOISE_LIMIT:
-            reasons.append(f"the loop calling the module's training_step measured {references:.3f}x the plain loop")
+    if paired is None:
+        relative = _spread(plain) / statistics.median(plain)
+        if relative > NOISE_LIMIT:
+            reasons.append(f"the plain loop's rounds spread by {relative:.1%} (interquartile range / median; "
+                           f"limit {NOISE_LIMIT:.0%})")
+        references = _median_ratio(times[PLAIN_MODULE], plain) if PLAIN_MODULE in times else 1.0
+    else:
+        twins = [t / r for t, r in zip(plain, paired[PLAIN])]
+        self_check = statistics.median(twins)
+        if abs(self_check - 1) > PAIRED_BIAS_LIMIT:
+            reasons.append(f"the plain loop measured {self_check:.3f}x the plain loop alternating with it "
+                           f"(limit: {PAIRED_BIAS_LIMIT:.0%} off 1)")
+        if _spread(twins) > PAIRED_BIAS_LIMIT:
+            reasons.append(f"the plain loop's ratios to its alternating twin spread by {_spread(twins):.1%} "
+                           f"(limit {PAIRED_BIAS_LIMIT:.0%})")
+        references = (statistics.median(
+            (m / pm) / (t / r) for m, pm, t, r in zip(times[PLAIN_MODULE], paired[PLAIN_MODULE], plain, paired[PLAIN]))
+            if PLAIN_MODULE in times else 1.0)
+    if abs(references - 1) > NOISE_LIMIT:
+        reasons.append(f"the loop calling the module's training_step measured {references:.3f}x the plain loop "
+                       f"(limit: {NOISE_LIMIT:.0%} off 1)")
     if not reasons:
         return None
-    return ("this machine was noisy: " + "; ".join(reasons) + f" (limit {NOISE_LIMIT:.0%}). Differences of a few "
-            "per cent, and the PASS/FAIL verdicts above, are not reliable; run again on an idle machine.")
+    return ("this machine was noisy: " + "; ".join(reasons) + ". Differences of a few per cent, and the PASS/FAIL "
+            "verdicts above, are not reliable; run again on an idle machine.")
 
 
 def _spread(values: List[float]) -> float:
@@ -330,25 +387,28 @@ def _spread(values: List[float]) -> float:
     return q3 - q1
 
 
-def collect_in_processes(feed: str, args: argparse.Namespace) -> Dict[str, List[float]]:
+def collect_in_processes(feed: str, args: argparse.Namespace) -> Tuple[Times, Times]:
     """:func:`collect` in ``args.processes`` fresh interpreters, one after the other; their rounds pooled.
 
     Where objects land in memory differs from process to process, and a trainer's Python objects,
     touched between torch's kernels, are sensitive to it: in one process all rounds share one
     layout, so fresh processes sample what rounds cannot.
     """
-    pooled: Dict[str, List[float]] = {}
+    pooled: Times = {}
+    pooled_references: Times = {}
     for _ in range(args.processes):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "times.json")
             command = [sys.executable, os.path.abspath(__file__), "--feed", feed, "--batches", str(args.batches),
                        "--epochs", str(args.epochs), "--repeats", str(args.repeats), "--clock", args.clock,
-                       "--times-to", out] + (["--only", args.only] if args.only else [])
+                       "--method", args.method, "--times-to", out] + (["--only", args.only] if args.only else [])
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             with open(out) as f:
-                for name, values in json.load(f).items():
-                    pooled.setdefault(name, []).extend(values)
-    return pooled
+                saved = json.load(f)
+            for name, values in saved["times"].items():
+                pooled.setdefault(name, []).extend(values)
+                pooled_references.setdefault(name, []).extend(saved["references"][name])
+    return pooled, pooled_references
 
 
 def _median_ratio(times: List[float], reference: List[float]) -> float:
@@ -380,6 +440,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="cpu: CPU time of the process (default; steady on a shared machine); wall: wall time")
     parser.add_argument("--processes", type=int, default=1,
                         help="run the rounds in this many fresh processes, one after the other, and pool them")
+    parser.add_argument("--method", choices=("paired", "rounds"), default="paired",
+                        help="paired (default): each run alternates every 20 batches with a plain loop, the ratio's "
+                             "reference (see paired.py); rounds: ratios to the plain loop's run of the same round")
     parser.add_argument("--times-to", help=argparse.SUPPRESS)  # a worker of --processes: write the times here
     args = parser.parse_args(argv)
     if args.quick:
@@ -394,18 +457,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}, 1 thread, {args.clock} clock, "
           f"CPU: {_cpu_model()}")
     if args.times_to:
+        times, references = collect(args.feed, args.batches, args.epochs, args.repeats, args.only, args.method)
         with open(args.times_to, "w") as f:
-            json.dump(collect(args.feed, args.batches, args.epochs, args.repeats, args.only), f)
+            json.dump({"times": times, "references": references}, f)
         return 0
     ok = True
     for feed in (("list", "loader") if args.feed == "both" else (args.feed,)):
         if args.processes > 1:
-            times = collect_in_processes(feed, args)
+            times, references = collect_in_processes(feed, args)
             how = f"median of {args.processes} processes x {args.repeats} interleaved rounds"
         else:
-            times = collect(feed, args.batches, args.epochs, args.repeats, args.only)
+            times, references = collect(feed, args.batches, args.epochs, args.repeats, args.only, args.method)
             how = f"median of {args.repeats} interleaved rounds"
-        ok &= report(feed, times, args.batches, args.epochs, how)
+        if args.method == "paired":
+            how += ", each run paired with a plain loop"
+        ok &= report(feed, times, references, args.batches, args.epochs, how, args.method)
     print("\nALL TARGETS PASS" if ok else "\nSOME TARGETS FAIL")
     return 0 if ok else 1
 

@@ -14,11 +14,16 @@ Callers pass the spec's arguments positionally, in the spec's order.
 
 ``Dispatch.wrap`` (default ``None``) lets a tool such as the profiler wrap every
 implementation and every event when the dispatch is built; unset, it costs nothing.
+
+The training loop tests the events around each training step in two groups
+(:data:`EVENT_GROUPS`): one test per group per batch when nothing listens, the events one by one
+when something does. ``Dispatch.watch`` tells a plugin that derives something from the dispatch
+when it is rebuilt, so that it need not compare ``built`` at every call.
 """
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from engine.errors import did_you_mean
 
@@ -26,12 +31,27 @@ if TYPE_CHECKING:
     from engine.registry import PluginRegistry
 
 
+#: ``group -> events``: after every build, ``dispatch.<group>`` is True when any of the events
+#: has an implementation. The loop tests a group once per batch and its events only if it is True;
+#: a plugin registered by one of the group's handlers is still called at its event in that batch.
+EVENT_GROUPS: Dict[str, Tuple[str, ...]] = {
+    "any_before_training_step": ("on_batch_start", "on_train_batch_start", "transfer_batch_to_device"),
+    "any_after_training_step": ("on_train_batch_end", "on_batch_end"),
+}
+
+
 class Dispatch:
     """One attribute per event: ``None`` (no implementation) or a callable taking the spec's arguments positionally."""
+
+    #: See :data:`EVENT_GROUPS`.
+    any_before_training_step: bool
+    #: See :data:`EVENT_GROUPS`.
+    any_after_training_step: bool
 
     def __init__(self, registry: "PluginRegistry") -> None:
         self._registry = registry
         self._names: List[str] = []
+        self._watchers: List[Callable[[], None]] = []
         #: Extension point (the profiler uses it): ``wrap(event, impl, function) -> function`` is
         #: applied, when the dispatch is built, to every implementation's function (``impl`` is
         #: pluggy's ``HookImpl``) and then to the event's combined caller (``impl`` is ``None``).
@@ -55,7 +75,25 @@ class Dispatch:
             fn = _build(caller, spec.argnames, bool(spec.opts.get("firstresult")), name, self.wrap)
             self.__dict__[name] = fn if fn is None or self.wrap is None else self.wrap(name, None, fn)
             self._names.append(name)
+        for group, events in EVENT_GROUPS.items():
+            self.__dict__[group] = any(self.__dict__.get(event) is not None for event in events)
         self.built = object()
+        for callback in tuple(self._watchers):
+            callback()
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after every rebuild from now on; returns the function that stops it.
+
+        For a plugin that derives something from the dispatch (``hooks.backward is mine``) on its
+        hot path: it marks that stale when told, instead of comparing ``built`` at every call.
+        """
+        self._watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return unwatch
 
     def call(self, name: str, *args: Any) -> Any:
         """Call event ``name`` with positional ``args`` (a convenience off the hot path).

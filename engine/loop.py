@@ -209,16 +209,18 @@ class FitLoop:
         for batch_idx, batch in enumerate(epoch, start):
             state.batch_idx = batch_idx
             # No re-read of ``trainer.hooks`` per batch: the Dispatch is rebuilt in place when a
-            # plugin registers mid-run, so ``hooks`` is always current.
-            # Lightning's order: the seed-era event first at the start, last at the end.
-            if hooks.on_batch_start is not None:
-                hooks.on_batch_start(trainer, module)
-            if hooks.on_train_batch_start is not None:
-                hooks.on_train_batch_start(trainer, module, batch, batch_idx)
+            # plugin registers mid-run, so ``hooks`` is always current. The events around the step
+            # are tested one by one only when their group has a listener (see EVENT_GROUPS).
+            if hooks.any_before_training_step:
+                # Lightning's order: the seed-era event first at the start, last at the end.
+                if hooks.on_batch_start is not None:
+                    hooks.on_batch_start(trainer, module)
+                if hooks.on_train_batch_start is not None:
+                    hooks.on_train_batch_start(trainer, module, batch, batch_idx)
+                if hooks.transfer_batch_to_device is not None and not state.skip_rest_of_epoch:
+                    batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
             if state.skip_rest_of_epoch:
                 break
-            if hooks.transfer_batch_to_device is not None:
-                batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
             # Read, then called: a method-style call on an instance attribute is not specialised.
             run_batch = hooks.run_training_batch
             state.batch = batch  # self.log infers the batch size of epoch means from it
@@ -226,18 +228,18 @@ class FitLoop:
             if outputs is SKIPPED_BATCH:  # the step returned None: nothing to report
                 outputs = None
             state.last_outputs = outputs
-            if hooks.on_train_batch_end is not None:
-                hooks.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
-            if hooks.on_batch_end is not None:
-                hooks.on_batch_end(trainer, module)
-            stopping = state.should_stop and self.stop_allowed
+            if hooks.any_after_training_step:
+                if hooks.on_train_batch_end is not None:
+                    hooks.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+                if hooks.on_batch_end is not None:
+                    hooks.on_batch_end(trainer, module)
             # Lightning validates every `val_every` batches, and at once when asked to stop.
-            if validate_now and ((offset + batch_idx + 1) % val_every == 0 or stopping):
+            if validate_now and ((offset + batch_idx + 1) % val_every == 0 or (state.should_stop and self.stop_allowed)):
+                stopping = state.should_stop and self.stop_allowed
                 state.epoch_ending = stopping or batch_idx + 1 >= total or state.global_step >= max_steps
                 self._validate()
                 validated_at = batch_idx
-                stopping = state.should_stop and self.stop_allowed
-            if stopping or state.global_step >= max_steps:
+            if (state.should_stop and self.stop_allowed) or state.global_step >= max_steps:
                 break
         else:
             if epoch is not batches:

@@ -237,10 +237,12 @@ class OptimizationPlugin:
     def __init__(self) -> None:
         self._fast = False
         self._own: Tuple[Any, Any, Any] = (None, None, None)
-        # Whether the fast path may call torch directly, and for which build of the dispatch.
+        # Whether the fast path may call torch directly; decided again after every rebuild of the
+        # dispatch, which clears ``_ready`` (``Dispatch.watch``).
         self._bare = False
         self._wrap_loss = True
-        self._bare_for: Any = None
+        self._ready = False
+        self._unwatch: Optional[Callable[[], None]] = None
         # The ``training_step`` hook's direct form (``finish``) and the plugin offering it, when used.
         self._direct_finish: Optional[Callable[[Any], Any]] = None
         self._direct_owner: Optional[str] = None
@@ -308,7 +310,9 @@ class OptimizationPlugin:
         # This plugin's own backward/step/zero_grad as the dispatch holds them (see ``_optimize``).
         self._own = (_own_impls(self, trainer) if self._fast and self._module_backward is None
                      and self._module_zero_grad is None else (None, None, None))
-        self._bare_for = None  # ask _is_bare again at the next batch
+        self._ready = False  # ask _is_bare again at the next batch
+        if self._unwatch is None:
+            self._unwatch = trainer.registry.dispatch.watch(self._dispatch_rebuilt)
         if not self._manual:
             for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
                 opt.zero_grad()
@@ -350,7 +354,7 @@ class OptimizationPlugin:
         self._batches_seen = trainer.state.global_step
         # Every plugin's ``configure_model`` has run (DDP may have wrapped the module): decide the
         # fast path again at the first batch.
-        self._bare_for = None
+        self._ready = False
 
     @hookimpl
     def on_train_epoch_start(self, trainer: Any) -> None:
@@ -360,7 +364,10 @@ class OptimizationPlugin:
 
     @hookimpl
     def teardown(self, trainer: Any, stage: str) -> None:
-        """Turn anomaly detection back to what it was before ``fit``."""
+        """Turn anomaly detection back to what it was before ``fit``; stop watching the dispatch."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._anomaly_before is not None:
             torch.autograd.set_detect_anomaly(self._anomaly_before)
             self._anomaly_before = None
@@ -374,11 +381,10 @@ class OptimizationPlugin:
         is written out here rather than in helpers: it runs once per batch, and on a small model
         every bytecode on it shows (benchmarks/README.md). Anything else leaves it early.
         """
-        hooks = trainer.registry.dispatch  # what ``trainer.hooks`` returns, without the property call
-        if self._bare_for is not hooks.built:  # always true while the fast path is off
+        if not self._ready:  # always true while the fast path is off
             if not self._fast:
                 return self._run_general(trainer, pl_module, batch, batch_idx)
-            self._prepare_fast_path(trainer, pl_module, hooks)
+            self._prepare_fast_path(trainer, pl_module, trainer.registry.dispatch)
         finish = self._direct_finish
         if finish is not None:
             # The hook's direct form: the module's step, looked up at each call as the hook does.
@@ -388,11 +394,11 @@ class OptimizationPlugin:
                 self._blame_direct_step(trainer, exc)
                 raise
         else:
-            output = hooks.training_step(trainer, pl_module, batch, batch_idx, None)
+            output = trainer.registry.dispatch.training_step(trainer, pl_module, batch, batch_idx, None)
         if type(output) is not _Tensor:  # a seed-era dict, None (skip the batch), or a mistake
-            return self._finish_output(trainer, pl_module, hooks, output, finish)
-        if self._bare_for is not hooks.built:  # the step registered a plugin (``self.log`` may): it joins now
-            self._prepare_fast_path(trainer, pl_module, hooks)
+            return self._finish_output(trainer, pl_module, trainer.registry.dispatch, output, finish)
+        if not self._ready:  # the step registered a plugin (``self.log`` may): it joins now
+            self._prepare_fast_path(trainer, pl_module, trainer.registry.dispatch)
         if self._bare:
             # Nothing listens around the step and backward/step/zero_grad are this plugin's own:
             # what a hand-written loop does. The loss's shape is checked only if backward fails.
@@ -407,7 +413,7 @@ class OptimizationPlugin:
         else:
             if output.ndim:
                 validated_loss(output)  # a 1-element loss is fine; a larger one is rejected before any event
-            self._step_loss(trainer, pl_module, hooks, output)
+            self._step_loss(trainer, pl_module, trainer.registry.dispatch, output)
         trainer.state.global_step += 1
         return {"loss": output.detach()} if self._wrap_loss else output
 
@@ -431,7 +437,7 @@ class OptimizationPlugin:
             except BaseException as exc:
                 self._blame_direct_step(trainer, exc)
                 raise
-        if self._bare_for is not hooks.built:
+        if not self._ready:
             self._prepare_fast_path(trainer, pl_module, hooks)
         loss = validated_loss(output)
         if loss is None:
@@ -476,7 +482,11 @@ class OptimizationPlugin:
             finish = offer(trainer, pl_module)
         self._direct_finish = finish
         self._direct_owner = trainer.registry.get_name(owner) if finish is not None else None
-        self._bare_for = hooks.built
+        self._ready = True
+
+    def _dispatch_rebuilt(self) -> None:
+        """``Dispatch.watch`` callback: a plugin joined or left, so the fast path is decided again."""
+        self._ready = False
 
     def _blame_direct_step(self, trainer: Any, exc: BaseException) -> None:
         """Name the ``training_step`` hook's plugin as the culprit of an error raised in its direct form.

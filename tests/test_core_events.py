@@ -512,3 +512,111 @@ def test_a_batch_limit_fetches_one_batch_past_it_and_drops_it():
     trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, limit_train_batches=2)
     trainer.fit(_IndexModel(), train_dataloaders=loader)
     assert loader.fetched == [0, 1, 2] * 2 and loader.finished == 0 and trainer.global_step == 4
+
+
+# ---- the event groups around the step and Dispatch.watch --------------------------------------
+
+
+def test_event_groups_say_whether_anything_listens_around_the_step():
+    """``hooks.any_before_training_step``/``any_after_training_step`` follow every registration."""
+    from engine.dispatch import EVENT_GROUPS
+
+    trainer = quiet_trainer(max_epochs=1)
+    hooks = trainer.hooks
+    assert not hooks.any_before_training_step and not hooks.any_after_training_step
+    for group, events in EVENT_GROUPS.items():
+        for event in events:
+            class Listener:
+                pass
+
+            def handler(*args):
+                return None
+
+            spec_args = trainer.registry.hook.__dict__[event].spec.argnames
+            handler.__signature__ = inspect.Signature(
+                [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in ("self", *spec_args)])
+            setattr(Listener, event, hookimpl(handler))
+            plugin = Listener()
+            trainer.registry.register(plugin, name=f"listener-{event}")
+            assert getattr(hooks, group), event
+            other = next(g for g in EVENT_GROUPS if g != group)
+            assert not getattr(hooks, other), event
+            trainer.registry.unregister(plugin)
+            assert not getattr(hooks, group), event
+
+
+def test_dispatch_watchers_hear_every_rebuild_until_they_stop():
+    trainer = quiet_trainer(max_epochs=1)
+    heard = []
+    stop = trainer.hooks.watch(lambda: heard.append(trainer.hooks.on_batch_end))
+
+    class Listener:
+        @hookimpl
+        def on_batch_end(self, trainer, pl_module):
+            pass
+
+    plugin = Listener()
+    trainer.registry.register(plugin, name="listener")
+    assert len(heard) == 1 and heard[0] is not None  # told after the rebuild, which it can read
+    stop()
+    trainer.registry.unregister(plugin)
+    assert len(heard) == 1
+    stop()  # stopping twice is harmless
+
+
+def test_the_optimization_plugin_stops_watching_when_the_run_ends():
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0)
+    trainer.fit(_IndexModel())
+    assert trainer.hooks._watchers == []
+
+
+def test_listeners_registered_around_a_quiet_step_are_called_in_that_batch():
+    """With nothing listening around the step, a listener registered by the step (after it) or by a
+    listener before the step (to transfer the batch) is still called in the same batch."""
+    calls = []
+
+    class After:
+        @hookimpl
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            calls.append(("after", batch_idx))
+
+    class Transfer:
+        @hookimpl
+        def transfer_batch_to_device(self, trainer, pl_module, batch, device, dataloader_idx):
+            calls.append(("transfer", trainer.state.batch_idx))
+            return batch
+
+    class RegistersTransfer:
+        @hookimpl
+        def on_batch_start(self, trainer, pl_module):
+            if trainer.state.batch_idx == 3 and "transfer" not in trainer.registry.names():
+                trainer.registry.register(Transfer(), name="transfer")
+
+    class Registers(_IndexModel):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 1:
+                self.trainer.registry.register(After(), name="after")
+                self.trainer.registry.register(RegistersTransfer(), name="registers_transfer")
+            return super().training_step(batch, batch_idx)
+
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0)
+    assert not trainer.hooks.any_before_training_step and not trainer.hooks.any_after_training_step
+    trainer.fit(Registers())
+    assert [c for c in calls if c[0] == "after"] == [("after", i) for i in (1, 2, 3, 4)]
+    assert [c for c in calls if c[0] == "transfer"] == [("transfer", 3), ("transfer", 4)]
+
+
+def test_skip_rest_of_epoch_set_after_the_step_stops_the_epoch_at_the_next_batch():
+    """Set where nothing listens before the step (here in ``on_train_batch_end``), it is still honoured."""
+    steps = []
+
+    class Skips(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            steps.append(batch_idx)
+            if batch_idx == 1:
+                trainer.state.skip_rest_of_epoch = True
+
+    trainer = quiet_trainer(max_epochs=2, limit_train_batches=5, limit_val_batches=0, callbacks=[Skips()])
+    trainer.fit(_IndexModel())
+    assert not trainer.hooks.any_before_training_step
+    assert steps == [0, 1, 0, 1]

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from engine import Callback, MisconfigurationException, seed_everything
 from tests.core_support import Recorder, quiet_trainer
