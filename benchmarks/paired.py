@@ -121,6 +121,8 @@ class PairedLoader(DataLoader, _PairedTiming):
         super().__init__(TensorDataset(x, y), batch_size=common.BATCH_SIZE, shuffle=False)
         self.chunk = chunk
         self._plain = PlainSteps()
+        # Unlike the list feed's, both datasets are made here, for every run, one after the other:
+        # the two sides' data are equally new to the heap.
         self._plain_loader = DataLoader(TensorDataset(x.clone(), y.clone()), batch_size=common.BATCH_SIZE, shuffle=False)
         self.starts = []
         self.plain_seconds = []

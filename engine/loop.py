@@ -217,9 +217,11 @@ class FitLoop:
                     hooks.on_batch_start(trainer, module)
                 if hooks.on_train_batch_start is not None:
                     hooks.on_train_batch_start(trainer, module, batch, batch_idx)
-                if hooks.transfer_batch_to_device is not None and not state.skip_rest_of_epoch:
+                if state.skip_rest_of_epoch:
+                    break
+                if hooks.transfer_batch_to_device is not None:
                     batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
-            if state.skip_rest_of_epoch:
+            elif state.skip_rest_of_epoch:  # set after an earlier step (nothing listens before this one)
                 break
             # Read, then called: a method-style call on an instance attribute is not specialised.
             run_batch = hooks.run_training_batch

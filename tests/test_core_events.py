@@ -620,3 +620,19 @@ def test_skip_rest_of_epoch_set_after_the_step_stops_the_epoch_at_the_next_batch
     trainer.fit(_IndexModel())
     assert not trainer.hooks.any_before_training_step
     assert steps == [0, 1, 0, 1]
+
+
+def test_skip_rest_of_epoch_set_while_transferring_still_trains_that_batch():
+    """Tested before the transfer, as in Lightning: set by ``transfer_batch_to_device``, it ends the epoch at the next batch."""
+    class SkipsWhileTransferring:
+        @hookimpl
+        def transfer_batch_to_device(self, trainer, pl_module, batch, device, dataloader_idx):
+            if trainer.state.batch_idx == 2:
+                trainer.state.skip_rest_of_epoch = True
+            return batch
+
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=6, limit_val_batches=0)
+    trainer.registry.register(SkipsWhileTransferring(), name="skips")
+    model = _IndexModel()
+    trainer.fit(model)
+    assert trainer.global_step == 3 and len(model.calls) == 3
