@@ -160,3 +160,17 @@ def test_paired_per_step_time_is_the_epochs_less_the_plain_loop(bench):
     assert plain == pytest.approx(1.0 / 3000 * 1e6)
     data.keep_last(3)
     assert data.starts == [2.0, 3.0, 4.0] and data.plain_seconds == [0.5, 0.25, 9.0]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_bench_step_runs_the_paired_method_end_to_end(bench, capsys, monkeypatch, processes):
+    """The CLI wiring of ``--method paired`` (default), also through ``--processes`` workers; no timing is asserted."""
+    bench_step, _ = bench
+    monkeypatch.setenv("ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    status = bench_step.main(["--feed", "list", "--batches", "40", "--epochs", "3", "--repeats", "5",
+                              "--only", "no contender has this name", "--processes", str(processes)])
+    out = capsys.readouterr().out
+    assert status == 0  # no targeted contender ran
+    assert "each run paired with a plain loop" in out and "to the plain loop run in alternation with it" in out
+    rows = [line for line in out.splitlines() if line.startswith(("plain PyTorch loop", "plain loop, module's"))]
+    assert len(rows) == 2
