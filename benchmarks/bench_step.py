@@ -244,16 +244,16 @@ def contenders(feed: str) -> List[Tuple[str, Runner]]:
 Times = Dict[str, List[float]]
 
 
-def measure(runner: Runner, feed: str, batches: List[Any], epochs: int,
+def measure(runner: Runner, feed: str, batches: List[Any], epochs: int, method: str = "rounds",
             twins: Optional[List[Any]] = None) -> Tuple[float, float]:
     """Run ``runner`` once on fresh data: ``(µs per step, the paired plain loop's µs per step)`` over epochs 2..E-1.
 
-    ``twins`` (copies of ``batches``, see ``paired.py``) selects the paired method; without them
-    the second value is ``nan`` (the rounds method's reference is the plain loop's own run).
+    ``method="paired"`` feeds the run through ``paired.py``; the list feed's plain loop then steps
+    on ``twins`` (copies of ``batches`` made once). For ``rounds`` the second value is ``nan`` (the
+    reference is the plain loop's own run).
     """
-    method = "rounds" if twins is None else "paired"
-    if twins is not None:
-        data: Any = PairedBatches(batches, twins) if feed == "list" else PairedLoader(batches)
+    if method == "paired":
+        data: Any = PairedBatches(batches, twins or []) if feed == "list" else PairedLoader(batches)
     else:
         data = TimedBatches(batches) if feed == "list" else TimedLoader(batches)
     gc.collect()
@@ -280,17 +280,18 @@ def collect(feed: str, n_batches: int, epochs: int, repeats: int, only: Optional
     name contains this text.
     """
     batches = make_batches(n_batches)
-    twins = twin_batches(batches) if method == "paired" else None
+    # The list feed's plain loop steps on copies made once, beside the originals (see paired.py).
+    twins = twin_batches(batches) if method == "paired" and feed == "list" else None
     runners = contenders(feed)
     if only:
         runners = [c for c in runners if c[0] in (PLAIN, PLAIN_MODULE) or only.lower() in c[0].lower()]
     for _, runner in runners:  # warm-up round: imports, allocator, caches
-        measure(runner, feed, batches, epochs, twins)
+        measure(runner, feed, batches, epochs, method, twins)
     times: Times = {name: [] for name, _ in runners}
     paired: Times = {name: [] for name, _ in runners}
     for _ in range(repeats):
         for name, runner in runners:
-            own, plain = measure(runner, feed, batches, epochs, twins)
+            own, plain = measure(runner, feed, batches, epochs, method, twins)
             times[name].append(own)
             paired[name].append(plain)
     if method == "paired":
