@@ -4,14 +4,20 @@ The user API::
 
     from engine import Trainer, LightningModule, LightningDataModule, Callback, seed_everything
     from engine import hookimpl, hookspec
+
+``engine`` is the short name of ``hookloop.engine`` (the same module; see ``hookloop/_names.py``).
 """
-from engine.callback import Callback
-from engine.datamodule import LightningDataModule
-from engine.errors import MisconfigurationException, PluginError
-from engine.markers import hookimpl, hookspec
-from engine.module import LightningModule
-from engine.seed import seed_everything
-from engine.trainer import Trainer
+from hookloop._names import settle
+
+settle(__name__)  # imported as ``engine``: that name now holds ``hookloop.engine``
+
+from hookloop.engine.callback import Callback
+from hookloop.engine.datamodule import LightningDataModule
+from hookloop.engine.errors import MisconfigurationException, PluginError
+from hookloop.engine.markers import hookimpl, hookspec
+from hookloop.engine.module import LightningModule
+from hookloop.engine.seed import seed_everything
+from hookloop.engine.trainer import Trainer
 
 __version__ = "0.1.0"
 

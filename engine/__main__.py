@@ -8,7 +8,7 @@ from typing import List, Optional
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each subcommand's module adds its own arguments."""
-    from engine import cli, listing
+    from hookloop.engine import cli, listing
 
     parser = argparse.ArgumentParser(
         prog="hookloop",

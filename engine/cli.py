@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any, List, Optional, Sequence, Set, Tuple
 
-from engine.argparse_support import add_signature_args, init_parameters
+from hookloop.engine.argparse_support import add_signature_args, init_parameters
 
 STAGES = {
     "fit": "train a LightningModule (then print where the logs and the best checkpoint went)",
@@ -87,7 +87,7 @@ def run_stage(stage: str, argv: Sequence[str], prog: Optional[str] = None) -> in
     args = parser.parse_args(argv)
     _check_ckpt_path(parser, args.ckpt_path)
 
-    from engine import Trainer, seed_everything
+    from hookloop.engine import Trainer, seed_everything
 
     if args.seed_everything is not None:
         seed_everything(args.seed_everything)
@@ -136,7 +136,7 @@ def _base_parser(stage: str, prog: str, probe: bool = False) -> argparse.Argumen
 
 
 def _add_trainer_args(parser: argparse.ArgumentParser) -> None:
-    from engine import Trainer
+    from hookloop.engine import Trainer
 
     Trainer.add_argparse_args(parser)
 
@@ -240,7 +240,7 @@ def resolve_target(spec: str) -> type:
     Without ``:CLASS`` the module must define exactly one LightningModule subclass.
     Raises :class:`TargetError` naming what could not be found.
     """
-    from engine.module import LightningModule
+    from hookloop.engine.module import LightningModule
 
     module_part, _, class_part = spec.rpartition(":") if ":" in spec else (spec, "", "")
     if not module_part:
@@ -257,7 +257,7 @@ def resolve_target(spec: str) -> type:
     obj: Any = module
     for part in class_part.split("."):
         if not hasattr(obj, part):
-            from engine.errors import did_you_mean
+            from hookloop.engine.errors import did_you_mean
 
             candidates = [n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, LightningModule)]
             raise TargetError(f"module {module_part!r} has no class {class_part!r}." + did_you_mean(part, candidates))

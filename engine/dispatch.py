@@ -25,10 +25,10 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from engine.errors import did_you_mean
+from hookloop.engine.errors import did_you_mean
 
 if TYPE_CHECKING:
-    from engine.registry import PluginRegistry
+    from hookloop.engine.registry import PluginRegistry
 
 
 #: ``group -> events``: after every build, ``dispatch.<group>`` is True when any of the events

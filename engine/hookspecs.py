@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from engine.markers import hookspec
+from hookloop.engine.markers import hookspec
 
 # ---------------------------------------------------------------------------------------
 # Start-up and shutdown

@@ -16,7 +16,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
-from engine.registry import PluginRegistry
+from hookloop.engine.registry import PluginRegistry
 
 
 @dataclass
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace, rest: Sequence[str], parser: argparse.Argument
     """Handler of ``python -m engine plugins``: print the report of a default ``Trainer``."""
     if rest:
         parser.error(f"plugins: unrecognized arguments: {' '.join(rest)}")
-    from engine.errors import MisconfigurationException
-    from engine.trainer import Trainer
+    from hookloop.engine.errors import MisconfigurationException
+    from hookloop.engine.trainer import Trainer
 
     try:
         trainer = Trainer(disable_plugins=list(args.disable))

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import torch
 
-from engine.errors import MisconfigurationException
-from engine.markers import SKIPPED_BATCH
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.markers import SKIPPED_BATCH
 
 if TYPE_CHECKING:
-    from engine.trainer import Trainer
+    from hookloop.engine.trainer import Trainer
 
 # Event names per evaluation stage: start, epoch_start, batch_start, batch_end, epoch_end, end.
 _EVAL_EVENTS = {

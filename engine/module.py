@@ -9,9 +9,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from engine.errors import MisconfigurationException
-from engine.results import DATALOADER_SUFFIX
-from engine.seed_attributes import derived
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.results import DATALOADER_SUFFIX
+from hookloop.engine.seed_attributes import derived
 
 
 class AttributeDict(dict):
@@ -414,7 +414,7 @@ class LightningModule(nn.Module):
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int = 0) -> Any:
         """Move ``batch`` to ``device``; override for custom batch types."""
-        from engine.apply import move_to_device
+        from hookloop.engine.apply import move_to_device
 
         return move_to_device(batch, device)
 
@@ -570,9 +570,10 @@ class LightningModule(nn.Module):
 
         The file is read with ``torch.load(weights_only=True)``; the module is returned in ``eval()`` mode.
         """
-        from plugins.checkpoint_io import load_module_from_checkpoint  # the file format lives with its plugin
+        from hookloop.engine.builtins import provided  # the file format belongs to the plugin that writes it
 
-        return load_module_from_checkpoint(cls, checkpoint_path, map_location=map_location, strict=strict, **overrides)
+        return provided().load_from_checkpoint(cls, checkpoint_path, map_location=map_location, strict=strict,
+                                               **overrides)
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

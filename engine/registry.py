@@ -37,10 +37,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pluggy
 
-from engine import hookspecs
-from engine.dispatch import Dispatch
-from engine.errors import PluginError, closest, did_you_mean
-from engine.markers import PROJECT_NAME
+from hookloop.engine import hookspecs
+from hookloop.engine.dispatch import Dispatch
+from hookloop.engine.errors import PluginError, closest, did_you_mean
+from hookloop.engine.markers import PROJECT_NAME
 
 #: Entry-point group scanned for third-party plugins.
 ENTRY_POINT_GROUP = "engine.plugins"
@@ -506,14 +506,14 @@ def _align_by_position(impl: Any, spec_args: Sequence[str]) -> None:
 
 
 def _is_callback(plugin: Any) -> bool:
-    from engine.callback import Callback
+    from hookloop.engine.callback import Callback
 
     return isinstance(plugin, Callback)
 
 
 def _overrides(plugin: Any, name: str) -> bool:
     """True if ``plugin``'s class defines ``name`` itself rather than inheriting ``Callback``'s no-op."""
-    from engine.callback import Callback
+    from hookloop.engine.callback import Callback
 
     attr = getattr(type(plugin), name, None)
     return callable(attr) and attr is not getattr(Callback, name, None)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
-from engine.errors import MisconfigurationException
+from hookloop.engine.errors import MisconfigurationException
 
 _REDUCE_FX = ("mean", "sum", "max", "min")
 #: What ``self.log`` appends to names logged while several evaluation dataloaders run (then the index).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict
 
-from engine.errors import MisconfigurationException
+from hookloop.engine.errors import MisconfigurationException
 
 #: 0.8's renamed flags: old name -> the name that replaced it.
 RENAMED = {

@@ -7,13 +7,17 @@ import sys
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
-from engine.loop import FitLoop, num_batches, run_evaluation
-from engine.registry import PluginRegistry, entry_points
-from engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
-from engine.seed_attributes import SeedTrainerAttributes
-from engine.seed_flags import resolve_seed_flags
-from engine.state import LoopState
+from hookloop.engine.builtins import provided
+from hookloop.engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
+from hookloop.engine.loop import FitLoop, num_batches, run_evaluation
+from hookloop.engine.registry import PluginRegistry, entry_points
+from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
+from hookloop.engine.seed_attributes import SeedTrainerAttributes
+from hookloop.engine.seed_flags import resolve_seed_flags
+from hookloop.engine.state import LoopState
+
+#: Modules whose frames a configuration error's traceback leaves out (the culprit is in the message).
+_INTERNAL_MODULES = ("hookloop.", "pluggy.")
 
 _STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
 
@@ -310,9 +314,7 @@ class Trainer(SeedTrainerAttributes):
     # ------------------------------------------------------------------------------------
 
     def _register_plugins(self, callbacks: List[Any], plugins: List[Any], disabled: List[str]) -> None:
-        from plugins.defaults import default_plugins  # the built-ins are plugins like any other
-
-        builtin = default_plugins(self)
+        builtin = provided().default_plugins(self)  # the built-ins are plugins like any other
         known = [name for name, _ in builtin] + [ep.name for ep in entry_points()]
         for name in disabled:
             if name not in known:
@@ -346,7 +348,7 @@ class Trainer(SeedTrainerAttributes):
     @property
     def callbacks(self) -> List[Any]:
         """Every registered ``Callback`` (built-in ones included), in registration order."""
-        from engine.callback import Callback
+        from hookloop.engine.callback import Callback
 
         return [r.plugin for r in self.registry.records() if isinstance(r.plugin, Callback)]
 
@@ -520,7 +522,7 @@ class Trainer(SeedTrainerAttributes):
         return self._run_results
 
     def _run(self, model: Any, datamodule: Any, stage: str, body: Any) -> None:
-        from engine.module import LightningModule
+        from hookloop.engine.module import LightningModule
 
         if not isinstance(model, LightningModule):
             raise MisconfigurationException(
@@ -675,28 +677,28 @@ class Trainer(SeedTrainerAttributes):
     @classmethod
     def add_argparse_args(cls, parent_parser: Any, **kwargs: Any) -> Any:
         """Add one ``--flag`` per ``Trainer`` argument to ``parent_parser`` and return it."""
-        from engine.argparse_support import add_argparse_args
+        from hookloop.engine.argparse_support import add_argparse_args
 
         return add_argparse_args(cls, parent_parser, **kwargs)
 
     @classmethod
     def from_argparse_args(cls, args: Any, **overrides: Any) -> "Trainer":
         """Build a Trainer from an ``argparse.Namespace`` (unknown keys ignored), ``overrides`` winning."""
-        from engine.argparse_support import from_argparse_args
+        from hookloop.engine.argparse_support import from_argparse_args
 
         return from_argparse_args(cls, args, **overrides)
 
     @classmethod
     def parse_argparser(cls, arg_parser: Any) -> Any:
         """Parse the command line with ``arg_parser``; bare boolean flags become ``True``."""
-        from engine.argparse_support import parse_argparser
+        from hookloop.engine.argparse_support import parse_argparser
 
         return parse_argparser(cls, arg_parser)
 
     @classmethod
     def default_attributes(cls) -> Dict[str, Any]:
         """Every ``Trainer.__init__`` argument with its default value."""
-        from engine.argparse_support import default_attributes
+        from hookloop.engine.argparse_support import default_attributes
 
         return default_attributes(cls)
 
@@ -724,15 +726,10 @@ def _plugin_name(plugin: Any, registry: PluginRegistry) -> str:
 
 
 def _without_engine_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
-    """``tb`` without the frames of ``engine``, ``plugins`` and pluggy (user frames are kept)."""
-    import pluggy
-
-    import plugins
-
-    internal = tuple(os.path.dirname(m.__file__) + os.sep for m in (sys.modules[__package__], plugins, pluggy))
+    """``tb`` without the frames of hookloop's own modules and pluggy's (user frames are kept)."""
     kept = []
     while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(internal):
+        if not str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_INTERNAL_MODULES):
             kept.append(tb)
         tb = tb.tb_next
     result = None
@@ -742,7 +739,7 @@ def _without_engine_frames(tb: Optional[TracebackType]) -> Optional[TracebackTyp
 
 
 def _looks_like_datamodule(obj: Any) -> bool:
-    from engine.datamodule import LightningDataModule
+    from hookloop.engine.datamodule import LightningDataModule
 
     return isinstance(obj, LightningDataModule)
 

@@ -1,7 +1,13 @@
-"""hookloop's built-in plugins. Each implements public hooks only; a third-party plugin can do the same."""
+"""hookloop's built-in plugins. Each implements public hooks only; a third-party plugin can do the same.
 
-from plugins.csv_logger import CSVLogger  # noqa: E402  (standard library only)
-from plugins.tensorboard import TensorBoardLogger  # noqa: E402  (imports tensorboardX on first write)
-from plugins.checkpoint import ModelCheckpoint  # noqa: E402
-from plugins.early_stopping import EarlyStopping  # noqa: E402
-from plugins.lr_monitor import LearningRateLogger, LearningRateMonitor  # noqa: E402
+``plugins`` is the short name of ``hookloop.plugins`` (the same module; see ``hookloop/_names.py``).
+"""
+from hookloop._names import settle
+
+settle(__name__)  # imported as ``plugins``: that name now holds ``hookloop.plugins``
+
+from hookloop.plugins.csv_logger import CSVLogger  # noqa: E402  (standard library only)
+from hookloop.plugins.tensorboard import TensorBoardLogger  # noqa: E402  (imports tensorboardX on first write)
+from hookloop.plugins.checkpoint import ModelCheckpoint  # noqa: E402
+from hookloop.plugins.early_stopping import EarlyStopping  # noqa: E402
+from hookloop.plugins.lr_monitor import LearningRateLogger, LearningRateMonitor  # noqa: E402

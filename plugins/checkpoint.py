@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from engine import Callback, hookimpl
-from engine.errors import MisconfigurationException
+from hookloop.engine import Callback, hookimpl
+from hookloop.engine.errors import MisconfigurationException
 
 
 def resolve_mode(mode: str, monitor: Optional[str], owner: str) -> str:

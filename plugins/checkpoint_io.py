@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from engine import hookimpl
-from engine.errors import MisconfigurationException
-from plugins.optimization import accumulating
-from plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
+from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.optimization import accumulating
+from hookloop.plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
 #: File name (in ``default_root_dir``) of the checkpoint saved when a signal interrupts training.
 INTERRUPTED_NAME = "interrupted.ckpt"
@@ -192,7 +192,7 @@ class CheckpointIO:
 
     def dump_checkpoint(self, trainer: Any, weights_only: bool = False) -> Dict[str, Any]:
         """The checkpoint dict of the run's current state."""
-        from engine import __version__
+        from hookloop.engine import __version__
 
         module = trainer.lightning_module
         state = trainer.state
@@ -419,7 +419,7 @@ def _restore_epoch_metrics(trainer: Any, saved: Dict[str, Any]) -> None:
     results = getattr(trainer, "_train_results", None)
     if results is None or not saved:
         return
-    from engine.results import LoggedMetric
+    from hookloop.engine.results import LoggedMetric
 
     for name, values in saved.items():
         results.metrics[name] = LoggedMetric(**values)

@@ -5,7 +5,7 @@ import csv
 import os
 from typing import Any, Dict, List, Optional, Union
 
-from plugins.logger_base import HPARAMS_FILE, Logger, hparams_dict, next_version, save_hparams_yaml
+from hookloop.plugins.logger_base import HPARAMS_FILE, Logger, hparams_dict, next_version, save_hparams_yaml
 
 METRICS_FILE = "metrics.csv"
 

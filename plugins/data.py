@@ -6,7 +6,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, RandomSampler
 
-from engine import hookimpl
+from hookloop.engine import hookimpl
 
 
 class DataPlugin:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
-from plugins.checkpoint_io import CheckpointIO
-from plugins.data import DataPlugin
-from plugins.device import DevicePlugin, batches_may_need_moving
-from plugins.distributed import distributed_plugins
-from plugins.launch import LocalLauncher
-from plugins.metrics import MetricsPlugin
-from plugins.model_hooks import ModelHooksPlugin
-from plugins.optimization import OptimizationPlugin
-from plugins.precision import precision_plugin_for
-from plugins.profiler import make_profiler
-from plugins.reporting import reporting_plugins
-from plugins.timer import Timer
+from hookloop.plugins.checkpoint_io import CheckpointIO
+from hookloop.plugins.data import DataPlugin
+from hookloop.plugins.device import DevicePlugin, batches_may_need_moving
+from hookloop.plugins.distributed import distributed_plugins
+from hookloop.plugins.launch import LocalLauncher
+from hookloop.plugins.metrics import MetricsPlugin
+from hookloop.plugins.model_hooks import ModelHooksPlugin
+from hookloop.plugins.optimization import OptimizationPlugin
+from hookloop.plugins.precision import precision_plugin_for
+from hookloop.plugins.profiler import make_profiler
+from hookloop.plugins.reporting import reporting_plugins
+from hookloop.plugins.timer import Timer
 
 
 def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
@@ -55,10 +55,10 @@ def checkpoint_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     ``EarlyStopping(monitor='val_loss', patience=3, mode='min')``; an instance is used as is.
     Their relative order is set by ``__engine_order__`` (early stopping before checkpointing).
     """
-    from engine.errors import MisconfigurationException
-    from plugins.checkpoint import ModelCheckpoint
-    from plugins.early_stopping import EarlyStopping
-    from plugins.signals import SignalsPlugin
+    from hookloop.engine.errors import MisconfigurationException
+    from hookloop.plugins.checkpoint import ModelCheckpoint
+    from hookloop.plugins.early_stopping import EarlyStopping
+    from hookloop.plugins.signals import SignalsPlugin
 
     found: List[Tuple[str, Any]] = [("checkpoint_io", CheckpointIO()), ("signals", SignalsPlugin())]
     flag = trainer.checkpoint_callback_flag

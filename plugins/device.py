@@ -13,10 +13,10 @@ from typing import Any, List, Optional, Tuple
 
 import torch
 
-from engine import hookimpl
-from engine.apply import move_to_device
-from engine.errors import MisconfigurationException
-from engine.module import LightningModule
+from hookloop.engine import hookimpl
+from hookloop.engine.apply import move_to_device
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.module import LightningModule
 
 #: Strategy names accepted (2.x ``strategy`` and seed-era ``distributed_backend``) -> canonical name.
 _STRATEGIES = {
@@ -213,7 +213,7 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise MisconfigurationException(f"num_nodes={trainer.num_nodes!r}: pass an int >= 1.")
     if strategy == "auto":
-        from plugins.environments import external_launcher_detected
+        from hookloop.plugins.environments import external_launcher_detected
 
         multi = len(ids) * num_nodes > 1 or external_launcher_detected()
         strategy = "ddp" if multi else "single"

@@ -36,12 +36,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from engine import hookimpl
-from engine.errors import MisconfigurationException
-from plugins.device import DeviceConfig
-from plugins.distributed_sampler import distributed_loader
-from plugins.distributed_watchdog import ChildMonitor, Watchdog, parent_watch
-from plugins.environments import (LAUNCHED_ENV, ClusterEnvironment, TorchElasticEnvironment, detect_environment,
+from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.device import DeviceConfig
+from hookloop.plugins.distributed_sampler import distributed_loader
+from hookloop.plugins.distributed_watchdog import ChildMonitor, Watchdog, parent_watch
+from hookloop.plugins.environments import (LAUNCHED_ENV, ClusterEnvironment, TorchElasticEnvironment, detect_environment,
                                   find_free_port)
 
 #: Seconds a collective (and the rendezvous) may wait before torch.distributed gives up.
@@ -372,7 +372,7 @@ class _SpawnPickler(pickle.Pickler):
     """Pickles a trainer: its plugin registry is rebuilt from its records, modules by import name."""
 
     def reducer_override(self, obj: Any) -> Any:
-        from engine.registry import PluginRegistry
+        from hookloop.engine.registry import PluginRegistry
 
         if isinstance(obj, PluginRegistry):
             return _rebuild_registry, ([(r.name, r.plugin, r.tier, r.origin) for r in obj.records()],)
@@ -382,7 +382,7 @@ class _SpawnPickler(pickle.Pickler):
 
 
 def _rebuild_registry(records: List[Any]) -> Any:
-    from engine.registry import PluginRegistry
+    from hookloop.engine.registry import PluginRegistry
 
     registry = PluginRegistry()
     with registry.batch():
@@ -498,7 +498,7 @@ def distributed_plugins(trainer: Any) -> List[Any]:
 
     Resolving the device flags here also makes a bad flag an error when the Trainer is built.
     """
-    from plugins.device import resolve_devices
+    from hookloop.plugins.device import resolve_devices
 
     config = resolve_devices(trainer)
     if not config.distributed:

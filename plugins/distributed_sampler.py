@@ -14,8 +14,8 @@ from typing import Any, Iterator, List, Optional
 from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler,
                               Sampler, SequentialSampler)
 
-from engine.errors import MisconfigurationException
-from engine.seed import SEED_ENV
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.seed import SEED_ENV
 
 
 class ShardedSampler(Sampler):

@@ -7,9 +7,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from engine import Callback, hookimpl
-from engine.errors import MisconfigurationException
-from plugins.checkpoint import resolve_mode
+from hookloop.engine import Callback, hookimpl
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.checkpoint import resolve_mode
 
 
 class EarlyStopping(Callback):

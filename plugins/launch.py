@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from engine import hookimpl
+from hookloop.engine import hookimpl
 
 
 class LocalLauncher:

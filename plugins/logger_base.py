@@ -20,9 +20,9 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from engine import hookimpl
-from engine.errors import MisconfigurationException
-from plugins.rank_zero import is_rank_zero
+from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.rank_zero import is_rank_zero
 
 #: The events a logger implements.
 LOGGER_HOOKS = ("log_metrics", "log_hyperparams", "finalize_logging")
@@ -163,7 +163,7 @@ def as_plugin(logger: Any) -> Any:
     """The object to register for ``logger``: itself if it has hook implementations, else an adapter."""
     if any(hasattr(getattr(logger, h, None), "engine_impl") for h in LOGGER_HOOKS):
         return logger
-    from engine.callback import Callback
+    from hookloop.engine.callback import Callback
 
     if isinstance(logger, Callback):
         return logger
@@ -184,7 +184,7 @@ def loggers_from_flag(trainer: Any) -> List[Any]:
     if getattr(trainer, "fast_dev_run", 0):
         return [DummyLogger()]
     if flag is True:
-        from plugins.tensorboard import TensorBoardLogger
+        from hookloop.plugins.tensorboard import TensorBoardLogger
 
         return [TensorBoardLogger(save_dir=trainer.default_root_dir)]
     if isinstance(flag, (list, tuple)):

@@ -15,10 +15,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from engine import Callback
-from engine.errors import MisconfigurationException
-from plugins.logger_base import logger_values
-from plugins.rank_zero import is_rank_zero
+from hookloop.engine import Callback
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.logger_base import logger_values
+from hookloop.plugins.rank_zero import is_rank_zero
 
 
 class LearningRateMonitor(Callback):

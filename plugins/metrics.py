@@ -10,10 +10,10 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from engine import hookimpl
-from plugins.logger_base import logger_values
-from plugins.optimization import accumulating
-from plugins.rank_zero import is_rank_zero
+from hookloop.engine import hookimpl
+from hookloop.plugins.logger_base import logger_values
+from hookloop.plugins.optimization import accumulating
+from hookloop.plugins.rank_zero import is_rank_zero
 
 
 class MetricsPlugin:

@@ -17,11 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 import torch
 
-from engine import hookimpl
-from engine.apply import detach_all, move_to_device
-from engine.errors import MisconfigurationException, PluginError, closest
-from engine.module import LightningModule, is_overridden
-from plugins.logger_base import logger_values
+from hookloop.engine import hookimpl
+from hookloop.engine.apply import detach_all, move_to_device
+from hookloop.engine.errors import MisconfigurationException, PluginError, closest
+from hookloop.engine.module import LightningModule, is_overridden
+from hookloop.plugins.logger_base import logger_values
 
 # Event -> the module methods that make the adapter listen to it.
 _TRIGGERS: Dict[str, tuple] = {

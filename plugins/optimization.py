@@ -28,13 +28,13 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import torch
 
-from engine import hookimpl
-from engine.errors import MisconfigurationException
-from engine.markers import SKIPPED_BATCH
-from engine.module import LightningModule, is_overridden
-from plugins.model_hooks import validated_loss
-from plugins.optimizer_config import LRSchedulerConfig, normalize_optimizers, step_scheduler
-from plugins.precision import FULL_PRECISION, Precision
+from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.markers import SKIPPED_BATCH
+from hookloop.engine.module import LightningModule, is_overridden
+from hookloop.plugins.model_hooks import validated_loss
+from hookloop.plugins.optimizer_config import LRSchedulerConfig, normalize_optimizers, step_scheduler
+from hookloop.plugins.precision import FULL_PRECISION, Precision
 
 #: Read once per batch on the fast path: a module global is one lookup, ``torch.Tensor`` two.
 _Tensor = torch.Tensor

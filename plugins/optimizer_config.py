@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from engine.errors import MisconfigurationException
+from hookloop.engine.errors import MisconfigurationException
 
 _SCHEDULER_KEYS = {"scheduler", "interval", "frequency", "monitor", "strict", "name", "reduce_on_plateau", "opt_idx"}
 _OPTIMIZER_KEYS = {"optimizer", "lr_scheduler", "monitor", "frequency"}

@@ -26,9 +26,9 @@ from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import torch
 
-from engine import hookimpl
-from engine.apply import apply_to_tensors
-from engine.errors import MisconfigurationException
+from hookloop.engine import hookimpl
+from hookloop.engine.apply import apply_to_tensors
+from hookloop.engine.errors import MisconfigurationException
 
 #: Checkpoint key of the GradScaler state (the seed era's name, kept for compatibility).
 SCALER_STATE_KEY = "native_amp_scaling_state"

@@ -32,8 +32,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from engine import hookimpl
-from engine.errors import MisconfigurationException, did_you_mean
+from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException, did_you_mean
 
 #: The behaviour hooks whose time is the model's own work (forward in ``training_step``, backward, step).
 MODEL_EVENTS = ("training_step", "backward", "optimizer_step", "optimizer_zero_grad")

@@ -24,8 +24,8 @@ from typing import Any, Deque, Dict, Mapping, Optional, TextIO
 
 import torch
 
-from engine.callback import Callback
-from plugins.rank_zero import is_rank_zero
+from hookloop.engine.callback import Callback
+from hookloop.plugins.rank_zero import is_rank_zero
 
 #: Batches in the running mean of ``loss`` shown on the bar.
 LOSS_WINDOW = 20
@@ -96,7 +96,7 @@ class TQDMProgressBar(Callback):
         """
         if pl_module is None:
             return None
-        from engine.module import LightningModule
+        from hookloop.engine.module import LightningModule
 
         if getattr(type(pl_module), "get_progress_bar_dict", None) is LightningModule.get_progress_bar_dict:
             return None

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
-from plugins.logger_base import DummyLogger, as_plugin, loggers_from_flag
-from plugins.progress import TQDMProgressBar
-from plugins.summary import ModelSummary, max_depth_for
+from hookloop.plugins.logger_base import DummyLogger, as_plugin, loggers_from_flag
+from hookloop.plugins.progress import TQDMProgressBar
+from hookloop.plugins.summary import ModelSummary, max_depth_for
 
 
 def reporting_plugins(trainer: Any) -> List[Tuple[str, Any]]:

@@ -24,8 +24,8 @@ import sys
 import threading
 from typing import Any, Dict, Optional
 
-from engine import hookimpl
-from plugins.checkpoint_io import INTERRUPTED_NAME
+from hookloop.engine import hookimpl
+from hookloop.plugins.checkpoint_io import INTERRUPTED_NAME
 
 
 class TrainingInterrupted(KeyboardInterrupt):

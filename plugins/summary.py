@@ -11,9 +11,9 @@ from typing import Any, List, Optional, Tuple
 
 from torch import nn
 
-from engine.callback import Callback
-from engine.errors import MisconfigurationException
-from plugins.rank_zero import is_rank_zero
+from hookloop.engine.callback import Callback
+from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.rank_zero import is_rank_zero
 
 #: ``weights_summary`` value -> ``max_depth``.
 MODES = {"top": 1, "full": -1}

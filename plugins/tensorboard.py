@@ -18,8 +18,8 @@ import os
 import time
 from typing import Any, Dict, Optional, Union
 
-from engine.markers import hookimpl
-from plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, flatten, hparams_dict, next_version,
+from hookloop.engine.markers import hookimpl
+from hookloop.plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, flatten, hparams_dict, next_version,
                                  save_hparams_yaml)
 
 #: Ends the name of the event file this logger writes itself (scalars, hyperparameters).

@@ -5,8 +5,8 @@ import time
 from datetime import timedelta
 from typing import Any, Dict, Optional
 
-from engine import hookimpl
-from engine.errors import MisconfigurationException
+from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
 
 
 def parse_max_time(value: Any) -> Optional[float]:

@@ -36,16 +36,19 @@ def test_setup_cfg_declares_dependencies_and_extras():
     assert "scikit-learn" in _names(extras["examples"])  # examples/digits.py's data
 
 
-def test_packages_are_engine_and_plugins_only():
+TOP_LEVEL = {"engine", "plugins", "hookloop"}  # hookloop: the canonical name of the other two
+
+
+def test_packages_are_engine_plugins_and_hookloop_only():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     include = set(cfg["options.packages.find"]["include"].split())
-    assert {"engine", "plugins"} <= include and {p.split(".")[0] for p in include} == {"engine", "plugins"}
+    assert TOP_LEVEL <= include and {p.split(".")[0] for p in include} == TOP_LEVEL
     assert (ROOT / "setup.py").is_file()
     setupcfg = pytest.importorskip("setuptools.config.setupcfg")  # setuptools resolves `packages = find:`
     packages = set(setupcfg.read_configuration(str(ROOT / "setup.cfg"))["options"]["packages"])
-    assert {"engine", "plugins"} <= packages
-    assert {p.split(".")[0] for p in packages} == {"engine", "plugins"}  # no tests/, examples/, benchmarks/
+    assert TOP_LEVEL <= packages
+    assert {p.split(".")[0] for p in packages} == TOP_LEVEL  # no tests/, examples/, benchmarks/
 
 
 def test_distribution_is_installed():
@@ -55,6 +58,6 @@ def test_distribution_is_installed():
     assert {"test", "examples"} <= set(dist.metadata.get_all("Provides-Extra") or [])
     top_level = dist.read_text("top_level.txt")
     if top_level is not None:
-        assert set(top_level.split()) == {"engine", "plugins"}
+        assert set(top_level.split()) == TOP_LEVEL
     import engine
     assert Path(engine.__file__).resolve().parent.parent == ROOT  # the editable install points here
