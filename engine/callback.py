@@ -3,9 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from hookloop.engine.catalogue import add_noop_hooks, callback_hooks
+
 
 class Callback:
     """Base class for callbacks. Override any event of :mod:`engine.hookspecs` by name.
+
+    The class has a no-op method for each of Lightning's callback hooks (every event the catalogue
+    marks ``@user_hook``), so ``super().on_train_start(trainer, pl_module)`` works. A hook may also
+    be assigned on an instance (``callback.on_train_start = function``), before the callback is
+    given to a ``Trainer``.
 
     Only the methods a subclass overrides are registered, so an unused event costs nothing.
     A method named ``on_*`` that matches no event is an error when the callback is
@@ -36,50 +43,7 @@ class Callback:
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`."""
 
-    # Lightning's hooks, as no-ops; overriding one registers it. Signatures follow hookspecs.
-    def setup(self, trainer, pl_module, stage): """See :func:`engine.hookspecs.setup`."""
-    def teardown(self, trainer, pl_module, stage): """See :func:`engine.hookspecs.teardown`."""
-    def on_init_start(self, trainer): """See :func:`engine.hookspecs.on_init_start`."""
-    def on_init_end(self, trainer): """See :func:`engine.hookspecs.on_init_end`."""
-    def on_fit_start(self, trainer, pl_module): """See :func:`engine.hookspecs.on_fit_start`."""
-    def on_fit_end(self, trainer, pl_module): """See :func:`engine.hookspecs.on_fit_end`."""
-    def on_pretrain_routine_start(self, trainer, pl_module): """Seed-era; see hookspecs."""
-    def on_pretrain_routine_end(self, trainer, pl_module): """Seed-era; see hookspecs."""
-    def on_sanity_check_start(self, trainer, pl_module): """See hookspecs."""
-    def on_sanity_check_end(self, trainer, pl_module): """See hookspecs."""
-    def on_train_start(self, trainer, pl_module): """See hookspecs."""
-    def on_train_end(self, trainer, pl_module): """See hookspecs."""
-    def on_epoch_start(self, trainer, pl_module): """Seed-era; see hookspecs."""
-    def on_epoch_end(self, trainer, pl_module): """Seed-era; see hookspecs."""
-    def on_batch_start(self, trainer, pl_module): """Seed-era; see hookspecs."""
-    def on_batch_end(self, trainer, pl_module): """Seed-era; see hookspecs."""
-    def on_train_epoch_start(self, trainer, pl_module): """See hookspecs."""
-    def on_train_epoch_end(self, trainer, pl_module): """See hookspecs."""
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx): """See hookspecs."""
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx): """See hookspecs."""
-    def on_validation_start(self, trainer, pl_module): """See hookspecs."""
-    def on_validation_end(self, trainer, pl_module): """See hookspecs."""
-    def on_validation_epoch_start(self, trainer, pl_module): """See hookspecs."""
-    def on_validation_epoch_end(self, trainer, pl_module): """See hookspecs."""
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0): """See hookspecs."""
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0): """See hookspecs."""
-    def on_test_start(self, trainer, pl_module): """See hookspecs."""
-    def on_test_end(self, trainer, pl_module): """See hookspecs."""
-    def on_test_epoch_start(self, trainer, pl_module): """See hookspecs."""
-    def on_test_epoch_end(self, trainer, pl_module): """See hookspecs."""
-    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0): """See hookspecs."""
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0): """See hookspecs."""
-    def on_predict_start(self, trainer, pl_module): """See hookspecs."""
-    def on_predict_end(self, trainer, pl_module): """See hookspecs."""
-    def on_predict_epoch_start(self, trainer, pl_module): """See hookspecs."""
-    def on_predict_epoch_end(self, trainer, pl_module): """See hookspecs."""
-    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0): """See hookspecs."""
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0): """See hookspecs."""
-    def on_before_backward(self, trainer, pl_module, loss): """See hookspecs."""
-    def on_after_backward(self, trainer, pl_module): """See hookspecs."""
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer): """See hookspecs."""
-    def on_before_zero_grad(self, trainer, pl_module, optimizer): """See hookspecs."""
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint): """See hookspecs."""
-    def on_load_checkpoint(self, trainer, pl_module, checkpoint): """See hookspecs."""
-    def on_exception(self, trainer, pl_module, exception): """See hookspecs."""
-    def on_keyboard_interrupt(self, trainer, pl_module): """Seed-era; see hookspecs."""
+
+# Lightning's hooks, as documented no-ops, derived from the catalogue (engine/hookspecs.py, ``@user_hook``):
+# overriding one registers it.
+add_noop_hooks(Callback, callback_hooks(), "callback")

@@ -8,9 +8,13 @@ loop fires a dozen events per batch, so it calls through a :class:`Dispatch` ins
 * an event with a single implementation taking the spec's arguments is that function itself;
 * several implementations become one small closure over a tuple of functions;
 * anything with ``wrapper=True``/``hookwrapper=True`` implementations goes through pluggy's
-  own caller, so its semantics are pluggy's exactly.
+  own caller (``registry.hook.<event>(**kwargs)``), so its semantics are pluggy's exactly;
+* while a pluggy hook-call monitor is on (``registry.add_hookcall_monitoring``, ``enable_tracing``),
+  every event goes through pluggy's caller, so the monitor sees every call, events nobody
+  implements included.
 
-Callers pass the spec's arguments positionally, in the spec's order.
+The implementations and their order are the registry's (:meth:`PluginRegistry.implementations`,
+the same as pluggy's lists). Callers pass the spec's arguments positionally, in the spec's order.
 
 ``Dispatch.wrap`` (default ``None``) lets a tool such as the profiler wrap every
 implementation and every event when the dispatch is built; unset, it costs nothing.
@@ -22,12 +26,12 @@ when it is rebuilt, so that it need not compare ``built`` at every call.
 """
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hookloop.engine.errors import did_you_mean
 
 if TYPE_CHECKING:
+    from hookloop.engine.faces import Implementation
     from hookloop.engine.registry import PluginRegistry
 
 
@@ -53,8 +57,10 @@ class Dispatch:
         self._names: List[str] = []
         self._watchers: List[Callable[[], None]] = []
         #: Extension point (the profiler uses it): ``wrap(event, impl, function) -> function`` is
-        #: applied, when the dispatch is built, to every implementation's function (``impl`` is
-        #: pluggy's ``HookImpl``) and then to the event's combined caller (``impl`` is ``None``).
+        #: applied, when the dispatch is built, to every implementation's function (``impl`` is its
+        #: :class:`~hookloop.engine.faces.Implementation`) and then to the event's combined caller
+        #: (``impl`` is ``None``). An event with wrapper implementations runs through pluggy, and is
+        #: wrapped as a whole only.
         #: ``None``, the default, leaves everything as it is: no cost unless someone sets it.
         #: Setting it takes effect at the next :meth:`rebuild`.
         self.wrap: Optional[Callable[[str, Any, Callable[..., Any]], Callable[..., Any]]] = None
@@ -65,14 +71,23 @@ class Dispatch:
 
     def rebuild(self) -> None:
         """Recompute every event's caller from the registry's current implementations."""
+        registry = self._registry
         for name in self._names:
             self.__dict__.pop(name, None)
         self._names = []
-        for name, caller in vars(self._registry.hook).items():
+        monitored = registry.monitored
+        for name, caller in vars(registry.hook).items():
             spec = getattr(caller, "spec", None)
             if spec is None:
                 continue
-            fn = _build(caller, spec.argnames, bool(spec.opts.get("firstresult")), name, self.wrap)
+            firstresult = bool(spec.opts.get("firstresult"))
+            if monitored:
+                # Every event the loop fires goes through pluggy, so that its monitors see it; a behaviour
+                # hook nobody implements stays None (the loop must not take its None as an answer).
+                fn = _through_pluggy(caller, tuple(spec.argnames)) if caller.get_hookimpls() or not firstresult \
+                    else None
+            else:
+                fn = _build(registry.implementations(name), caller, spec.argnames, firstresult, name, self.wrap)
             self.__dict__[name] = fn if fn is None or self.wrap is None else self.wrap(name, None, fn)
             self._names.append(name)
         for group, events in EVENT_GROUPS.items():
@@ -113,22 +128,18 @@ class Dispatch:
     # tests/test_dispatch_names.py.
 
 
-def _build(caller: Any, argnames: Sequence[str], firstresult: bool, name: str = "",
-           wrap: Optional[Callable[..., Any]] = None) -> Optional[Callable[..., Any]]:
-    impls = caller.get_hookimpls()
+def _build(impls: Sequence["Implementation"], caller: Any, argnames: Sequence[str], firstresult: bool,
+           name: str = "", wrap: Optional[Callable[..., Any]] = None) -> Optional[Callable[..., Any]]:
     if not impls:
         return None
-    if wrap is not None:
-        impls = [_wrapped_impl(impl, wrap(name, impl, impl.function)) for impl in impls]
     if any(impl.wrapper or impl.hookwrapper for impl in impls):
-        if wrap is not None:
-            return _through_pluggy_impls(caller, tuple(argnames), impls, firstresult)
+        # pluggy runs wrappers (its semantics exactly); a tool's ``wrap`` then times the event as a whole.
         return _through_pluggy(caller, tuple(argnames))
-    # The registry keeps pluggy's list in reverse call order (tryfirst/trylast, __engine_order__
-    # and tiers already applied, see engine/registry.py), so reversing it gives the call order.
-    # Defaulted event arguments (Lightning's ``dataloader_idx=0``) were already made regular
-    # arguments at registration (PluginRegistry._pass_defaulted_arguments).
-    functions = tuple(_adapt(impl.function, impl.argnames, argnames) for impl in reversed(impls))
+    # ``impls`` are in call order (tryfirst/trylast, __engine_order__ and tiers applied, see
+    # engine/registry.py), each with the event arguments it takes, positionally (a Callback's freely
+    # named parameters and Lightning's defaulted ``dataloader_idx=0`` included, see engine/faces.py).
+    functions = tuple(_adapt(impl.function if wrap is None else wrap(name, impl, impl.function),
+                             impl.argnames, argnames) for impl in impls)
     if len(functions) == 1:
         return functions[0]
     if firstresult:
@@ -167,24 +178,8 @@ def _first_result(functions: Tuple[Callable[..., Any], ...]) -> Callable[..., An
     return first_result
 
 
-def _wrapped_impl(impl: Any, function: Callable[..., Any]) -> Any:
-    """A copy of pluggy's ``HookImpl`` calling ``function`` (the registered one stays untouched)."""
-    clone = copy.copy(impl)
-    clone.function = function
-    return clone
-
-
-def _through_pluggy_impls(caller: Any, argnames: Tuple[str, ...], impls: List[Any], firstresult: bool) -> Callable[..., Any]:
-    """pluggy's own executor (the one ``caller(**kwargs)`` uses), run over ``impls`` instead of the registered ones."""
-    hookexec, name = caller._hookexec, caller.name
-
-    def through_pluggy(*args: Any) -> Any:
-        return hookexec(name, impls, dict(zip(argnames, args)), firstresult)
-
-    return through_pluggy
-
-
 def _through_pluggy(caller: Any, argnames: Tuple[str, ...]) -> Callable[..., Any]:
+    """pluggy's own call of the event (``registry.hook.<event>(**kwargs)``)."""
     def through_pluggy(*args: Any) -> Any:
         return caller(**dict(zip(argnames, args)))
 

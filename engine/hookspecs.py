@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from hookloop.engine.markers import hookspec
+from hookloop.engine.markers import hookspec, user_hook
 
 # ---------------------------------------------------------------------------------------
 # Start-up and shutdown
@@ -40,11 +40,13 @@ from hookloop.engine.markers import hookspec
 
 
 @hookspec
+@user_hook(module=False)
 def on_init_start(trainer) -> None:
     """Seed-era: called at the start of ``Trainer.__init__``, after plugins are registered."""
 
 
 @hookspec
+@user_hook(module=False)
 def on_init_end(trainer) -> None:
     """Seed-era: called at the end of ``Trainer.__init__``."""
 
@@ -64,9 +66,10 @@ def module_plugin(trainer, pl_module) -> Any:
     """Behaviour: return a plugin that forwards events to ``pl_module``'s own hooks.
 
     Called when a run starts; the returned object is registered (as ``lightning_module``)
-    for the run, between entry-point plugins and built-ins in the call order, and removed
-    when the run ends. The built-in implementation registers only the hooks the module
-    overrides.
+    between entry-point plugins and built-ins in the call order, and stays registered after
+    the run (``trainer.save_checkpoint()`` after ``fit`` reaches the module's
+    ``on_save_checkpoint``) until the next run replaces it. The built-in implementation
+    registers only the hooks the module overrides.
     """
 
 
@@ -88,6 +91,7 @@ def prepare_data(trainer, pl_module) -> None:
 
 
 @hookspec
+@user_hook()
 def setup(trainer, pl_module, stage: str) -> None:
     """Called at the start of ``fit``/``validate``/``test``/``predict`` in every process."""
 
@@ -102,41 +106,49 @@ def configure_model(trainer, pl_module, stage: str) -> None:
 
 
 @hookspec
+@user_hook()
 def teardown(trainer, pl_module, stage: str) -> None:
     """Called at the end of ``fit``/``validate``/``test``/``predict`` in every process, also after an error."""
 
 
 @hookspec
+@user_hook()
 def on_fit_start(trainer, pl_module) -> None:
     """Called at the very start of ``fit``, after ``setup``, in every process."""
 
 
 @hookspec
+@user_hook()
 def on_fit_end(trainer, pl_module) -> None:
     """Called at the very end of ``fit``, before ``teardown``."""
 
 
 @hookspec
+@user_hook()
 def on_pretrain_routine_start(trainer, pl_module) -> None:
     """Seed-era (0.9): before the pre-training routine (summary, restore, sanity check)."""
 
 
 @hookspec
+@user_hook()
 def on_pretrain_routine_end(trainer, pl_module) -> None:
     """Seed-era (0.9): after the pre-training routine, just before ``on_train_start``."""
 
 
 @hookspec
+@user_hook(module=False)
 def on_sanity_check_start(trainer, pl_module) -> None:
     """Called before the sanity-check validation (``num_sanity_val_steps`` batches)."""
 
 
 @hookspec
+@user_hook(module=False)
 def on_sanity_check_end(trainer, pl_module) -> None:
     """Called after the sanity-check validation; its metrics are discarded."""
 
 
 @hookspec
+@user_hook()
 def on_exception(trainer, pl_module, exception: BaseException) -> None:
     """Called when ``fit``/``validate``/``test``/``predict`` raises (Ctrl-C included).
 
@@ -146,6 +158,7 @@ def on_exception(trainer, pl_module, exception: BaseException) -> None:
 
 
 @hookspec
+@user_hook(module=False)
 def on_keyboard_interrupt(trainer, pl_module) -> None:
     """Seed-era: called on Ctrl-C, after ``on_exception``."""
 
@@ -202,31 +215,37 @@ def transfer_batch_to_device(trainer, pl_module, batch: Any, device: Any, datalo
 
 
 @hookspec
+@user_hook()
 def on_train_start(trainer, pl_module) -> None:
     """Called once before the first training epoch."""
 
 
 @hookspec
+@user_hook()
 def on_train_end(trainer, pl_module) -> None:
     """Called once after the last training epoch, before loggers are finalised."""
 
 
 @hookspec
+@user_hook()
 def on_epoch_start(trainer, pl_module) -> None:
     """Seed-era: called at the very start of each training epoch, before ``on_train_epoch_start``."""
 
 
 @hookspec
+@user_hook()
 def on_epoch_end(trainer, pl_module) -> None:
     """Seed-era: called at the very end of each training epoch, after ``on_train_epoch_end``."""
 
 
 @hookspec
+@user_hook()
 def on_train_epoch_start(trainer, pl_module) -> None:
     """Called at the start of each training epoch, before its dataloader is iterated."""
 
 
 @hookspec
+@user_hook()
 def on_train_epoch_end(trainer, pl_module) -> None:
     """Called at the end of each training epoch, after any end-of-epoch validation.
 
@@ -237,18 +256,24 @@ def on_train_epoch_end(trainer, pl_module) -> None:
 
 
 @hookspec
+@user_hook(module=False)
 def on_batch_start(trainer, pl_module) -> None:
     """Seed-era: called before each training batch, before ``on_train_batch_start`` (Lightning's order)."""
 
 
 @hookspec
+@user_hook()
 def on_batch_end(trainer, pl_module) -> None:
     """Seed-era: called after each training batch, after ``on_train_batch_end``."""
 
 
 @hookspec
-def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int) -> None:
+@user_hook()
+def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called before each training batch (``batch`` is still on the host).
+
+    ``dataloader_idx`` is always 0 (fit trains on one dataloader); 2.x callbacks leave it out, 0.9/1.x
+    ones take it.
 
     To skip the rest of the epoch (the module returning ``-1`` in Lightning), set
     ``trainer.state.skip_rest_of_epoch = True``.
@@ -256,8 +281,14 @@ def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int) -> None
 
 
 @hookspec
-def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+@user_hook()
+def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called after each training batch with the step's ``outputs``, as Lightning 2.x passes them.
+
+    ``dataloader_idx`` is always 0; 2.x callbacks leave it out. A 0.9 callback's
+    ``on_train_batch_end(self, trainer, pl_module, batch, batch_idx, dataloader_idx)`` (no outputs) gets
+    the arguments it names, and a 0.9 module's ``on_train_batch_end(self, batch, batch_idx, dataloader_idx)``
+    gets the batch.
 
     A ``training_step`` that returned a loss tensor gives ``{'loss': loss.detach()}`` (the loss as
     returned, not divided by ``accumulate_grad_batches`` as Lightning's is); a dict
@@ -329,16 +360,19 @@ def optimizer_zero_grad(trainer, pl_module, optimizer: Any, optimizer_idx: int) 
 
 
 @hookspec
+@user_hook()
 def on_before_backward(trainer, pl_module, loss: Any) -> None:
     """Called before ``loss.backward()``."""
 
 
 @hookspec
+@user_hook()
 def on_after_backward(trainer, pl_module) -> None:
     """Called after backward and before the optimizer step; gradients are populated."""
 
 
 @hookspec
+@user_hook()
 def on_before_optimizer_step(trainer, pl_module, optimizer: Any) -> None:
     """Called before ``optimizer.step()``, after gradient accumulation and unscaling.
 
@@ -348,6 +382,7 @@ def on_before_optimizer_step(trainer, pl_module, optimizer: Any) -> None:
 
 
 @hookspec
+@user_hook()
 def on_before_zero_grad(trainer, pl_module, optimizer: Any) -> None:
     """Called after ``optimizer.step()`` and before ``optimizer.zero_grad()``."""
 
@@ -367,91 +402,109 @@ def evaluation_step(trainer, pl_module, batch: Any, batch_idx: int, dataloader_i
 
 
 @hookspec
+@user_hook()
 def on_validation_start(trainer, pl_module) -> None:
     """Called before a validation run (also the sanity check)."""
 
 
 @hookspec
+@user_hook()
 def on_validation_end(trainer, pl_module) -> None:
     """Called after a validation run, after ``on_validation_epoch_end``."""
 
 
 @hookspec
+@user_hook()
 def on_validation_epoch_start(trainer, pl_module) -> None:
     """Called before the first validation batch of a run."""
 
 
 @hookspec
+@user_hook()
 def on_validation_epoch_end(trainer, pl_module) -> None:
     """Called after the last validation batch; the module's ``validation_epoch_end(outputs)`` runs first."""
 
 
 @hookspec
+@user_hook()
 def on_validation_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called before each validation batch."""
 
 
 @hookspec
+@user_hook()
 def on_validation_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called after each validation batch; ``outputs`` is what ``validation_step`` returned."""
 
 
 @hookspec
+@user_hook()
 def on_test_start(trainer, pl_module) -> None:
     """Called before a test run."""
 
 
 @hookspec
+@user_hook()
 def on_test_end(trainer, pl_module) -> None:
     """Called after a test run."""
 
 
 @hookspec
+@user_hook()
 def on_test_epoch_start(trainer, pl_module) -> None:
     """Called before the first test batch."""
 
 
 @hookspec
+@user_hook()
 def on_test_epoch_end(trainer, pl_module) -> None:
     """Called after the last test batch; the module's ``test_epoch_end(outputs)`` runs first."""
 
 
 @hookspec
+@user_hook()
 def on_test_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called before each test batch."""
 
 
 @hookspec
+@user_hook()
 def on_test_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called after each test batch; ``outputs`` is what ``test_step`` returned."""
 
 
 @hookspec
+@user_hook()
 def on_predict_start(trainer, pl_module) -> None:
     """Called before a predict run."""
 
 
 @hookspec
+@user_hook()
 def on_predict_end(trainer, pl_module) -> None:
     """Called after a predict run."""
 
 
 @hookspec
+@user_hook()
 def on_predict_epoch_start(trainer, pl_module) -> None:
     """Called before the first predict batch."""
 
 
 @hookspec
+@user_hook()
 def on_predict_epoch_end(trainer, pl_module) -> None:
     """Called after the last predict batch."""
 
 
 @hookspec
+@user_hook()
 def on_predict_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called before each predict batch."""
 
 
 @hookspec
+@user_hook()
 def on_predict_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
     """Called after each predict batch; ``outputs`` is what ``predict_step`` returned."""
 
@@ -495,6 +548,7 @@ def reduce_metric(trainer, value: Any, reduce_fx: str) -> Any:
 
 
 @hookspec
+@user_hook()
 def on_save_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
     """Called while a checkpoint dict is built; add your state to ``checkpoint`` in place.
 
@@ -512,6 +566,7 @@ def save_checkpoint(trainer, filepath: str, weights_only: bool) -> Any:
 
 
 @hookspec
+@user_hook()
 def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
     """Called when a checkpoint is restored, before anything is read from it (weights, optimizer and
     plugin states, loop position), as in Lightning: read your state back from ``checkpoint``, or

@@ -216,7 +216,7 @@ class FitLoop:
                 if hooks.on_batch_start is not None:
                     hooks.on_batch_start(trainer, module)
                 if hooks.on_train_batch_start is not None:
-                    hooks.on_train_batch_start(trainer, module, batch, batch_idx)
+                    hooks.on_train_batch_start(trainer, module, batch, batch_idx, 0)
                 if state.skip_rest_of_epoch:
                     break
                 if hooks.transfer_batch_to_device is not None:
@@ -232,7 +232,7 @@ class FitLoop:
             state.last_outputs = outputs
             if hooks.any_after_training_step:
                 if hooks.on_train_batch_end is not None:
-                    hooks.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+                    hooks.on_train_batch_end(trainer, module, outputs, batch, batch_idx, 0)
                 if hooks.on_batch_end is not None:
                     hooks.on_batch_end(trainer, module)
             # Lightning validates every `val_every` batches, and at once when asked to stop.

@@ -6,12 +6,34 @@ plugin's implementation of one. ``Callback`` subclasses need no marker: their me
 matched by name, as in Lightning. A ``Callback`` method may still carry ``@hookimpl(...)``
 to ask for ``tryfirst``/``trylast`` or ``wrapper`` behaviour.
 """
+from typing import Any, Callable, TypeVar
+
 import pluggy
 
 PROJECT_NAME = "engine"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Attribute :func:`user_hook` sets on an event's spec function: ``{"callback": bool, "module": bool}``.
+USER_HOOK_ATTRIBUTE = "engine_user_hook"
+
+
+def user_hook(*, callback: bool = True, module: bool = True) -> Callable[[_F], _F]:
+    """Mark an event of the catalogue as a hook users override by name (Lightning's hooks).
+
+    ``callback``: ``engine.Callback`` has a no-op method of this name and the event's arguments.
+    ``module``: ``engine.LightningModule`` has a no-op method of this name taking the arguments after
+    ``trainer, pl_module``; when a module overrides it, the module's adapter forwards the event to it.
+    Everything else derives from this mark (see :mod:`hookloop.engine.catalogue`).
+    """
+    def mark(function: _F) -> _F:
+        setattr(function, USER_HOOK_ATTRIBUTE, {"callback": callback, "module": module})
+        return function
+
+    return mark
 
 
 class _SkippedBatch:

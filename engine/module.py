@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from hookloop.engine.catalogue import add_noop_hooks, module_hooks
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.results import DATALOADER_SUFFIX
 from hookloop.engine.seed_attributes import derived
@@ -154,6 +155,12 @@ class LightningModule(nn.Module):
             value = vars(value)  # an argparse.Namespace, as in the seed era
         self._hparams = AttributeDict(value)
         self._hparams_initial = copy.deepcopy(dict(value))
+
+    @property
+    def hparams_assigned(self) -> Optional[str]:
+        """Seed era: ``"dict"`` or ``"Namespace"`` once ``self.hparams = ...`` was assigned (0.8 checkpoints
+        record it, to rebuild that argument as such), else ``None``."""
+        return self.__dict__.get("_hparams_assigned")
 
     @property
     def hparams_initial(self) -> AttributeDict:
@@ -426,132 +433,14 @@ class LightningModule(nn.Module):
         """Change ``batch`` once it is on the device (e.g. GPU-side augmentation); return it."""
         return batch
 
-    # Hooks below are no-ops. Overriding one registers it for the run.
+    # The events' hooks (on_train_start, on_validation_batch_end, ...) are documented no-ops added
+    # after the class from the catalogue (engine/hookspecs.py, ``@user_hook``); overriding one
+    # registers it for the run. These two are the module's own:
     def prepare_data(self) -> None:
         """Download or write data (once per node or job)."""
 
-    def setup(self, stage: Optional[str] = None) -> None:
-        """Build what depends on the data, for ``stage``."""
-
-    def teardown(self, stage: Optional[str] = None) -> None:
-        """Release what ``setup`` built."""
-
-    def on_fit_start(self) -> None:
-        """Very start of ``fit``."""
-
-    def on_fit_end(self) -> None:
-        """Very end of ``fit``."""
-
-    def on_train_start(self) -> None:
-        """Before the first training epoch."""
-
-    def on_train_end(self) -> None:
-        """After the last training epoch."""
-
-    def on_pretrain_routine_start(self) -> None:
-        """Seed-era: before the pre-training routine."""
-
-    def on_pretrain_routine_end(self) -> None:
-        """Seed-era: after the pre-training routine."""
-
-    def on_epoch_start(self) -> None:
-        """Seed-era: start of every training epoch."""
-
-    def on_epoch_end(self) -> None:
-        """Seed-era: end of every training epoch."""
-
-    def on_train_epoch_start(self) -> None:
-        """Start of every training epoch."""
-
-    def on_train_epoch_end(self) -> None:
-        """End of every training epoch (after ``training_epoch_end``)."""
-
     def on_batch_start(self, batch: Any) -> Optional[int]:
         """Seed-era: before each training batch; return -1 to skip the rest of the epoch."""
-
-    def on_batch_end(self) -> None:
-        """Seed-era: after each training batch."""
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
-        """Before each training batch; return -1 to skip the rest of the epoch."""
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """After each training batch."""
-
-    def on_validation_start(self) -> None:
-        """Before validation."""
-
-    def on_validation_end(self) -> None:
-        """After validation."""
-
-    def on_validation_epoch_start(self) -> None:
-        """Before the first validation batch."""
-
-    def on_validation_epoch_end(self) -> None:
-        """After the last validation batch (after ``validation_epoch_end``)."""
-
-    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Before each validation batch."""
-
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """After each validation batch."""
-
-    def on_test_start(self) -> None:
-        """Before testing."""
-
-    def on_test_end(self) -> None:
-        """After testing."""
-
-    def on_test_epoch_start(self) -> None:
-        """Before the first test batch."""
-
-    def on_test_epoch_end(self) -> None:
-        """After the last test batch (after ``test_epoch_end``)."""
-
-    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Before each test batch."""
-
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """After each test batch."""
-
-    def on_predict_start(self) -> None:
-        """Before predicting."""
-
-    def on_predict_end(self) -> None:
-        """After predicting."""
-
-    def on_predict_epoch_start(self) -> None:
-        """Before the first predict batch."""
-
-    def on_predict_epoch_end(self) -> None:
-        """After the last predict batch."""
-
-    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Before each predict batch."""
-
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """After each predict batch."""
-
-    def on_before_backward(self, loss: torch.Tensor) -> None:
-        """Before backward."""
-
-    def on_after_backward(self) -> None:
-        """After backward, before the optimizer step: gradients are populated."""
-
-    def on_before_optimizer_step(self, optimizer: Any) -> None:
-        """Before ``optimizer.step()``."""
-
-    def on_before_zero_grad(self, optimizer: Any) -> None:
-        """After ``optimizer.step()``, before ``zero_grad()``."""
-
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Add to the checkpoint dict being saved."""
-
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Read from the checkpoint dict being restored."""
-
-    def on_exception(self, exception: BaseException) -> None:
-        """Called when the run raises."""
 
     # Dataloaders, steps and epoch-end aggregation are looked up by name when defined:
     # train_dataloader, val_dataloader, test_dataloader, predict_dataloader,
@@ -574,6 +463,9 @@ class LightningModule(nn.Module):
 
         return provided().load_from_checkpoint(cls, checkpoint_path, map_location=map_location, strict=strict,
                                                **overrides)
+
+
+add_noop_hooks(LightningModule, module_hooks(), "LightningModule")
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

@@ -1,4 +1,4 @@
-"""The plugin registry: a pluggy ``PluginManager`` that knows hookloop's plugin sources.
+"""The plugin registry: a pluggy ``PluginManager`` that knows hookloop's plugin sources and call order.
 
 Call order
 ----------
@@ -19,33 +19,37 @@ b. then by source (tier): user callbacks (``Trainer(callbacks=[...])``), plugins
    ``LightningModule``'s own hooks, built-in plugins;
 c. then, inside a tier, the plugin registered last runs first (pluggy's rule). The trainer
    registers callbacks and code plugins in reverse, so they run in list order; entry points
-   run in name order; built-ins run in the reverse of :func:`plugins.defaults.default_plugins`.
+   run in name order; built-ins run in the reverse of the list the distribution provides
+   (``plugins/defaults.py``).
 
 ``wrapper=True`` (and old-style ``hookwrapper=True``) implementations wrap all of the above;
 they are ordered by the same rules, the first one being the outermost.
-pluggy's own callers (``registry.hook.<event>(...)``) and the fast dispatch
-(``trainer.hooks.<event>``) use this same order. ``python -m engine plugins`` prints it.
+
+pluggy itself keeps this order: the registry registers each plugin's *faces*
+(:mod:`hookloop.engine.faces`) in the sequence that makes pluggy's lists come out so, using
+pluggy's public API only. pluggy's callers (``registry.hook.<event>(...)``), its hook-call
+monitoring (``add_hookcall_monitoring``, ``enable_tracing``), the fast dispatch
+(``trainer.hooks.<event>``) and ``python -m engine plugins`` all follow it.
+
+The query methods of ``PluginManager`` (``get_plugin``, ``get_name``, ``is_registered``,
+``get_plugins``, ``list_name_plugin``, ``has_plugin``) speak of the registered plugins, not of
+their faces.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
-import os
-import types
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import pluggy
 
 from hookloop.engine import hookspecs
 from hookloop.engine.dispatch import Dispatch
+from hookloop.engine.entrypoints import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, entry_points, load_entrypoint_plugins
 from hookloop.engine.errors import PluginError, closest, did_you_mean
+from hookloop.engine.faces import Face, HookEntry, Implementation, for_pluggy, passed_arguments, split_faces
 from hookloop.engine.markers import PROJECT_NAME
-
-#: Entry-point group scanned for third-party plugins.
-ENTRY_POINT_GROUP = "engine.plugins"
-#: Environment variable that turns entry-point loading off (like pytest's).
-DISABLE_AUTOLOAD_ENV = "ENGINE_DISABLE_PLUGIN_AUTOLOAD"
+from hookloop.engine.plugin_checks import check_plugin, describe_plugin, explain_validation, is_callback, overrides
 
 #: Plugin sources, from the one called last to the one called first (see the module docstring).
 TIERS: Tuple[str, ...] = ("builtin", "module", "entrypoint", "code", "callback")
@@ -55,7 +59,7 @@ _CALL_RANK: Dict[str, int] = {tier: len(TIERS) - 1 - i for i, tier in enumerate(
 
 @dataclass
 class PluginRecord:
-    """What the registry knows of one registered plugin: its name, object, tier and origin."""
+    """What the registry knows of one registered plugin: its name, object, tier, origin and events."""
 
     name: str
     plugin: Any
@@ -63,6 +67,11 @@ class PluginRecord:
     origin: str
     hooks: List[str] = field(default_factory=list)
     seq: int = 0  # registration counter: breaks ties inside a tier (later runs first)
+    faces: Tuple[Face, Optional[Face]] = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def call_key(self) -> Tuple[int, int, int]:
+        """Lower runs first inside a tryfirst/plain/trylast group: (``__engine_order__``, tier, newest first)."""
+        return (getattr(self.plugin, "__engine_order__", 0), _CALL_RANK[self.tier], -self.seq)
 
 
 class PluginRegistry(pluggy.PluginManager):
@@ -74,51 +83,85 @@ class PluginRegistry(pluggy.PluginManager):
 
     def __init__(self) -> None:
         super().__init__(PROJECT_NAME)
-        self.add_hookspecs(hookspecs)
         self._records: Dict[str, PluginRecord] = {}
         self._order: List[str] = []  # names in registration order
+        self._sequence: List[Face] = []  # faces as registered with pluggy, in that order
         self._batch_depth = 0
         self._seq = 0
+        self._monitors = 0  # hook-call monitors added (then the dispatch goes through pluggy)
         self._added_specs: List[Any] = []  # catalogues brought by plugins (``__engine_hookspecs__``)
+        self._spec_cache: Optional[List[str]] = None
+        self._impl_cache: Dict[str, List[Implementation]] = {}
+        self.add_hookspecs(hookspecs)
         self.dispatch = Dispatch(self)
 
     # ----------------------------------------------------------------------------------
-    # pluggy customisation
+    # pluggy's extension points
     # ----------------------------------------------------------------------------------
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Optional[Dict[str, Any]]:
-        """Hook implementations: ``@hookimpl``-marked attributes, and ``Callback`` methods by name."""
+        """A face's options for its hook ``name``; for any other object, :meth:`hook_options`."""
+        if isinstance(plugin, Face):
+            return plugin.opts(name)
+        return self.hook_options(plugin, name)
+
+    def hook_options(self, plugin: Any, name: str) -> Optional[Dict[str, Any]]:
+        """pluggy's options if ``plugin.<name>`` implements a hook: ``@hookimpl``-marked attributes, and a
+        ``Callback``'s methods named like events (defined by its class, or assigned on the instance)."""
         allowed = getattr(plugin, "__engine_hooks__", None)
         if allowed is not None and name not in allowed:
             return None
-        opts = super().parse_hookimpl_opts(plugin, name)
+        try:
+            opts = super().parse_hookimpl_opts(plugin, name)
+        except Exception:  # an attribute that raises on access is no hook
+            return None
         if opts is not None:
-            return opts
-        if _is_callback(plugin) and name in self._spec_names() and _overrides(plugin, name):
+            return dict(opts)
+        if is_callback(plugin) and name in self._spec_names() and overrides(plugin, name):
             return {}
         return None
 
     def add_hookspecs(self, module_or_class: Any) -> None:
         """Add events (a module or class of ``@hookspec`` functions) and rebuild the dispatch."""
-        before = set(self._spec_names()) if hasattr(self, "dispatch") else set()
+        before = set(self._spec_names())
         super().add_hookspecs(module_or_class)
-        self.__dict__.pop("_spec_cache", None)
+        self._spec_cache = None
+        new_events = set(self._spec_names()) - before
         if hasattr(self, "dispatch"):
-            self._rematch_callbacks(set(self._spec_names()) - before)
-            # pluggy attaches already-registered implementations of the new events: order them.
+            # Implementations registered before their event existed are matched now: rebuild their faces.
+            for name in list(self._order):
+                record = self._records[name]
+                if any(e.event in new_events for f in record.faces if f for e in f.entries.values()) or (
+                        is_callback(record.plugin) and any(overrides(record.plugin, e) for e in new_events)):
+                    self._replace_faces(record)
             self._refresh()
 
-    def _rematch_callbacks(self, new_events: Set[str]) -> None:
-        """Register again the callbacks whose methods are named like ``new_events``.
+    def add_hookcall_monitoring(self, before: Callable[..., None], after: Callable[..., None]) -> Callable[[], None]:
+        """pluggy's hook-call monitoring; while any is on, every event the loop fires goes through pluggy.
 
-        A ``Callback``'s methods are matched by name at registration; one registered before a
-        plugin added the event it implements would otherwise miss it.
+        The fast dispatch calls implementations directly, which monitors would not see; so it is rebuilt
+        to call ``registry.hook.<event>(...)`` (and to fire events nobody implements, which monitors
+        report too) until the returned function is called.
         """
-        for name in list(self._order):
-            plugin = self._records[name].plugin
-            if _is_callback(plugin) and any(_overrides(plugin, event) for event in new_events):
-                super().unregister(name=name)
-                self._register_checked(plugin, name)
+        undo_pluggy = super().add_hookcall_monitoring(before, after)
+        self._monitors += 1
+        self._refresh()
+        done = False
+
+        def undo() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                undo_pluggy()
+                self._monitors -= 1
+                self._refresh()
+
+        return undo
+
+    @property
+    def monitored(self) -> bool:
+        """True while a hook-call monitor (``add_hookcall_monitoring``/``enable_tracing``) is on."""
+        return self._monitors > 0
 
     # ----------------------------------------------------------------------------------
     # registration
@@ -130,10 +173,13 @@ class PluginRegistry(pluggy.PluginManager):
         A plugin with an ``__engine_hookspecs__`` attribute (a module or class of
         ``@hookspec`` functions) adds those events first, so other plugins may implement them.
         Raises :class:`PluginError` naming the plugin and method for a hook-name typo, an
-        unknown argument, or a name already taken.
+        unknown argument, or a name already taken. A name blocked with ``set_blocked`` is
+        not registered (``None`` is returned, as pluggy does).
         """
         if tier not in TIERS:
             raise ValueError(f"unknown plugin tier {tier!r}; expected one of {TIERS}")
+        if self.is_blocked(name):
+            return None
         if name in self._records:
             raise PluginError(
                 f"A plugin named {name!r} is already registered ({self._records[name].origin}). "
@@ -147,260 +193,237 @@ class PluginRegistry(pluggy.PluginManager):
         order = getattr(plugin, "__engine_order__", 0)
         if isinstance(order, bool) or not isinstance(order, int):
             raise PluginError(
-                f"Plugin {name!r} ({_describe(plugin)}) has __engine_order__ = {order!r}; it must be an int "
+                f"Plugin {name!r} ({describe_plugin(plugin)}) has __engine_order__ = {order!r}; it must be an int "
                 "(lower runs first among implementations with the same tryfirst/trylast marker)."
             )
         self._seq += 1
         record = PluginRecord(name, plugin, tier, origin or tier, [], self._seq)
-        # The record exists before pluggy sees the plugin, so the ordering key can find its tier.
-        self._records[name] = record
+        record.faces = self._faces_of(plugin, name)
         try:
-            self._register_checked(plugin, name)
+            self._register_faces(record)
         except BaseException:
-            del self._records[name]
+            self._unregister_faces(record)
             raise
+        self._records[name] = record
+        self._order.append(name)
         try:
-            self.check_plugin(plugin, name)
+            if not self._batch_depth:
+                check_plugin(self, plugin, name)
         except PluginError:
-            del self._records[name]
-            super().unregister(name=name)
+            self._forget(name)
             self._refresh()
             raise
-        record.hooks = self._hooks_of(plugin)
-        self._order.append(name)
         self._refresh()
         return plugin
 
     def remove(self, name: str) -> Any:
         """Unregister the plugin called ``name`` and return it."""
-        record = self._records.pop(name, None)
-        if record is None:
+        if name not in self._records:
             raise PluginError(f"No plugin named {name!r} is registered." + did_you_mean(name, self._records))
-        self._order.remove(name)
-        super().unregister(name=name)
+        plugin = self._forget(name)
         self._refresh()
-        return record.plugin
-
-    def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
-        """pluggy's ``unregister``, keeping the registry's records and dispatch in step."""
-        if name is None:
-            name = self.get_name(plugin)
-        if name in self._records:
-            return self.remove(name)
-        result = super().unregister(plugin=plugin, name=name)
-        self._refresh()
-        return result
+        return plugin
 
     def register(self, plugin: Any, name: Optional[str] = None) -> Optional[str]:
         """pluggy's ``register``; records the plugin in the ``code`` tier and rebuilds the dispatch."""
-        name = name or _default_name(plugin)
-        self.add(plugin, name, "code", origin="code")
-        return name
+        name = name or self.get_canonical_name(plugin)
+        return name if self.add(plugin, name, "code", origin="code") is not None else None
+
+    def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
+        """pluggy's ``unregister``, by plugin or by name: returns the plugin (``None`` if it was not registered)."""
+        if name is None:
+            name = self.get_name(plugin)
+        if name is None or name not in self._records:
+            return None
+        return self.remove(name)
 
     def batch(self) -> "_Batch":
-        """Context manager: register/unregister many plugins, rebuild the dispatch once at the end."""
+        """Context manager: register/unregister many plugins, order them and rebuild the dispatch once at the end."""
         return _Batch(self)
+
+    def load_entrypoint_plugins(self, disabled: Iterable[str] = ()) -> List[str]:
+        """Load and register every ``engine.plugins`` entry point not in ``disabled`` (see :mod:`hookloop.engine.entrypoints`)."""
+        return load_entrypoint_plugins(self, disabled)
+
+    def _forget(self, name: str) -> Any:
+        record = self._records.pop(name)
+        self._order.remove(name)
+        self._unregister_faces(record)
+        return record.plugin
+
+    # ----------------------------------------------------------------------------------
+    # faces: what pluggy registers
+    # ----------------------------------------------------------------------------------
+
+    def _faces_of(self, plugin: Any, name: str) -> Tuple[Face, Optional[Face]]:
+        """``plugin``'s implementations as pluggy is to see them, split into its main and trylast faces."""
+        by_position = is_callback(plugin)
+        entries = []
+        for attribute in _hook_candidates(plugin):
+            opts = self.hook_options(plugin, attribute)
+            if opts is None:
+                continue
+            function = getattr(plugin, attribute)
+            event = opts.get("specname") or attribute
+            caller = getattr(self.hook, event, None)
+            spec_args = caller.spec.argnames if caller is not None and caller.spec is not None else None
+            names = passed_arguments(function, spec_args, by_position)
+            called = for_pluggy(function, names)
+            wrap = self.dispatch.wrap if hasattr(self, "dispatch") else None
+            if wrap is not None:  # what pluggy calls is wrapped too (events with wrappers run through pluggy)
+                called = wrap(event, Implementation(
+                    event, plugin, name, function, names, bool(opts.get("wrapper")), bool(opts.get("hookwrapper")),
+                    bool(opts.get("tryfirst")), bool(opts.get("trylast"))), called)
+            entries.append(HookEntry(attribute, event, opts, called, function, names))
+        return split_faces(name, plugin, entries)
+
+    def wrap_implementations(self, wrap: Optional[Callable[[str, Any, Callable[..., Any]], Callable[..., Any]]]) -> None:
+        """Set :attr:`Dispatch.wrap <hookloop.engine.dispatch.Dispatch.wrap>` (``None`` to remove it) and apply it
+        everywhere: to the fast dispatch and to what pluggy calls (a profiler times every implementation so)."""
+        self.dispatch.wrap = wrap
+        for name in list(self._order):
+            self._replace_faces(self._records[name])
+        self._refresh()
+
+    def _register_faces(self, record: PluginRecord) -> None:
+        for face in record.faces:
+            if face is None:
+                continue
+            try:
+                super().register(face, name=face.face_name)
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(explain_validation(self, record.plugin, record.name, exc)) from exc
+            self._sequence.append(face)
+
+    def _unregister_faces(self, record: PluginRecord) -> None:
+        for face in record.faces:
+            if face is not None and face in self._sequence:
+                super().unregister(plugin=face, name=face.face_name)
+                self._sequence.remove(face)
+            elif face is not None and super().get_plugin(face.face_name) is face:  # half-registered
+                super().unregister(plugin=face, name=face.face_name)
+
+    def _replace_faces(self, record: PluginRecord) -> None:
+        self._unregister_faces(record)
+        record.faces = self._faces_of(record.plugin, record.name)
+        self._register_faces(record)
 
     # ----------------------------------------------------------------------------------
     # call order
     # ----------------------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        """Re-sort every event's implementations and rebuild the dispatch (skipped inside a batch)."""
-        self.__dict__["_hooks_stale"] = True
+        """Put pluggy's lists in the documented call order and rebuild the dispatch (deferred inside a batch)."""
+        self._impl_cache = {}
         if self._batch_depth:
             return
-        self._reorder()
+        records = [self._records[n] for n in self._order]
+        # pluggy calls plain/tryfirst implementations last-registered first and trylast ones first-registered
+        # first: main faces go from the plugin called last to the one called first, trylast faces the other way.
+        by_key = sorted(records, key=PluginRecord.call_key)
+        desired = [r.faces[0] for r in reversed(by_key)] + [r.faces[1] for r in by_key if r.faces[1] is not None]
+        keep = 0
+        while keep < min(len(desired), len(self._sequence)) and desired[keep] is self._sequence[keep]:
+            keep += 1
+        for face in reversed(self._sequence[keep:]):
+            super().unregister(plugin=face, name=face.face_name)
+        for face in desired[keep:]:
+            super().register(face, name=face.face_name)
+        self._sequence = desired
+        for record in records:
+            record.hooks = sorted({e.event for f in record.faces if f for e in f.entries.values()},
+                                  key=self._event_rank)
         self.dispatch.rebuild()
 
-    def _reorder(self) -> None:
-        """Put each event's implementations in the documented call order (module docstring).
-
-        pluggy keeps ``HookCaller._hookimpls`` as non-wrappers then wrappers, each part in
-        reverse call order; we write that list so pluggy's callers and ours agree. Runs on
-        registration changes only, never per call.
-        """
-        for caller in vars(self.hook).values():
-            impls = getattr(caller, "_hookimpls", None)
-            if not impls or len(impls) < 2:
-                continue
-            plain = sorted((i for i in impls if not (i.wrapper or i.hookwrapper)), key=self._call_key)
-            wrappers = sorted((i for i in impls if i.wrapper or i.hookwrapper), key=self._call_key)
-            impls[:] = plain[::-1] + wrappers[::-1]
-
-    def _call_key(self, impl: Any) -> Tuple[int, int, int, int]:
-        """Sort key of one implementation: (tryfirst/plain/trylast, ``__engine_order__``, tier, -seq)."""
-        group = 0 if impl.tryfirst else 2 if impl.trylast else 1
-        order = getattr(impl.plugin, "__engine_order__", 0)
-        record = self._records.get(impl.plugin_name)
-        if record is None:  # registered behind the registry's back: treat as the newest code plugin
-            return (group, order, _CALL_RANK["code"], -(self._seq + 1))
-        return (group, order, _CALL_RANK[record.tier], -record.seq)
-
-    def _verify_hook(self, hook: Any, hookimpl: Any) -> None:
-        """pluggy's check of an implementation against its event, after aligning ``Callback`` methods by position."""
-        if hook.spec is not None and _is_callback(hookimpl.plugin):
-            _align_by_position(hookimpl, hook.spec.argnames)
-        super()._verify_hook(hook, hookimpl)
-
-    def _register_checked(self, plugin: Any, name: str) -> None:
-        try:
-            super().register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(self._explain_validation(plugin, name, exc)) from exc
-        self._pass_defaulted_arguments(plugin)
-
-    def _pass_defaulted_arguments(self, plugin: Any) -> None:
-        """Pass event arguments that an implementation declares with a default, e.g. ``dataloader_idx=0``.
-
-        pluggy passes only arguments without defaults. Lightning callbacks commonly write
-        ``on_validation_batch_end(..., batch_idx, dataloader_idx=0)`` and expect the real
-        index, so the leading defaulted parameters that the event provides become regular
-        (positional) arguments of the implementation.
-        """
-        for caller in vars(self.hook).values():
-            spec = getattr(caller, "spec", None)
-            if spec is None:
-                continue
-            for impl in caller.get_hookimpls():
-                if impl.plugin is not plugin or not impl.kwargnames:
+    def implementations(self, event: str) -> List[Implementation]:
+        """``event``'s implementations in call order: wrappers first (outermost first), then the rest."""
+        cached = self._impl_cache.get(event)
+        if cached is not None:
+            return cached
+        caller = getattr(self.hook, event, None)
+        found: List[Implementation] = []
+        if caller is not None:
+            impls = caller.get_hookimpls()  # pluggy's order: plain then wrappers, each called from the end
+            wrappers = [i for i in impls if i.wrapper or i.hookwrapper]
+            plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
+            for impl in list(reversed(wrappers)) + list(reversed(plain)):
+                face = impl.plugin
+                entry = next((e for e in face.entries.values() if e.for_pluggy is impl.function), None) \
+                    if isinstance(face, Face) else None
+                if entry is None:  # registered behind the registry's back
+                    found.append(Implementation(event, face, impl.plugin_name, impl.function, tuple(impl.argnames),
+                                                impl.wrapper, impl.hookwrapper, impl.tryfirst, impl.trylast))
                     continue
-                extra = []
-                for kwarg in impl.kwargnames:
-                    if kwarg not in spec.argnames:
-                        break  # keep positions aligned with the signature
-                    extra.append(kwarg)
-                if extra:
-                    impl.argnames = tuple(impl.argnames) + tuple(extra)
-                    impl.kwargnames = tuple(k for k in impl.kwargnames if k not in extra)
+                found.append(Implementation(event, face.plugin, face.owner, entry.original, entry.argnames,
+                                            impl.wrapper, impl.hookwrapper, impl.tryfirst, impl.trylast))
+        self._impl_cache[event] = found
+        return found
 
-    def _explain_validation(self, plugin: Any, name: str, exc: Exception) -> str:
-        message = f"Plugin {name!r} ({_describe(plugin)}) is invalid: {exc}"
-        for hook_name in self._hooks_of_unregistered(plugin):
-            caller = getattr(self.hook, hook_name, None)
-            if caller is None or caller.spec is None:
-                continue
-            func = getattr(plugin, hook_name)
-            argnames, _ = pluggy._hooks.varnames(func)  # pluggy's own argument parser
-            for arg in argnames:
-                if arg not in caller.spec.argnames:
-                    message += (
-                        f"\n  {hook_name}() takes {arg!r}, which the event does not pass; it passes "
-                        f"{', '.join(caller.spec.argnames)}.{did_you_mean(arg, caller.spec.argnames)}"
-                    )
-        return message
+    def implementation(self, plugin: Any, event: str) -> Optional[Callable[..., Any]]:
+        """The function the dispatch calls for ``plugin``'s implementation of ``event`` (``None`` if it has none).
 
-    def _hooks_of_unregistered(self, plugin: Any) -> List[str]:
-        names = []
-        for attr in dir(plugin):
-            try:
-                if self.parse_hookimpl_opts(plugin, attr) is not None:
-                    names.append(attr)
-            except Exception:  # an attribute that raises on access is no hook
-                continue
-        return names
-
-    # ----------------------------------------------------------------------------------
-    # typo checks
-    # ----------------------------------------------------------------------------------
-
-    def check_plugin(self, plugin: Any, name: str) -> None:
-        """Raise :class:`PluginError` for a hook-like method of ``plugin`` that matches no event.
-
-        Checked: ``@hookimpl`` functions with no hookspec (deferred inside :meth:`batch`,
-        since a plugin registered later may add the spec), and methods named ``on_*`` that
-        match no event.
+        When that implementation is the event's only one and takes the event's arguments in order,
+        ``trainer.hooks.<event>`` is this very object, so ``hooks.backward is registry.implementation(self,
+        'backward')`` tells a plugin that nothing else takes part.
         """
-        if self._batch_depth:
-            return
-        known = self._spec_names()
-        for hook_name in self._hooks_of(plugin):
-            if hook_name not in known and not self._impl_is_optional(plugin, hook_name):
-                raise PluginError(
-                    f"Plugin {name!r} ({_describe(plugin)}) implements `{hook_name}`, which is no event."
-                    + did_you_mean(hook_name, known)
-                    + " See engine/hookspecs.py or `python -m engine plugins` for the event names."
-                )
-        for attr in _public_methods(plugin):
-            if attr.startswith("on_") and attr not in known and not _is_exempt(plugin, attr):
-                raise PluginError(
-                    f"{_kind(plugin)} {name!r} ({_describe(plugin)}) has a method `{attr}` that looks like "
-                    f"a hook but matches no event." + did_you_mean(attr, known)
-                    + " Rename it, or give it a name that does not start with `on_`."
-                )
-            if (attr.startswith("on_") and attr in known and not _is_callback(plugin)
-                    and not hasattr(plugin, "__engine_hooks__") and not _is_exempt(plugin, attr)
-                    and self.parse_hookimpl_opts(plugin, attr) is None):
-                # A plain plugin's `on_*` function without @hookimpl would never be called.
-                raise PluginError(
-                    f"Plugin {name!r} ({_describe(plugin)}) has a method `{attr}` named like an event but "
-                    "not marked `@hookimpl`, so it would never be called. Decorate it with "
-                    "`@engine.hookimpl`, or make the plugin an `engine.Callback` subclass."
-                )
+        return next((i.function for i in self.implementations(event) if i.plugin is plugin), None)
 
-    def check_all(self) -> None:
-        """Run :meth:`check_plugin` on every registered plugin (after a batch of registrations)."""
-        for name in list(self._order):
-            self.check_plugin(self._records[name].plugin, name)
+    def call_order(self, hook_name: str) -> List[Tuple[str, str]]:
+        """``(plugin name, marker)`` for each implementation of ``hook_name``, in call order.
 
-    def _spec_names(self) -> List[str]:
-        # Cached: asked once per Callback attribute at registration; events change only in add_hookspecs.
-        cached = self.__dict__.get("_spec_cache")
-        if cached is None:
-            cached = [n for n, caller in vars(self.hook).items() if getattr(caller, "spec", None) is not None]
-            self.__dict__["_spec_cache"] = cached
-        return cached
-
-    def _hooks_of(self, plugin: Any) -> List[str]:
-        return [impl_name for impl_name, caller in vars(self.hook).items()
-                if any(impl.plugin is plugin for impl in caller.get_hookimpls())]
-
-    def _impl_is_optional(self, plugin: Any, hook_name: str) -> bool:
-        caller = getattr(self.hook, hook_name)
-        return all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
-
-    # ----------------------------------------------------------------------------------
-    # entry points
-    # ----------------------------------------------------------------------------------
-
-    def load_entrypoint_plugins(self, disabled: Iterable[str] = ()) -> List[str]:
-        """Load and register every ``engine.plugins`` entry point not in ``disabled``.
-
-        Skipped entirely when ``ENGINE_DISABLE_PLUGIN_AUTOLOAD`` is set. A target may be a
-        module, an object with hook implementations, or a ``Callback`` subclass (then
-        instantiated with no arguments). Returns the names loaded.
+        ``marker`` is ``"wrapper"``, ``"tryfirst"``, ``"trylast"`` or ``""``.
         """
-        if os.environ.get(DISABLE_AUTOLOAD_ENV):
-            return []
-        disabled = set(disabled)
-        found: List[Tuple[str, Any, str]] = []
-        for ep in sorted(entry_points(), key=lambda e: e.name):
-            if ep.name in disabled:
-                continue
-            dist = getattr(ep, "dist", None)
-            dist_name = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "(unknown distribution)"
-            where = f"entry point `{ep.name} = {ep.value}` of distribution {dist_name}"
-            if ep.name in self._records:
-                raise PluginError(
-                    f"The {where} is named like the already registered plugin {ep.name!r} "
-                    f"({self._records[ep.name].origin}). Rename the entry point, or pass "
-                    f"disable_plugins=[{ep.name!r}] to drop both."
-                )
-            try:
-                target = ep.load()
-                if inspect.isclass(target):  # e.g. a Callback subclass: one instance per Trainer
-                    target = target()
-            except Exception as exc:
-                raise PluginError(
-                    f"Could not load plugin from {where}: {type(exc).__name__}: {exc}. "
-                    f"Fix or uninstall that distribution, disable it with disable_plugins=[{ep.name!r}], "
-                    f"or set {DISABLE_AUTOLOAD_ENV}=1."
-                ) from exc
-            found.append((ep.name, target, f"entry point of {dist_name} (`{ep.name} = {ep.value}`)"))
-        # Inside a tier the last registered runs first: register in reverse so they run in name order.
-        for name, target, origin in reversed(found):
-            self.add(target, name, "entrypoint", origin=origin)
-        return [name for name, _, _ in found]
+        return [(impl.plugin_name, impl.marker) for impl in self.implementations(hook_name)]
+
+    # ----------------------------------------------------------------------------------
+    # pluggy's queries, in terms of the registered plugins
+    # ----------------------------------------------------------------------------------
+
+    def get_plugin(self, name: str) -> Any:
+        """The plugin registered as ``name``, or ``None``."""
+        record = self._records.get(name)
+        return record.plugin if record is not None else None
+
+    def get_name(self, plugin: Any) -> Optional[str]:
+        """The name ``plugin`` is registered under, or ``None`` (a face: its name in pluggy)."""
+        if isinstance(plugin, Face):  # pluggy asks this of the objects it holds
+            return super().get_name(plugin)
+        return next((r.name for r in self._records.values() if r.plugin is plugin), None)
+
+    def has_plugin(self, name: str) -> bool:
+        """True if a plugin is registered as ``name``."""
+        return name in self._records
+
+    def is_registered(self, plugin: Any) -> bool:
+        """True if ``plugin`` is registered."""
+        return self.get_name(plugin) is not None
+
+    def get_plugins(self) -> Set[Any]:
+        """Every registered plugin."""
+        return {r.plugin for r in self._records.values()}
+
+    def list_name_plugin(self) -> List[Tuple[str, Any]]:
+        """``(name, plugin)`` of every registered plugin, in registration order."""
+        return [(n, self._records[n].plugin) for n in self._order]
+
+    def get_hookcallers(self, plugin: Any) -> Optional[List[Any]]:
+        """The hook callers ``plugin`` (or one of its faces) implements, or ``None`` if it is not registered."""
+        if isinstance(plugin, Face):
+            return super().get_hookcallers(plugin)
+        name = self.get_name(plugin)
+        if name is None:
+            return None
+        callers = []
+        for face in self._records[name].faces:
+            if face is not None:
+                callers += [c for c in super().get_hookcallers(face) or [] if c not in callers]
+        return callers
+
+    def get_canonical_name(self, plugin: Any) -> str:
+        """The default name of a plugin: a module's name, else ``ClassName-<id>``."""
+        if inspect.ismodule(plugin):
+            return plugin.__name__
+        return f"{type(plugin).__qualname__}-{id(plugin):x}"
 
     # ----------------------------------------------------------------------------------
     # introspection
@@ -408,34 +431,36 @@ class PluginRegistry(pluggy.PluginManager):
 
     def records(self) -> List[PluginRecord]:
         """Every registered plugin, in registration order, with its origin and hooks."""
-        if self.__dict__.get("_hooks_stale", True):
-            # Recomputed after registration changes only: checkpoints ask for this every save.
-            for record in self._records.values():
-                record.hooks = self._hooks_of(record.plugin)
-            self.__dict__["_hooks_stale"] = False
         return [self._records[n] for n in self._order]
 
-    def call_order(self, hook_name: str) -> List[Tuple[str, str]]:
-        """``(plugin name, marker)`` for each implementation of ``hook_name``, in call order.
+    def record(self, name: str) -> PluginRecord:
+        """The record of the plugin called ``name``."""
+        return self._records[name]
 
-        ``marker`` is ``"wrapper"``, ``"tryfirst"``, ``"trylast"`` or ``""``.
-        """
-        caller = getattr(self.hook, hook_name)
-        impls = caller.get_hookimpls()
-        wrappers = [i for i in impls if i.wrapper or i.hookwrapper]
-        plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
-        result = []
-        for impl in list(reversed(wrappers)) + list(reversed(plain)):
-            marker = "wrapper" if (impl.wrapper or impl.hookwrapper) else (
-                "tryfirst" if impl.tryfirst else "trylast" if impl.trylast else "")
-            result.append((impl.plugin_name, marker))
-        return result
+    def names(self) -> List[str]:
+        """Names of every registered plugin, in registration order."""
+        return list(self._order)
 
     def events(self) -> List[str]:
         """Every event name known to this registry: the catalogue's in its order, then added ones."""
         known = set(self._spec_names())
         catalogue = [n for n in hookspecs.event_names() if n in known]
         return catalogue + sorted(known.difference(catalogue))
+
+    def spec_names(self) -> List[str]:
+        """Every declared event's name (the catalogue's and those added by plugins)."""
+        return list(self._spec_names())
+
+    def _spec_names(self) -> List[str]:
+        # Cached: asked once per Callback attribute at registration; events change only in add_hookspecs.
+        if self._spec_cache is None:
+            self._spec_cache = [n for n, caller in vars(self.hook).items()
+                                if getattr(caller, "spec", None) is not None]
+        return self._spec_cache
+
+    def _event_rank(self, event: str) -> Tuple[int, str]:
+        names = self._spec_names()
+        return (names.index(event), event) if event in names else (len(names), event)
 
     def culprit(self, exc: BaseException) -> Optional[Tuple[str, str]]:
         """``(plugin name, hook name)`` whose implementation raised ``exc``, from its traceback.
@@ -444,11 +469,13 @@ class PluginRegistry(pluggy.PluginManager):
         implementation; costs nothing until an exception happens.
         """
         codes: Dict[Any, List[Tuple[Any, str, str]]] = {}
-        for hook_name, caller in vars(self.hook).items():
-            for impl in caller.get_hookimpls():
-                code = getattr(getattr(impl.function, "__func__", impl.function), "__code__", None)
-                if code is not None:
-                    codes.setdefault(code, []).append((impl.plugin, impl.plugin_name, hook_name))
+        for record in self._records.values():
+            for face in record.faces:
+                for entry in (face.entries.values() if face is not None else ()):
+                    function = entry.original
+                    code = getattr(getattr(function, "__func__", function), "__code__", None)
+                    if code is not None:
+                        codes.setdefault(code, []).append((record.plugin, record.name, entry.event))
         found = None
         tb = exc.__traceback__
         while tb is not None:
@@ -461,13 +488,14 @@ class PluginRegistry(pluggy.PluginManager):
             tb = tb.tb_next
         return found
 
-    def names(self) -> List[str]:
-        """Names of every registered plugin, in registration order."""
-        return list(self._order)
+    def check_all(self) -> None:
+        """Run the typo check on every registered plugin (after a batch of registrations)."""
+        for name in list(self._order):
+            check_plugin(self, self._records[name].plugin, name)
 
 
 class _Batch:
-    """Defers dispatch rebuilds and spec checks until the outermost batch ends."""
+    """Defers ordering, dispatch rebuilds and typo checks until the outermost batch ends."""
 
     def __init__(self, registry: PluginRegistry) -> None:
         self.registry = registry
@@ -482,70 +510,10 @@ class _Batch:
             self.registry._refresh()
 
 
-def entry_points() -> Sequence[importlib.metadata.EntryPoint]:
-    """Every installed entry point in the ``engine.plugins`` group."""
-    eps = importlib.metadata.entry_points()
-    if hasattr(eps, "select"):
-        return list(eps.select(group=ENTRY_POINT_GROUP))
-    return list(eps.get(ENTRY_POINT_GROUP, []))  # Python < 3.10
+def _hook_candidates(plugin: Any) -> List[str]:
+    """Attribute names of ``plugin`` that may implement a hook (everything ``dir`` lists, minus dunders)."""
+    return [name for name in dir(plugin) if not (name.startswith("__") and name.endswith("__"))]
 
 
-def _align_by_position(impl: Any, spec_args: Sequence[str]) -> None:
-    """Let a ``Callback`` method name its parameters freely, as Lightning's positional calls allow.
-
-    Lightning calls ``on_train_start(trainer, pl_module)`` positionally, so callbacks written for
-    it often say ``(self, trainer, model)``. pluggy matches by name; when a method's required
-    parameters are not all event arguments, they take the event's names by position (the
-    dispatch and pluggy both pass arguments positionally). More required parameters than the
-    event has is left to pluggy's error.
-    """
-    required = tuple(impl.argnames)
-    if set(required) <= set(spec_args) or len(required) > len(spec_args):
-        return
-    impl.argnames = tuple(spec_args[:len(required)])
-
-
-def _is_callback(plugin: Any) -> bool:
-    from hookloop.engine.callback import Callback
-
-    return isinstance(plugin, Callback)
-
-
-def _overrides(plugin: Any, name: str) -> bool:
-    """True if ``plugin``'s class defines ``name`` itself rather than inheriting ``Callback``'s no-op."""
-    from hookloop.engine.callback import Callback
-
-    attr = getattr(type(plugin), name, None)
-    return callable(attr) and attr is not getattr(Callback, name, None)
-
-
-def _public_methods(plugin: Any) -> List[str]:
-    if isinstance(plugin, types.ModuleType):
-        return [n for n, v in vars(plugin).items() if inspect.isfunction(v) and v.__module__ == plugin.__name__]
-    cls = plugin if inspect.isclass(plugin) else type(plugin)
-    return [n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n, None))]
-
-
-def _is_exempt(plugin: Any, attr: str) -> bool:
-    """Methods a plugin declares as its own (``__engine_not_hooks__``) are not typo-checked."""
-    return attr in getattr(plugin, "__engine_not_hooks__", ())
-
-
-def _default_name(plugin: Any) -> str:
-    if isinstance(plugin, types.ModuleType):
-        return plugin.__name__
-    return f"{type(plugin).__qualname__}-{id(plugin):x}"
-
-
-def _describe(plugin: Any) -> str:
-    if isinstance(plugin, types.ModuleType):
-        return f"module {plugin.__name__}"
-    cls = plugin if inspect.isclass(plugin) else type(plugin)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _kind(plugin: Any) -> str:
-    return "Callback" if _is_callback(plugin) else "Plugin"
-
-
-__all__ = ["PluginRegistry", "PluginRecord", "ENTRY_POINT_GROUP", "DISABLE_AUTOLOAD_ENV", "TIERS", "closest"]
+__all__ = ["PluginRegistry", "PluginRecord", "Implementation", "ENTRY_POINT_GROUP", "DISABLE_AUTOLOAD_ENV",
+           "TIERS", "closest", "entry_points"]

@@ -101,7 +101,7 @@ class SeedTrainerAttributes:
     @derived
     def weights_save_path(self) -> str:
         """Seed era: where the default checkpoints go (the ``weights_save_path`` flag, else ``default_root_dir``)."""
-        return getattr(self, "_weights_save_path", None) or getattr(self, "default_root_dir")
+        return getattr(self, "weights_save_path_flag", None) or getattr(self, "default_root_dir")
 
     @derived
     def progress_bar_dict(self) -> Dict[str, Any]:

@@ -16,6 +16,9 @@ from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import resolve_seed_flags
 from hookloop.engine.state import LoopState
 
+#: The name the LightningModule's own hooks are registered under (the ``module_plugin`` hook's adapter).
+MODULE_PLUGIN_NAME = "lightning_module"
+
 #: Modules whose frames a configuration error's traceback leaves out (the culprit is in the message).
 _INTERNAL_MODULES = ("hookloop.", "pluggy.")
 
@@ -189,7 +192,7 @@ class Trainer(SeedTrainerAttributes):
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
         limit_test_batches, overfit_batches = seed["limit_test_batches"], seed["overfit_batches"]
-        self._weights_save_path = os.fspath(weights_save_path) if weights_save_path is not None else None
+        self.weights_save_path_flag = os.fspath(weights_save_path) if weights_save_path is not None else None
         # ---- flags, with seed-era names folded into the 2.x ones -----------------------
         self.logger_flag = logger
         if checkpoint_callback is not None and enable_checkpointing is not None and bool(checkpoint_callback) != bool(enable_checkpointing):
@@ -293,17 +296,25 @@ class Trainer(SeedTrainerAttributes):
         #: Whether the running ``validate``/``test``/``predict`` call was given a model (else it runs the
         #: trainer's own, and the checkpoint plugin may pick the fit's best weights, as Lightning does).
         self.model_given = True
-        self._loaders_given: Dict[str, Any] = {}
-        self._train_results = ResultCollection(self.state, training=True)
-        self._eval_results = ResultCollection(self.state, training=False)
-        self._run_results: Any = None
-        self._user_callbacks = list(callbacks or [])
+        # ---- the plugin surface: what the built-ins read and write, open to any plugin ----------
+        #: The dataloaders passed to the running ``fit``/``validate``/``test``/``predict``, by kind
+        #: (``"train"``, ``"val"``, ``"test"``, ``"predict"``; ``None`` when not passed).
+        self.dataloaders_given: Dict[str, Any] = {}
+        #: What ``self.log`` and seed-era returned dicts write during training / evaluation (a metrics
+        #: plugin reduces them at the epoch's end): :class:`~hookloop.engine.results.ResultCollection`.
+        self.train_results = ResultCollection(self.state, training=True)
+        self.eval_results = ResultCollection(self.state, training=False)
+        #: What the running ``validate``/``test``/``predict`` returns (set by its body; a launcher that ran
+        #: the body in other processes sets it from theirs).
+        self.run_results: Any = None
+        #: The callbacks passed to ``Trainer(callbacks=...)``, in order.
+        self.user_callbacks = list(callbacks or [])
 
         # ---- plugins ----------------------------------------------------------------------
         self.registry = PluginRegistry()
         #: Names given to ``disable_plugins``; built-in factories read it to leave those out.
         self.disabled_plugins = frozenset(disable_plugins or ())
-        self._register_plugins(self._user_callbacks, list(plugins or []), list(disable_plugins or []))
+        self._register_plugins(self.user_callbacks, list(plugins or []), list(disable_plugins or []))
         if self.hooks.on_init_start is not None:
             self.hooks.on_init_start(self)
         if self.hooks.on_init_end is not None:
@@ -420,7 +431,7 @@ class Trainer(SeedTrainerAttributes):
     @property
     def results(self) -> ResultCollection:
         """Where ``self.log`` writes: the training collection, or the evaluation one during validation/test."""
-        return self._train_results if self.state.phase.startswith("train") else self._eval_results
+        return self.train_results if self.state.phase.startswith("train") else self.eval_results
 
     @property
     def logger(self) -> Any:
@@ -479,7 +490,7 @@ class Trainer(SeedTrainerAttributes):
             train_dataloaders = train_dataloader
         if _looks_like_datamodule(train_dataloaders) and datamodule is None:
             datamodule, train_dataloaders = train_dataloaders, None
-        self._loaders_given = {"train": train_dataloaders, "val": val_dataloaders}
+        self.dataloaders_given = {"train": train_dataloaders, "val": val_dataloaders}
         self.ckpt_path = ckpt_path if ckpt_path is not None else self.resume_from_checkpoint
         self._run(model, datamodule, "fit", self._fit_body)
 
@@ -511,15 +522,15 @@ class Trainer(SeedTrainerAttributes):
         model = model if model is not None else self.lightning_module
         if model is None:
             raise MisconfigurationException(f"trainer.{stage}() needs a model: pass trainer.{stage}(model, ...).")
-        self._loaders_given = {_STAGE_LOADERS[stage]: dataloaders}
+        self.dataloaders_given = {_STAGE_LOADERS[stage]: dataloaders}
         self.ckpt_path = ckpt_path
         self._run(model, datamodule if datamodule is not None else self.datamodule, stage,
                   lambda: self._evaluate_body(stage))
         if verbose and stage != "predict" and self.is_global_zero:
-            table = format_eval_results(stage, self._run_results)
+            table = format_eval_results(stage, self.run_results)
             if table:
                 print(table)
-        return self._run_results
+        return self.run_results
 
     def _run(self, model: Any, datamodule: Any, stage: str, body: Any) -> None:
         from hookloop.engine.module import LightningModule
@@ -535,10 +546,16 @@ class Trainer(SeedTrainerAttributes):
             datamodule.trainer = self
         self.state.stage = stage
         self.state.should_stop = False
-        self._run_results = None
+        self.run_results = None
+        # The module's hooks join for this run and stay until the next run replaces them, so that what is
+        # fired between runs (trainer.save_checkpoint() after fit: on_save_checkpoint) reaches the module too.
         module_plugin = self.hooks.module_plugin(self, model) if self.hooks.module_plugin is not None else None
-        if module_plugin is not None:
-            self.registry.add(module_plugin, "lightning_module", "module", origin=f"{type(model).__qualname__} (the LightningModule)")
+        with self.registry.batch():
+            if self.registry.has_plugin(MODULE_PLUGIN_NAME):
+                self.registry.remove(MODULE_PLUGIN_NAME)
+            if module_plugin is not None:
+                self.registry.add(module_plugin, MODULE_PLUGIN_NAME, "module",
+                                  origin=f"{type(model).__qualname__} (the LightningModule)")
         try:
             launched = self.hooks.launch(self, body) if self.hooks.launch is not None else None
             if launched is None:
@@ -546,9 +563,6 @@ class Trainer(SeedTrainerAttributes):
         except MisconfigurationException as exc:
             # A configuration error names its culprit; the engine's own frames would only bury it.
             raise exc.with_traceback(_without_engine_frames(exc.__traceback__))
-        finally:
-            if module_plugin is not None:
-                self.registry.remove("lightning_module")
 
     def _guarded(self, stage: str, work: Any) -> None:
         """Run ``work`` between setup and teardown; on error run ``on_exception`` everywhere and re-raise."""
@@ -585,6 +599,17 @@ class Trainer(SeedTrainerAttributes):
             # The run already failed: report teardown's error, keep the original one.
             print(f"[hookloop] teardown failed after an error: {exc!r}", file=sys.stderr)
 
+    def run_stage(self, stage: str) -> None:
+        """Run the body of ``stage`` (``"fit"``, ``"validate"``, ``"test"``, ``"predict"``) in this process.
+
+        This is what the function handed to the ``launch`` hook does; a launcher that starts the
+        processes itself (``ddp_spawn``) calls it in each, with the trainer and its model rebuilt there.
+        """
+        if stage == "fit":
+            self._fit_body()
+        else:
+            self._evaluate_body(stage)
+
     def _fit_body(self) -> None:
         def work() -> None:
             module = self.lightning_module
@@ -613,12 +638,12 @@ class Trainer(SeedTrainerAttributes):
             flag = f"limit_{kind}_batches"
             limits = [num_batches(dl, getattr(self, flag), flag) for dl in loaders]
             setattr(self, f"num_{kind}_batches", limits)  # e.g. the progress bar's total
-            self._eval_results.reset()
+            self.eval_results.reset()
             outputs = run_evaluation(self, stage, loaders, limits)
             if stage == "predict":
-                self._run_results = outputs[0] if len(outputs) == 1 else outputs
+                self.run_results = outputs[0] if len(outputs) == 1 else outputs
             else:
-                self._run_results = _results_per_dataloader(self._eval_results, len(loaders))
+                self.run_results = _results_per_dataloader(self.eval_results, len(loaders))
 
         self._guarded(stage, work)
 
@@ -649,7 +674,7 @@ class Trainer(SeedTrainerAttributes):
                 pass
         module = self.lightning_module
         # Every on_exception implementation runs, even if one of them fails.
-        for impl in reversed(self.registry.hook.on_exception.get_hookimpls()):
+        for impl in self.registry.implementations("on_exception"):
             args = {"trainer": self, "pl_module": module, "exception": exc}
             try:
                 impl.function(*[args[a] for a in impl.argnames])

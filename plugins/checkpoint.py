@@ -410,7 +410,7 @@ class ModelCheckpoint(Callback):
 
     def _resolve_dirpath(self, trainer: Any) -> str:
         if self.dirpath is None:
-            explicit = getattr(trainer, "_weights_save_path", None)  # seed era: Trainer(weights_save_path=...)
+            explicit = getattr(trainer, "weights_save_path_flag", None)  # seed era: Trainer(weights_save_path=...)
             root = explicit or (trainer.log_dir if trainer.loggers else trainer.default_root_dir)
             self.dirpath = os.path.join(root, "checkpoints")
         return self.dirpath

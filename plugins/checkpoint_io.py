@@ -222,7 +222,7 @@ class CheckpointIO:
         paths = sorted(k for k, v in hparams.items() if isinstance(v, os.PathLike))
         if paths:  # stored as strings (plain data); load_from_checkpoint makes them paths again
             checkpoint["hparams_paths"] = paths
-        assigned = getattr(module, "_hparams_assigned", None)
+        assigned = module.hparams_assigned
         if assigned is not None:  # seed era, as Lightning 0.8 stored it: which argument, and of which type
             checkpoint["hparams_name"], checkpoint["hparams_type"] = "hparams", assigned
         if not weights_only:
@@ -409,14 +409,14 @@ class CheckpointIO:
 
 def _epoch_metrics(trainer: Any) -> Dict[str, Any]:
     """The running epoch reductions of ``self.log`` values in training (plain data)."""
-    results = getattr(trainer, "_train_results", None)
+    results = getattr(trainer, "train_results", None)
     if results is None:
         return {}
     return {name: dataclasses.asdict(metric) for name, metric in results.metrics.items()}
 
 
 def _restore_epoch_metrics(trainer: Any, saved: Dict[str, Any]) -> None:
-    results = getattr(trainer, "_train_results", None)
+    results = getattr(trainer, "train_results", None)
     if results is None or not saved:
         return
     from hookloop.engine.results import LoggedMetric

@@ -62,7 +62,7 @@ def checkpoint_plugins(trainer: Any) -> List[Tuple[str, Any]]:
 
     found: List[Tuple[str, Any]] = [("checkpoint_io", CheckpointIO()), ("signals", SignalsPlugin())]
     flag = trainer.checkpoint_callback_flag
-    user_checkpoints = [c for c in trainer._user_callbacks if isinstance(c, ModelCheckpoint)]
+    user_checkpoints = [c for c in trainer.user_callbacks if isinstance(c, ModelCheckpoint)]
     if isinstance(flag, ModelCheckpoint):
         found.append(("checkpoint", flag))
     elif flag and not trainer.fast_dev_run and not user_checkpoints:

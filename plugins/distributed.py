@@ -308,7 +308,7 @@ def _equalize_eval_metrics(trainer: Any) -> None:
     """Each rank evaluated its shard: average the epoch values (sync_dist ones are already equal)."""
     if not dist.is_initialized():
         return
-    results = trainer._eval_results
+    results = trainer.eval_results
     produced = results.produced
     local = sorted(k for k, v in produced.items() if isinstance(v, torch.Tensor) and v.numel() == 1)
     everyone: List[Any] = [None] * dist.get_world_size()
@@ -456,17 +456,14 @@ def _spawned_main(local_rank: int, payload: bytes, per_node: int, world_size: in
         trainer.datamodule.trainer = trainer
     plugin = next((p for p in (r.plugin for r in trainer.registry.records()) if isinstance(p, DistributedPlugin)),
                   None)
-    if stage == "fit":
-        trainer._fit_body()
-    else:
-        trainer._evaluate_body(stage)
+    trainer.run_stage(stage)
     if trainer.global_rank == 0:
         checkpoint = trainer.checkpoint_callback
         torch.save({
             "state_dict": trainer.lightning_module.state_dict(),
             "callback_metrics": dict(trainer.state.callback_metrics),
             "logged_metrics": dict(trainer.state.logged_metrics),
-            "results": trainer._run_results,
+            "results": trainer.run_results,
             "best_model_path": getattr(checkpoint, "best_model_path", None),
             "epoch": trainer.state.epoch,
             "global_step": trainer.state.global_step,
@@ -485,7 +482,7 @@ def _restore_results(trainer: Any, results: Dict[str, Any]) -> None:
     trainer.lightning_module.load_state_dict(results["state_dict"])
     trainer.state.callback_metrics.update(results["callback_metrics"])
     trainer.state.logged_metrics.update(results["logged_metrics"])
-    trainer._run_results = results["results"]
+    trainer.run_results = results["results"]
     trainer.state.epoch = results["epoch"]
     trainer.state.global_step = results["global_step"]
     checkpoint = trainer.checkpoint_callback

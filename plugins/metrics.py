@@ -27,7 +27,7 @@ class MetricsPlugin:
     @hookimpl(tryfirst=True)
     def on_train_epoch_start(self, trainer: Any) -> None:
         """A fresh epoch accumulates from zero."""
-        trainer._train_results.reset()
+        trainer.train_results.reset()
 
     @hookimpl(tryfirst=True)
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -35,7 +35,7 @@ class MetricsPlugin:
         # log_every_n_steps=0: no step values are sent, so nothing needs to listen per batch.
         if trainer.log_every_n_steps and trainer.registry.get_plugin(StepValueSender.NAME) is None:
             # A partial, not a lambda: the trainer must stay picklable for ddp_spawn.
-            trainer._train_results.on_first_step_value = functools.partial(_add_step_sender, trainer)
+            trainer.train_results.on_first_step_value = functools.partial(_add_step_sender, trainer)
 
     @hookimpl(specname="on_train_epoch_end", tryfirst=True)
     def publish_train_epoch(self, trainer: Any) -> None:
@@ -48,16 +48,16 @@ class MetricsPlugin:
         last = state.last_outputs
         # Monitors (the seed-era default checkpoint) read the epoch's last loss as 'loss',
         # unless the module logs a 'loss' itself.
-        if "loss" not in trainer._train_results.metrics:
+        if "loss" not in trainer.train_results.metrics:
             loss = last.get("loss") if isinstance(last, dict) else last
             if isinstance(loss, torch.Tensor):
                 state.callback_metrics["loss"] = loss.detach()
-        trainer._train_results.epoch_end(_reducer(trainer))
+        trainer.train_results.epoch_end(_reducer(trainer))
 
     @hookimpl
     def on_train_epoch_end(self, trainer: Any) -> None:
         """Reduce the epoch's values (after the module's epoch-end hooks have logged) and send them."""
-        to_log = trainer._train_results.epoch_end(_reducer(trainer))
+        to_log = trainer.train_results.epoch_end(_reducer(trainer))
         if to_log:
             _send(trainer, to_log, max(trainer.global_step - 1, 0))
 
@@ -78,12 +78,12 @@ class MetricsPlugin:
     @hookimpl(specname="on_validation_epoch_end", tryfirst=True)
     def publish_validation_epoch(self, trainer: Any) -> None:
         """The run's values in ``callback_metrics`` before any ``on_validation_epoch_end`` reads them."""
-        trainer._eval_results.epoch_end(_reducer(trainer))
+        trainer.eval_results.epoch_end(_reducer(trainer))
 
     @hookimpl(specname="on_test_epoch_end", tryfirst=True)
     def publish_test_epoch(self, trainer: Any) -> None:
         """The run's values in ``callback_metrics`` before any ``on_test_epoch_end`` reads them."""
-        trainer._eval_results.epoch_end(_reducer(trainer))
+        trainer.eval_results.epoch_end(_reducer(trainer))
 
     @hookimpl
     def on_validation_epoch_end(self, trainer: Any) -> None:
@@ -96,7 +96,7 @@ class MetricsPlugin:
         self._eval_end(trainer)
 
     def _eval_end(self, trainer: Any) -> None:
-        to_log = trainer._eval_results.epoch_end(_reducer(trainer))
+        to_log = trainer.eval_results.epoch_end(_reducer(trainer))
         if to_log and not trainer.sanity_checking:
             _send(trainer, to_log, max(trainer.global_step - 1, 0))
 
@@ -116,7 +116,7 @@ class StepValueSender:
     @hookimpl
     def on_batch_end(self, trainer: Any, pl_module: Any) -> None:
         """The last event of a training batch: loggers get its values after every ``on_train_batch_end``."""
-        results = trainer._train_results
+        results = trainer.train_results
         if not results.pending_step:
             return
         every = trainer.log_every_n_steps
@@ -170,7 +170,7 @@ class EvalStepValueSender:
         self._batch_end(trainer, "test", dataloader_idx)
 
     def _batch_end(self, trainer: Any, stage: str, dataloader_idx: int) -> None:
-        results = trainer._eval_results
+        results = trainer.eval_results
         if trainer.sanity_checking:
             if results.pending_step:
                 results.take_pending()  # the sanity check logs nothing, as in Lightning
@@ -185,7 +185,7 @@ class EvalStepValueSender:
 def _start_eval_run(trainer: Any) -> None:
     """A validation or test run starts: its values accumulate from zero, and the sender of its
     step values listens from its first batch (so that its x-axis counts every batch)."""
-    results = trainer._eval_results
+    results = trainer.eval_results
     results.reset()
     results.take_pending()
     if trainer.registry.get_plugin(EvalStepValueSender.NAME) is None:

@@ -730,11 +730,9 @@ def _own_impls(plugin: Any, trainer: Any) -> Tuple[Any, Any, Any]:
     The dispatch hands out exactly these objects for an event whose only implementation is
     this plugin's, so ``hooks.backward is own[0]`` tells that nothing else takes part.
     """
-    own = []
-    for name in ("backward", "optimizer_step", "optimizer_zero_grad"):
-        impls = getattr(trainer.registry.hook, name).get_hookimpls()
-        own.append(next((impl.function for impl in impls if impl.plugin is plugin), None))
-    return own[0], own[1], own[2]
+    registry = trainer.registry
+    return (registry.implementation(plugin, "backward"), registry.implementation(plugin, "optimizer_step"),
+            registry.implementation(plugin, "optimizer_zero_grad"))
 
 
 def _defined_by_one_class(obj: Any, *names: str) -> bool:

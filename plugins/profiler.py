@@ -97,13 +97,12 @@ class SimpleProfiler:
         """Become ``trainer.profiler`` and have the dispatch wrap every implementation in a timer."""
         self._trainer = trainer
         trainer.profiler = self
-        trainer.registry.dispatch.wrap = self._wrap
-        trainer.registry.dispatch.rebuild()
+        trainer.registry.wrap_implementations(self._wrap)
 
     def _wrap(self, event: str, impl: Any, function: Callable[..., Any]) -> Callable[..., Any]:
         """The dispatch's ``wrap``: a timer around ``function`` (an implementation, or the event if ``impl`` is None)."""
         if impl is None:
-            impls = getattr(self._trainer.registry.hook, event).get_hookimpls()
+            impls = self._trainer.registry.implementations(event)
             if all(i.plugin is self for i in impls):  # only the profiler's own bookkeeping
                 return function
             shared = getattr(function, "_profiler_entry", None)

@@ -24,7 +24,7 @@ def reporting_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     for name, logger in named:
         if not isinstance(logger, DummyLogger):  # fast_dev_run: nothing to call
             plugins.append((name, as_plugin(logger)))
-    user = list(getattr(trainer, "_user_callbacks", []))
+    user = list(getattr(trainer, "user_callbacks", []))
     if trainer.enable_progress_bar and not any(isinstance(c, TQDMProgressBar) for c in user):
         plugins.append(("progress_bar", TQDMProgressBar(trainer.progress_bar_refresh_rate, trainer.process_position)))
     if trainer.enable_model_summary and not any(isinstance(c, ModelSummary) for c in user):

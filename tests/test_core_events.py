@@ -77,8 +77,13 @@ def test_lightning_callback_names_and_arguments(name):
     trainer = quiet_trainer()
     spec = getattr(trainer.registry.hook, name).spec
     assert spec is not None, f"no event {name}"
-    assert tuple(spec.argnames) == LIGHTNING_CALLBACK_API[name]
-    assert tuple(inspect.signature(getattr(Callback, name)).parameters)[1:] == LIGHTNING_CALLBACK_API[name]
+    # The training batch events also pass 0.9/1.x's trailing dataloader_idx (always 0), which 2.x dropped.
+    expected = LIGHTNING_CALLBACK_API[name] + SEED_TRAILING.get(name, ())
+    assert tuple(spec.argnames) == expected
+    assert tuple(inspect.signature(getattr(Callback, name)).parameters)[1:] == expected
+
+
+SEED_TRAILING = {"on_train_batch_start": ("dataloader_idx",), "on_train_batch_end": ("dataloader_idx",)}
 
 
 def test_behaviour_hooks_are_firstresult():
@@ -227,8 +232,8 @@ def test_module_adapter_registers_only_overridden_hooks():
     assert ModuleHooks(trainer, Plain()).__engine_hooks__ == set()
     hooks = ModuleHooks(trainer, SeedModel()).__engine_hooks__
     # SeedModel defines training_epoch_end and validation_epoch_end, no on_* hook
-    assert hooks == {"on_train_batch_end", "aggregate_train_epoch", "on_validation_batch_end",
-                     "aggregate_validation_epoch"}
+    assert hooks == {"reset_training_outputs", "collect_training_outputs", "aggregate_training_epoch",
+                     "collect_validation_outputs", "aggregate_validation_epoch"}
 
 
 def test_seed_epoch_end_results_reach_callbacks_of_the_same_event():
@@ -273,13 +278,19 @@ def test_default_trainer_listens_to_nothing_per_batch(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
     class Silent(SeedModel):
+        training_epoch_end = None  # no seed-era aggregation: nothing to keep per step
+
         def training_step(self, batch, batch_idx):
             return super().training_step(batch, batch_idx)["loss"]  # no 'log': nothing to send per step
 
+        def on_train_end(self):  # the module's hooks are registered: look while the run is on
+            self.listeners = {event: getattr(self.trainer.hooks, event) for event in PER_BATCH_EVENTS}
+
     trainer = Trainer(enable_progress_bar=False, max_epochs=1, limit_train_batches=3, default_root_dir=str(tmp_path))
-    trainer.fit(Silent())
+    model = Silent()
+    trainer.fit(model)
     for event in PER_BATCH_EVENTS:
-        assert getattr(trainer.hooks, event) is None, event
+        assert model.listeners[event] is None, event
 
 
 class _CallerRecordingModel(SeedModel):

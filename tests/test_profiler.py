@@ -106,13 +106,15 @@ def test_profiler_off_registers_and_wraps_nothing():
     assert "profiler" not in trainer.registry.names()
     assert trainer.registry.dispatch.wrap is None
     assert trainer.profiler is None
-    impl = next(i for i in trainer.registry.hook.backward.get_hookimpls() if i.plugin_name == "optimization")
+    impl = next(i for i in trainer.registry.implementations("backward") if i.plugin_name == "optimization")
     assert trainer.hooks.backward is impl.function  # the plugin's own method, no timer around it
+    pluggy_impl = next(i for i in trainer.registry.hook.backward.get_hookimpls() if i.plugin_name == "optimization")
+    assert pluggy_impl.function is impl.function  # and pluggy calls that same method
 
     on = Trainer(profiler="simple", **QUIET)
-    on_impl = next(i for i in on.registry.hook.backward.get_hookimpls() if i.plugin_name == "optimization")
-    assert on.hooks.backward is not on_impl.function
-    assert on_impl.function.__func__ is impl.function.__func__  # registered implementations stay untouched
+    on_impl = next(i for i in on.registry.implementations("backward") if i.plugin_name == "optimization")
+    assert on.hooks.backward is not on_impl.function  # a timer around it
+    assert on_impl.function.__func__ is impl.function.__func__  # the plugin's own method, untouched
 
 
 def test_advanced_profiler_adds_a_cprofile_report(capsys):
