@@ -97,6 +97,30 @@ def check_plugin(registry: "PluginRegistry", plugin: Any, name: str) -> None:
             )
 
 
+def check_given(registry: "PluginRegistry", items: List[Any], flag: str) -> None:
+    """``Trainer(callbacks=[...])``/``Trainer(plugins=[...])``: every item an instance (or a module) with a hook.
+
+    A class given where an instance belongs, and an object that is no ``Callback`` and implements no
+    event (nothing would ever call it), are errors naming the item and what to pass instead.
+    """
+    for index, item in enumerate(items):
+        where = f"Trainer({flag}=[...]) item {index}"
+        if inspect.isclass(item):
+            raise PluginError(
+                f"{where} is the class {item.__qualname__}, not an instance of it. "
+                f"Pass an instance: {flag}=[{item.__name__}(...)].")
+        if is_callback(item) or getattr(item, "__engine_hookspecs__", None) is not None:
+            continue
+        if any(attr.startswith("on_") for attr in _public_methods(item)):
+            continue  # hook-like methods: the registration check says what is wrong with them
+        if not any(registry.hook_options(item, attr) is not None for attr in dir(item)):
+            kind = "module" if isinstance(item, types.ModuleType) else type(item).__qualname__
+            raise PluginError(
+                f"{where} ({kind} {item!r:.60}) is no engine.Callback and implements no event, so nothing would "
+                f"ever call it. Pass a Callback subclass instance, or an object whose methods carry @engine.hookimpl "
+                f"and are named like events (see `python -m engine plugins`).")
+
+
 def explain_validation(registry: "PluginRegistry", plugin: Any, name: str, exc: Exception) -> str:
     """pluggy's validation error for ``plugin``, with each argument an event does not pass named."""
     message = f"Plugin {name!r} ({describe_plugin(plugin)}) is invalid: {exc}"

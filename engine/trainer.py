@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from hookloop.engine.builtins import provided
 from hookloop.engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
 from hookloop.engine.loop import FitLoop, num_batches, run_evaluation
+from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
@@ -325,6 +326,8 @@ class Trainer(SeedTrainerAttributes):
     # ------------------------------------------------------------------------------------
 
     def _register_plugins(self, callbacks: List[Any], plugins: List[Any], disabled: List[str]) -> None:
+        check_given(self.registry, callbacks, "callbacks")
+        check_given(self.registry, plugins, "plugins")
         builtin = provided().default_plugins(self)  # the built-ins are plugins like any other
         known = [name for name, _ in builtin] + [ep.name for ep in entry_points()]
         for name in disabled:

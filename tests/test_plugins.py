@@ -488,3 +488,22 @@ def test_engine_order_must_be_an_int():
 
     with pytest.raises(PluginError, match="__engine_order__ = 'last'"):
         Trainer(callbacks=[Odd([], "odd")], **QUIET)
+
+
+@pytest.mark.parametrize("flag", ["callbacks", "plugins"])
+def test_a_class_given_instead_of_an_instance_is_an_error_naming_it(flag):
+    from plugins import EarlyStopping
+
+    with pytest.raises(PluginError, match=rf"Trainer\({flag}=\[...\]\) item 1 is the class EarlyStopping, not an "
+                                          rf"instance of it. Pass an instance: {flag}=\[EarlyStopping\(...\)\]"):
+        Trainer(**{flag: [RecordingCallback([], "ok"), EarlyStopping]}, **QUIET)
+
+
+@pytest.mark.parametrize("flag", ["callbacks", "plugins"])
+def test_an_object_implementing_no_event_is_an_error(flag):
+    with pytest.raises(PluginError, match=rf"item 0 \(object .*\) is no engine.Callback and implements no event"):
+        Trainer(**{flag: [object()]}, **QUIET)
+
+
+def test_a_callback_overriding_nothing_is_still_accepted():
+    Trainer(callbacks=[Callback()], **QUIET)  # Lightning accepts it (it may carry state only)
