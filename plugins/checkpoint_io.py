@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import itertools
 import os
 import pathlib
 import pickle
+import re
+import socket
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -40,55 +43,209 @@ REQUIRED_KEYS = ("state_dict",)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be read or does not fit the model; the message names the file and the problem."""
+    """A checkpoint file cannot be read or does not fit the model; the message names the file and the problem.
+
+    ``path`` is the file. ``flag`` is set (to ``"ckpt_path"``) when the file is the one a run was
+    asked to resume from or evaluate, so that a command line can report it as a bad argument.
+    """
+
+    def __init__(self, message: str, path: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.flag: Optional[str] = None
+
+
+class CheckpointSaveError(CheckpointError, OSError):
+    """Writing a checkpoint failed (disk full, quota, file-size limit...): the message names the file and why.
+
+    An ``OSError`` too, with the failed write's ``errno``; the file at ``path`` is left as it was.
+    """
+
+    def __init__(self, message: str, path: str, code: Optional[int] = None) -> None:
+        CheckpointError.__init__(self, message, path)
+        self.errno = code
+        self.filename = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 # ---------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------
 
+#: Why a write failed, by ``errno``, and what to do, in words a user acts on.
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("the disk is full", "free space there"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space there or raise the quota"),
+    errno.EFBIG: ("the file is larger than this process may write (a file-size limit such as `ulimit -f`, "
+                  "or the filesystem's largest file)", "raise the limit"),
+    errno.EROFS: ("the filesystem is read-only", "make it writable"),
+    errno.EACCES: ("permission is denied", "make the directory writable"),
+    errno.EPERM: ("the operation is not permitted", "make the directory writable"),
+    errno.EIO: ("an input/output error occurred (a failing disk or network filesystem?)", "check the disk"),
+}
+
 
 def atomic_save(obj: Any, filepath: str) -> None:
     """``torch.save(obj)`` to ``filepath`` through a fsynced temporary file and an atomic rename.
 
     The file gets the permissions ``torch.save`` gives a new file (``0o666`` less the umask), so
-    a checkpoint is as readable to the group as the rest of the run's output.
+    a checkpoint is as readable to the group as the rest of the run's output. Temporary files
+    that killed saves left in the directory are removed first (:func:`remove_stale_temporaries`).
+    A failed write raises :class:`CheckpointSaveError` naming the file and the reason (a full
+    disk...); ``filepath`` then still holds its previous content, and no temporary file is left.
     """
     directory = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = _create_temporary(directory, os.path.basename(filepath))
+    tmp: Optional[str] = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_temporaries(directory)  # also gives back the space they took
+        fd, tmp = _create_temporary(directory, os.path.basename(filepath))
         with os.fdopen(fd, "wb") as f:
+            _hold_lock(f.fileno())  # tells other processes' clean-ups that this file is being written
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+            os.replace(tmp, filepath)
+            tmp = None
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        failure = _os_error(exc) if isinstance(exc, Exception) else None
+        if failure is None or isinstance(exc, CheckpointSaveError):
+            raise
+        raise CheckpointSaveError(_write_failure_message(filepath, failure), os.fspath(filepath),
+                                  failure.errno) from exc
     _fsync_dir(directory)
+
+
+def _os_error(exc: BaseException) -> Optional[OSError]:
+    """The ``OSError`` behind ``exc``: itself, or the one torch's writer hid behind its own error.
+
+    On a full disk ``torch.save`` raises ``RuntimeError: [enforce fail ...] unexpected pos``, with
+    the file object's ``OSError`` as its context.
+    """
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 10:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _write_failure_message(filepath: Any, failure: OSError) -> str:
+    path = os.fspath(filepath)
+    reason, advice = _WRITE_FAILURES.get(failure.errno or 0, ("the write failed", "fix that"))
+    detail = f"[Errno {failure.errno}] {failure.strerror or os.strerror(failure.errno or 0)}"
+    if os.path.exists(path):
+        kept = f"The previous {os.path.basename(path)!r} is unchanged and no partial file is left"
+    else:
+        kept = "No partial file is left"
+    return (f"Cannot write checkpoint {path!r}: {reason} ({detail}). {kept}. To go on, {advice} or save "
+            "elsewhere (ModelCheckpoint(dirpath=...)), then resume from the last checkpoint (fit(ckpt_path=...)).")
 
 
 #: Distinguishes the temporary files of one process (several trainers may save at once).
 _temporary_numbers = itertools.count()
+#: This machine, as written into temporary names (a directory may be shared by several machines).
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+#: ``.<name>.<pid>.<n>@<host>.tmp``; names written before the host was added lack ``@<host>``.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<n>\d+)(?:@(?P<host>[A-Za-z0-9-]+))?\.tmp")
 
 
 def _create_temporary(directory: str, name: str) -> Tuple[int, str]:
-    """Create ``directory/.name.<pid>.<n>.tmp`` exclusively; ``(fd, path)``.
+    """Create ``directory/.name.<pid>.<n>@<host>.tmp`` exclusively; ``(fd, path)``.
 
     Unlike ``tempfile.mkstemp`` (mode ``0o600``), the mode is ``0o666`` less the umask, as for
     any file ``torch.save`` creates. A name left behind by a killed process is skipped.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        path = os.path.join(directory, f".{name}.{os.getpid()}.{next(_temporary_numbers)}.tmp")
+        path = os.path.join(directory, f".{name}.{os.getpid()}.{next(_temporary_numbers)}@{_HOST}.tmp")
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:
             continue
+
+
+def remove_stale_temporaries(directory: str) -> List[str]:
+    """Delete the temporary files that saves killed mid-write left in ``directory``; return their paths.
+
+    A temporary file is stale when the process named in it, on this machine, is gone and no
+    process holds its lock (a save holds one while it writes). Files of this process, of live
+    processes and of other machines (a shared filesystem: their writers may be alive) are kept.
+    POSIX only; elsewhere nothing is removed.
+    """
+    removed: List[str] = []
+    if os.name != "posix":
+        return removed
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or (match["host"] or _HOST) != _HOST:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        path = os.path.join(directory, name)
+        if _locked(path):
+            continue
+        try:
+            os.remove(path)
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def _hold_lock(fd: int) -> None:
+    """Take an exclusive ``flock`` on the file being written (released when it is closed)."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (ImportError, OSError):  # no flock here: clean-ups then go by the process id alone
+        pass
+
+
+def _locked(path: str) -> bool:
+    """True if some process holds ``path``'s lock (it is being written)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True  # cannot look: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # this filesystem has no flock: the dead process id decides
+    finally:
+        os.close(fd)
+    return False
 
 
 def _fsync_dir(directory: str) -> None:
