@@ -263,35 +263,121 @@ def _fsync_dir(directory: str) -> None:
 
 
 def load_checkpoint_file(path: Any, map_location: Any = None) -> Dict[str, Any]:
-    """Read a hookloop checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` naming what is wrong."""
+    """Read a hookloop checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` naming what is wrong.
+
+    A file pickling objects that could run code (foreign globals) is refused as such; one that is
+    no pickle at all (random bytes, a damaged copy) is called corrupt. A checkpoint written by a
+    newer hookloop loads with a warning naming both versions.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CheckpointError(f"Checkpoint {path!r} does not exist.")
+        raise CheckpointError(f"Checkpoint {path!r} does not exist.", path)
     if os.path.isdir(path):
-        raise CheckpointError(f"Checkpoint {path!r} is a directory, not a checkpoint file.")
+        raise CheckpointError(f"Checkpoint {path!r} is a directory, not a checkpoint file.", path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "not an allowed global" in text:
+        imports = _REFUSED_GLOBAL.findall(text) or _pickle_globals(path)
+        foreign = None if imports is None else sorted({g for g in imports if not g.startswith(_SAFE_GLOBALS)})
+        if foreign:
             raise CheckpointError(
                 f"Checkpoint {path!r} was refused: it contains pickled objects that could run code when "
-                f"loaded, and hookloop loads checkpoints with torch.load(weights_only=True). Only load it with "
-                f"weights_only=False if you trust its origin. Details: {text.splitlines()[0]}"
+                f"loaded ({', '.join(foreign)}), and hookloop loads checkpoints with torch.load(weights_only=True). "
+                "Only load it with weights_only=False if you trust its origin.", path
             ) from exc
-        raise CheckpointError(f"Checkpoint {path!r} is not a torch checkpoint file ({exc}).") from exc
+        if foreign is not None:
+            what = ("is not a torch checkpoint: it is a plain pickle (pickle.dump, not torch.save or "
+                    "trainer.save_checkpoint)")
+            hint = "Write checkpoints with trainer.save_checkpoint(path)."
+        else:
+            what, hint = "is corrupt or not a checkpoint", "Was it damaged in a copy, or is it another kind of file?"
+        raise CheckpointError(
+            f"Checkpoint {path!r} ({os.path.getsize(path)} bytes) {what}; torch cannot read it "
+            f"({_first_line(text.split('WeightsUnpickler error:')[-1])}). {hint}", path
+        ) from exc
     except Exception as exc:  # torch raises RuntimeError, EOFError, IndexError... for damaged files
         size = os.path.getsize(path)
         raise CheckpointError(
             f"Checkpoint {path!r} ({size} bytes) is truncated or corrupt and cannot be read "
-            f"({type(exc).__name__}: {exc})."
+            f"({type(exc).__name__}: {_first_line(str(exc))}).", path
         ) from exc
     if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_KEYS):
         found = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(
-            f"Checkpoint {path!r} is not a hookloop checkpoint: it has no {list(REQUIRED_KEYS)} (found {found})."
+            f"Checkpoint {path!r} is not a hookloop checkpoint: it has no {list(REQUIRED_KEYS)} (found {found}).", path
         )
+    _warn_if_newer(path, checkpoint.get("hookloop_version"))
     return checkpoint
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line of an error message (torch's run over many lines)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+
+
+#: What torch's weights-only unpickler says when it meets an import (a global) it does not allow.
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+#: Imports torch's own checkpoints make (tensors, ordered dicts, bytes): no foreign code.
+_SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def _pickle_globals(path: str) -> Optional[List[str]]:
+    """The globals (``module.name``) the pickle(s) in ``path`` import; ``None`` if it holds no valid pickle.
+
+    Read with :mod:`pickletools`, which executes nothing: random bytes are no pickle stream. A
+    zip archive (torch's format) is read at its ``data.pkl``; legacy torch files hold several
+    pickles followed by raw bytes, so reading stops at the first thing that is not one.
+    """
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(member) if member is not None else b""
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+    except Exception:  # a damaged archive
+        return None
+    stream = io.BytesIO(data)
+    found: List[str] = []
+    complete = 0
+    try:
+        while stream.tell() < len(data):
+            strings: List[str] = []
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+            complete += 1
+    except Exception:
+        if not complete:
+            return None
+    return found
+
+
+def _warn_if_newer(path: str, saved: Any) -> None:
+    """Warn when ``saved`` (the checkpoint's ``hookloop_version``) is above this hookloop's version."""
+    from hookloop.engine import __version__
+
+    if isinstance(saved, str) and _version_key(saved) > _version_key(__version__):
+        warnings.warn(
+            f"Checkpoint {path!r} was saved by hookloop {saved}, newer than this hookloop {__version__}: "
+            "it may hold entries this version ignores or misreads. Upgrade hookloop if loading or "
+            "resuming it goes wrong.", UserWarning, stacklevel=3)
+
+
+def _version_key(version: str) -> Tuple[int, ...]:
+    """``'0.10.2'`` -> ``(0, 10, 2)``: the leading numeric release (pre-release tags are not ranked)."""
+    match = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
 
 
 def load_weights(module: torch.nn.Module, state_dict: Dict[str, Any], path: str, strict: bool = True) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -379,6 +380,53 @@ def test_missing_truncated_and_foreign_files_are_named(tmp_path):
         with pytest.raises(CheckpointError, match=problem) as info:
             Trainer(max_epochs=2, **QUIET).fit(ModernModel(), ckpt_path=path)
         assert path in str(info.value)
+
+
+def test_random_bytes_are_called_corrupt_and_real_pickles_with_code_are_refused(tmp_path):
+    import pickle
+    import random
+
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(random.Random(0).randbytes(4096))
+    plain = tmp_path / "plain.ckpt"
+    plain.write_bytes(pickle.dumps({"state_dict": {"w": [1.0, 2.0]}}, protocol=4))
+    code = tmp_path / "code.ckpt"  # a real pickle importing os.system, that torch does not name itself
+    code.write_bytes(pickle.dumps({"state_dict": {}, "payload": _RunsCode()}, protocol=4))
+    with pytest.raises(CheckpointError) as info:
+        Trainer(max_epochs=2, **QUIET).fit(ModernModel(), ckpt_path=str(noise))
+    message = str(info.value)
+    assert message.startswith(f"Checkpoint {str(noise)!r} (4096 bytes) is corrupt or not a checkpoint"), message
+    assert "could run code" not in message and "refused" not in message
+    with pytest.raises(CheckpointError, match=r"plain\.ckpt.*is not a torch checkpoint: it is a plain pickle"):
+        ModernModel.load_from_checkpoint(str(plain))
+    with pytest.raises(CheckpointError, match=r"code\.ckpt' was refused: .*could run code when loaded \(posix\.system\)"):
+        ModernModel.load_from_checkpoint(str(code))
+    assert not os.path.exists("pwned.txt")
+
+
+def test_a_checkpoint_of_a_newer_hookloop_loads_with_a_warning_naming_both_versions(tmp_path):
+    import engine
+
+    trainer, model = _trained(tmp_path, checkpoint_callback=False)
+    trainer.save_checkpoint("new.ckpt")
+    data = torch.load("new.ckpt", weights_only=True)
+    data["hookloop_version"] = "99.1.0"
+    torch.save(data, "new.ckpt")
+    expected = rf"'new\.ckpt' was saved by hookloop 99\.1\.0, newer than this hookloop {re.escape(engine.__version__)}"
+    with pytest.warns(UserWarning, match=expected):
+        loaded = ModernModel.load_from_checkpoint("new.ckpt")
+    assert torch.equal(loaded.layer.weight, model.layer.weight)
+    with pytest.warns(UserWarning, match=expected):
+        resumed = Trainer(max_epochs=2, **QUIET)
+        resumed.fit(ModernModel(), ckpt_path="new.ckpt")
+    assert resumed.global_step == 16
+    import warnings
+
+    data["hookloop_version"] = engine.__version__
+    torch.save(data, "same.ckpt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ModernModel.load_from_checkpoint("same.ckpt")
 
 
 def test_resuming_a_checkpoint_of_another_model_names_the_keys(tmp_path):
