@@ -293,7 +293,7 @@ def run_evaluation(
     start_ev, epoch_start_ev, batch_start_ev, batch_end_ev, epoch_end_ev, end_ev = _EVAL_EVENTS[stage]
     modes = [(m, m.training) for m in module.modules()]
     previous_phase = state.phase
-    state.phase = stage
+    state.phase = f"{stage}_start"  # the run's start hooks are epoch-level (what self.log may do there)
     state.num_dataloaders = len(dataloaders)
     predictions: List[Any] = []
     keep_predictions = stage == "predict"
@@ -302,6 +302,7 @@ def run_evaluation(
         with torch.no_grad():
             _emit(getattr(trainer.hooks, start_ev), trainer, module)
             _emit(getattr(trainer.hooks, epoch_start_ev), trainer, module)
+            state.phase = stage
             device = trainer.root_device
             for dataloader_idx, (loader, limit) in enumerate(zip(dataloaders, limits)):
                 hooks = trainer.hooks
