@@ -640,6 +640,8 @@ class Trainer(SeedTrainerAttributes):
             return []
         if not isinstance(loaders, (list, tuple)):
             loaders = [loaders]
+        for loader in loaders:
+            _check_iterable(self, loader, kind)
         process = self.hooks.process_dataloader
         return [process(self, module, dl, kind) if process is not None else dl for dl in loaders]
 
@@ -742,6 +744,40 @@ def _check_flags(max_epochs: Any, min_epochs: Any, max_steps: Any, min_steps: An
     check_val_check_interval(val_check_interval)
     if deterministic not in (None, True, False, "warn"):
         raise FlagError("deterministic", f"Trainer(deterministic={deterministic!r}): pass True, False, None or 'warn'.")
+
+
+_LOADER_METHODS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader",
+                   "predict": "predict_dataloader"}
+_LOADER_ARGUMENTS = {"train": "train_dataloaders", "val": "val_dataloaders"}
+
+
+def _check_iterable(trainer: "Trainer", loader: Any, kind: str) -> None:
+    """Raise naming where ``loader`` came from unless it is an iterable of batches (it has ``__iter__``).
+
+    A map-style ``Dataset`` has none: Python would iterate it item by item through ``__getitem__``,
+    training on single samples, so it is refused with the ``DataLoader`` to wrap it in.
+    """
+    if hasattr(type(loader), "__iter__"):
+        return
+    method = _LOADER_METHODS[kind]
+    stage = trainer.state.stage
+    if trainer._loaders_given.get(kind) is not None:
+        source = f"trainer.{stage}({_LOADER_ARGUMENTS.get(kind, 'dataloaders') if stage == 'fit' else 'dataloaders'}=...)"
+    else:
+        owner = next((o for o in (trainer.datamodule, trainer.lightning_module)
+                      if o is not None and method in type(o).__dict__), trainer.lightning_module)
+        source = f"`{type(owner).__name__}.{method}()`"
+    from torch.utils.data import Dataset
+
+    hint = ("it is a Dataset, not a DataLoader: wrap it, DataLoader(dataset, batch_size=...)"
+            if isinstance(loader, Dataset) or hasattr(loader, "__getitem__")
+            else "give a torch.utils.data.DataLoader (or any iterable of batches)")
+    text = repr(loader)
+    shown = f" {text}" if len(text) <= 60 and not text.startswith("<") else ""
+    raise MisconfigurationException(
+        f"The {kind} data from {source} is {'an' if type(loader).__name__[0] in 'aeiouAEIOU' else 'a'} "
+        f"{type(loader).__name__}{shown}, which is not iterable: {hint}."
+    )
 
 
 def _plugin_name(plugin: Any, registry: PluginRegistry) -> str:
