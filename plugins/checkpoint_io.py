@@ -398,7 +398,7 @@ def load_weights(module: torch.nn.Module, state_dict: Dict[str, Any], path: str,
     if problems:
         raise CheckpointError(
             f"Checkpoint {path!r} does not match {type(module).__name__}: " + "; ".join(problems)
-            + ". Is it a checkpoint of another model (or of other hyperparameters)?"
+            + ". Is it a checkpoint of another model (or of other hyperparameters)?", path
         )
     module.load_state_dict(state_dict, strict=strict)
 
@@ -553,15 +553,19 @@ class CheckpointIO:
                 trainer.state.restored = False
             return
         trainer.ckpt_path = path
-        # On the CPU: generator states must stay there; load_state_dict copies weights to their devices.
-        checkpoint = load_checkpoint_file(path, map_location="cpu")
-        if stage == "fit":
-            self.restore_training(trainer, pl_module, checkpoint, path)
-        else:
-            # First, as in Lightning: the hook may migrate the checkpoint (rename keys) before it is loaded.
-            if trainer.hooks.on_load_checkpoint is not None:
-                trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
-            load_weights(pl_module, checkpoint["state_dict"], path)
+        try:
+            # On the CPU: generator states must stay there; load_state_dict copies weights to their devices.
+            checkpoint = load_checkpoint_file(path, map_location="cpu")
+            if stage == "fit":
+                self.restore_training(trainer, pl_module, checkpoint, path)
+            else:
+                # First, as in Lightning: the hook may migrate the checkpoint (rename keys) before it is loaded.
+                if trainer.hooks.on_load_checkpoint is not None:
+                    trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+                load_weights(pl_module, checkpoint["state_dict"], path)
+        except CheckpointError as exc:
+            exc.flag = "ckpt_path"  # the file the run was asked for (a command line reports --ckpt_path)
+            raise
 
     def _best_after_fit(self, trainer: Any, stage: str) -> Optional[str]:
         """``'best'`` for ``validate``/``test``/``predict`` without a model after a fit that ranked a best file.
@@ -619,11 +623,11 @@ class CheckpointIO:
         if saved is None:
             raise CheckpointError(
                 f"Checkpoint {path!r} holds weights only (saved with weights_only=True) and cannot resume "
-                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead."
+                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead.", path
             )
         if len(saved) != len(trainer.optimizers):
             raise CheckpointError(f"Checkpoint {path!r} has {len(saved)} optimizer states but configure_optimizers "
-                                  f"built {len(trainer.optimizers)} optimizers.")
+                                  f"built {len(trainer.optimizers)} optimizers.", path)
         for optimizer, state in zip(trainer.optimizers, saved):
             optimizer.load_state_dict(state)
         schedulers = checkpoint.get("lr_schedulers", [])
@@ -715,7 +719,7 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
     except TypeError as exc:
         raise CheckpointError(
             f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
-            "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint."
+            "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint.", path
         ) from exc
     module.on_load_checkpoint(checkpoint)  # before the weights: it may migrate them
     load_weights(module, checkpoint["state_dict"], path, strict=strict)
