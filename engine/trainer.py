@@ -218,12 +218,12 @@ class Trainer(SeedTrainerAttributes):
         if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
             raise FlagError("fast_dev_run", f"fast_dev_run must be a bool or an int >= 0, got {fast_dev_run!r}.")
         _check_flags(max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps, min_steps=min_steps,
-                          check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
-                          reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
-                          limits=dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
-                                      limit_test_batches=limit_test_batches,
-                                      limit_predict_batches=limit_predict_batches, overfit_batches=overfit_batches),
-                          val_check_interval=val_check_interval, deterministic=deterministic)
+                     check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
+                     reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
+                     limits=dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+                                 limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
+                                 overfit_batches=overfit_batches),
+                     val_check_interval=val_check_interval, deterministic=deterministic)
         if num_sanity_val_steps is None:  # Lightning 2.x's default spelling
             num_sanity_val_steps = 2
         self.fast_dev_run = fast_dev_run
@@ -764,8 +764,12 @@ def _check_iterable(trainer: "Trainer", loader: Any, kind: str) -> None:
     if trainer._loaders_given.get(kind) is not None:
         source = f"trainer.{stage}({_LOADER_ARGUMENTS.get(kind, 'dataloaders') if stage == 'fit' else 'dataloaders'}=...)"
     else:
-        owner = next((o for o in (trainer.datamodule, trainer.lightning_module)
-                      if o is not None and method in type(o).__dict__), trainer.lightning_module)
+        from hookloop.engine.datamodule import LightningDataModule
+
+        datamodule = trainer.datamodule  # the built-in get_dataloader asks it first, when it defines the hook
+        defines = datamodule is not None and getattr(type(datamodule), method, None) not in (
+            None, getattr(LightningDataModule, method))
+        owner = datamodule if defines else trainer.lightning_module
         source = f"`{type(owner).__name__}.{method}()`"
     from torch.utils.data import Dataset
 
