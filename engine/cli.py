@@ -12,7 +12,9 @@ Examples::
     hookloop fit examples/digits.py:DigitsClassifier --max_epochs 3 --lr 0.01
     hookloop test examples/digits.py:DigitsClassifier --ckpt_path lightning_logs/version_0/checkpoints/x.ckpt
 
-Wrong flags or a wrong ``MODULE:CLASS`` end with an argparse error (exit status 2), never a traceback.
+Wrong flags, flag values the Trainer or a plugin refuses (they raise an error with a ``flag``
+attribute, e.g. :class:`engine.errors.FlagError`), a ``--ckpt_path`` that is no checkpoint of the
+model, or a wrong ``MODULE:CLASS`` end with an argparse error (exit status 2), never a traceback.
 """
 from __future__ import annotations
 
@@ -86,7 +88,21 @@ def run_stage(stage: str, argv: Sequence[str], prog: Optional[str] = None) -> in
     _add_trainer_args(parser)
     args = parser.parse_args(argv)
     _check_ckpt_path(parser, args.ckpt_path)
+    try:
+        return _run(stage, parser, argv, args, model_cls, model_dests, prog)
+    except Exception as exc:
+        # A flag value the Trainer or a plugin refused (FlagError), or a --ckpt_path file that is no
+        # checkpoint of this model: a usage error naming it, not a traceback. Anything else is a bug
+        # in the run and keeps its traceback.
+        flag = getattr(exc, "flag", None)
+        if not isinstance(flag, str):
+            raise
+        parser.error(_flag_message(parser, flag, exc))
+    return 2  # not reached: parser.error exits
 
+
+def _run(stage: str, parser: argparse.ArgumentParser, argv: List[str], args: argparse.Namespace, model_cls: type,
+         model_dests: Set[str], prog: str) -> int:
     from hookloop.engine import Trainer, seed_everything
 
     if args.seed_everything is not None:
@@ -104,13 +120,27 @@ def run_stage(stage: str, argv: Sequence[str], prog: Optional[str] = None) -> in
         # Hyperparameters come from the checkpoint; only flags given on the command line override them.
         given = _given_dests(parser, argv)
         overrides = {k: v for k, v in model_kwargs.items() if k in given}
-        model = model_cls.load_from_checkpoint(args.ckpt_path, **overrides)
+        try:
+            model = model_cls.load_from_checkpoint(args.ckpt_path, **overrides)
+        except Exception as exc:
+            if getattr(exc, "path", None) is not None:  # the checkpoint plugin's error about this file
+                exc.flag = "ckpt_path"  # type: ignore[attr-defined]
+            raise
         results = getattr(trainer, stage)(model)
     else:
         model = model_cls(**model_kwargs)
         results = getattr(trainer, stage)(model, ckpt_path=args.ckpt_path)
     _report_metrics(trainer, results, prog)
     return 0
+
+
+def _flag_message(parser: argparse.ArgumentParser, flag: str, exc: BaseException) -> str:
+    """``argument --flag: <the error on one line>`` (or the error alone for a flag with no option here)."""
+    message = " ".join(str(exc).split())
+    option = f"--{flag}"
+    if any(option in action.option_strings for action in parser._actions):
+        return f"argument {option}: {message}"
+    return message
 
 
 def _base_parser(stage: str, prog: str, probe: bool = False) -> argparse.ArgumentParser:
@@ -206,7 +236,11 @@ def _given_dests(parser: argparse.ArgumentParser, argv: List[str]) -> Set[str]:
 
 
 def _check_ckpt_path(parser: argparse.ArgumentParser, path: Optional[str]) -> None:
-    if path and path not in _SPECIAL_CKPT and not os.path.isfile(path):
+    if not path or path in _SPECIAL_CKPT:
+        return
+    if os.path.isdir(path):
+        parser.error(f"--ckpt_path {path!r}: is a directory, not a checkpoint file")
+    if not os.path.isfile(path):
         parser.error(f"--ckpt_path {path!r}: no such file")
 
 

@@ -13,6 +13,32 @@ class MisconfigurationException(Exception):
     """
 
 
+class FlagError(MisconfigurationException):
+    """A Trainer flag has a value it cannot take; ``flag`` names it (the command line reports it as ``--flag``)."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(message)
+        self.flag = flag
+
+    def __reduce__(self) -> tuple:  # picklable (ddp_spawn sends errors between processes)
+        return (type(self), (self.flag, str(self)))
+
+
+def check_int_flag(flag: str, value: object, minimum: int, meaning: str = "", none_ok: bool = False) -> None:
+    """Raise :class:`FlagError` unless ``value`` is an int >= ``minimum`` (or ``None`` where ``none_ok``).
+
+    A bool or a float (``max_epochs=2.5``) is refused too: an epoch or step count is a whole number.
+    ``meaning`` is added to the message (e.g. ``"; -1 means no limit"``).
+    """
+    if value is None and none_ok:
+        return
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        allowed = f"an int >= {minimum}" + (" or None" if none_ok else "")
+        raise FlagError(flag, f"Trainer({flag}={value!r}): {flag} must be {allowed}{meaning}.")
+
+
 class UnknownFlagError(MisconfigurationException, TypeError):
     """An argument no function of this name takes (a ``TypeError``, as Python's own), with the closest real one."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import torch
 
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError, MisconfigurationException
 from hookloop.engine.markers import SKIPPED_BATCH
 
 if TYPE_CHECKING:
@@ -35,19 +35,34 @@ def num_batches(dataloader: Any, limit: Union[int, float], flag: str) -> Union[i
         length: Union[int, float] = len(dataloader)
     except TypeError:  # an iterable without a length
         length = math.inf
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
-        raise MisconfigurationException(f"`{flag}` must be an int >= 0 or a float in [0, 1], got {limit!r}.")
+    check_limit(flag, limit)
     if isinstance(limit, int):
         return min(length, limit)
-    if limit > 1.0:
-        raise MisconfigurationException(f"`{flag}={limit}` is a fraction above 1.0; use a float in [0, 1] or an int count.")
     if limit == 1.0:
         return length
     if length == math.inf:
-        raise MisconfigurationException(
-            f"`{flag}={limit}` is a fraction, but the dataloader has no length; pass an int number of batches."
+        raise FlagError(
+            flag, f"`{flag}={limit}` is a fraction, but the dataloader has no length; pass an int number of batches."
         )
     return int(length * limit) if length * limit >= 1 else (1 if limit > 0 else 0)
+
+
+def check_limit(flag: str, limit: Any) -> None:
+    """Raise :class:`FlagError` unless a ``limit_*``-style flag is an int count >= 0 or a float fraction in [0, 1]."""
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+        raise FlagError(flag, f"`{flag}` must be an int >= 0 or a float in [0, 1], got {limit!r}.")
+    if isinstance(limit, float) and limit > 1.0:
+        raise FlagError(flag, f"`{flag}={limit}` is a fraction above 1.0; use a float in [0, 1] or an int count.")
+
+
+def check_val_check_interval(interval: Any) -> None:
+    """Raise :class:`FlagError` unless ``val_check_interval`` is an int > 0 or a float in (0, 1]."""
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise FlagError("val_check_interval",
+                        f"`val_check_interval` must be a float in (0, 1] or an int > 0, got {interval!r}.")
+    if isinstance(interval, float) and interval > 1.0:
+        raise FlagError("val_check_interval",
+                        f"`val_check_interval={interval}` is a fraction above 1.0; pass an int batch count.")
 
 
 class FitLoop:
@@ -134,25 +149,22 @@ class FitLoop:
     def _val_check_batch(self) -> Union[int, float]:
         interval = self.trainer.val_check_interval
         total = self.trainer.num_training_batches
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-            raise MisconfigurationException(f"`val_check_interval` must be a float in (0, 1] or an int > 0, got {interval!r}.")
+        check_val_check_interval(interval)
         if isinstance(interval, int):
             # As in Lightning: an int counts batches of this epoch, so it cannot exceed the epoch,
             # unless check_val_every_n_epoch=None makes it count batches across epochs.
             if interval > total and self.trainer.check_val_every_n_epoch is not None:
-                raise MisconfigurationException(
+                raise FlagError("val_check_interval", 
                     f"`val_check_interval={interval}` is more than the {total} training batches of an epoch. "
                     "Lower it, set `limit_val_batches=0` to turn validation off, or pass "
                     "`check_val_every_n_epoch=None` to count batches across epochs."
                 )
             return interval
-        if interval > 1.0:
-            raise MisconfigurationException(f"`val_check_interval={interval}` is a fraction above 1.0; pass an int batch count.")
         if total == math.inf:
             if interval == 1.0:
                 return math.inf  # validate once the iterable is exhausted
-            raise MisconfigurationException(
-                "`val_check_interval` is a fraction but the training dataloader has no length; pass an int.")
+            raise FlagError("val_check_interval",
+                            "`val_check_interval` is a fraction but the training dataloader has no length; pass an int.")
         return max(1, int(total * interval))
 
     def _sanity_check(self) -> None:
@@ -293,7 +305,7 @@ def run_evaluation(
     start_ev, epoch_start_ev, batch_start_ev, batch_end_ev, epoch_end_ev, end_ev = _EVAL_EVENTS[stage]
     modes = [(m, m.training) for m in module.modules()]
     previous_phase = state.phase
-    state.phase = stage
+    state.phase = f"{stage}_start"  # the run's start hooks are epoch-level (what self.log may do there)
     state.num_dataloaders = len(dataloaders)
     predictions: List[Any] = []
     keep_predictions = stage == "predict"
@@ -302,6 +314,7 @@ def run_evaluation(
         with torch.no_grad():
             _emit(getattr(trainer.hooks, start_ev), trainer, module)
             _emit(getattr(trainer.hooks, epoch_start_ev), trainer, module)
+            state.phase = stage
             device = trainer.root_device
             for dataloader_idx, (loader, limit) in enumerate(zip(dataloaders, limits)):
                 hooks = trainer.hooks

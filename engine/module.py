@@ -10,9 +10,22 @@ import torch
 from torch import nn
 
 from hookloop.engine.catalogue import add_noop_hooks, module_hooks
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import MisconfigurationException, UnknownFlagError, did_you_mean
 from hookloop.engine.results import DATALOADER_SUFFIX
 from hookloop.engine.seed_attributes import derived
+
+
+#: Every keyword ``self.log`` takes, of Lightning 2.x and 1.x (for "did you mean" suggestions).
+_LOG_KEYWORDS = ("prog_bar", "logger", "on_step", "on_epoch", "reduce_fx", "enable_graph", "sync_dist", "batch_size",
+                 "add_dataloader_idx", "sync_dist_group", "rank_zero_only", "metric_attribute", "sync_dist_op",
+                 "tbptt_reduce_fx", "tbptt_pad_token")
+
+
+def _unknown_log_keywords(name: str, unknown: Dict[str, Any]) -> UnknownFlagError:
+    """The error for keywords ``self.log`` does not take (a typo is never swallowed)."""
+    problems = [f"self.log({name!r}, ..., {key}=...) got an unknown keyword `{key}`." + did_you_mean(key, _LOG_KEYWORDS)
+                for key in unknown]
+    return UnknownFlagError(" ".join(problems) + f" self.log takes: {', '.join(_LOG_KEYWORDS)}.")
 
 
 class AttributeDict(dict):
@@ -202,7 +215,14 @@ class LightningModule(nn.Module):
         sync_dist: bool = False,
         batch_size: Optional[int] = None,
         add_dataloader_idx: bool = True,
-        **kwargs: Any,
+        *,
+        sync_dist_group: Any = None,
+        rank_zero_only: bool = False,
+        metric_attribute: Optional[str] = None,
+        sync_dist_op: Any = None,
+        tbptt_reduce_fx: Any = None,
+        tbptt_pad_token: Any = None,
+        **unknown: Any,
     ) -> None:
         """Log a scalar, with Lightning's defaults per hook.
 
@@ -216,7 +236,25 @@ class LightningModule(nn.Module):
         reduces them across processes. ``prog_bar=True`` shows it in the progress bar.
         While a validation/test loop runs several dataloaders, ``name`` becomes
         ``name/dataloader_idx_N`` unless ``add_dataloader_idx=False``. Outside a run, calls are ignored.
+
+        As in Lightning, logging ``on_step=True`` (or ``on_epoch=False``) in an epoch-level hook, or
+        one name with other options than earlier in the same epoch, is an error. Lightning 1.x's
+        keywords are accepted: ``sync_dist_op`` (1.x's ``reduce_fx`` of the sync, used as ``reduce_fx``
+        when that is left at its default), ``rank_zero_only`` (values are logged from rank zero anyway),
+        ``sync_dist_group`` (ignored with a warning: the reduction covers every process), and
+        ``metric_attribute``, ``tbptt_reduce_fx``, ``tbptt_pad_token`` (no effect: no torchmetrics
+        objects, no truncated back-propagation). Any other keyword is an error with the closest one.
         """
+        if unknown:
+            raise _unknown_log_keywords(name, unknown)
+        if sync_dist_op is not None:
+            warnings.warn(f"self.log({name!r}, sync_dist_op={sync_dist_op!r}) is Lightning 1.x's spelling; use "
+                          f"reduce_fx={sync_dist_op!r}.", DeprecationWarning, stacklevel=2)
+            if isinstance(reduce_fx, str) and reduce_fx == "mean":
+                reduce_fx = sync_dist_op
+        if sync_dist_group is not None:
+            warnings.warn(f"self.log({name!r}, sync_dist_group=...) is ignored: with sync_dist=True hookloop "
+                          "reduces over every process.", UserWarning, stacklevel=2)
         trainer = self._trainer
         if trainer is None:
             return

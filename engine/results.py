@@ -24,6 +24,23 @@ _REDUCE_ALIASES: Dict[Any, str] = {
 }
 
 
+#: The hooks running in each loop phase (``trainer.state.phase``), as error messages name them.
+PHASE_HOOKS = {
+    "train_epoch_start": "on_train_start/on_train_epoch_start",
+    "train_batch": "training_step (or a training batch hook)",
+    "train_epoch_end": "training_epoch_end/on_train_epoch_end",
+    "validate_start": "on_validation_start/on_validation_epoch_start",
+    "validate": "validation_step (or a validation batch hook)",
+    "validate_epoch_end": "validation_epoch_end/on_validation_epoch_end",
+    "test_start": "on_test_start/on_test_epoch_start",
+    "test": "test_step (or a test batch hook)",
+    "test_epoch_end": "test_epoch_end/on_test_epoch_end",
+}
+#: Phases of epoch-level hooks: there, as in Lightning's ``_FxValidator``, only ``on_step=False, on_epoch=True``.
+EPOCH_LEVEL_PHASES = frozenset(("train_epoch_start", "train_epoch_end", "validate_start", "validate_epoch_end",
+                                "test_start", "test_epoch_end"))
+
+
 def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
     """``reduce_fx`` as one of ``"mean"``, ``"sum"``, ``"max"``, ``"min"``.
 
@@ -72,6 +89,8 @@ class LoggedMetric:
     sync_dist: bool
     total: Optional[torch.Tensor] = None
     weight: float = 0.0
+    #: The loop phase it was first logged in this epoch (see :data:`PHASE_HOOKS`).
+    phase: str = ""
 
     def accumulate(self, value: torch.Tensor, batch_size: float) -> None:
         """Fold ``value`` (of a batch of ``batch_size``) into the epoch reduction."""
@@ -143,6 +162,14 @@ class ResultCollection:
         enable_graph: bool = False,
     ) -> None:
         """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`."""
+        state = self.state
+        if (on_step or on_epoch is False) and state.phase in EPOCH_LEVEL_PHASES:
+            option = "on_step=True" if on_step else "on_epoch=False"
+            raise MisconfigurationException(
+                f"You can't `self.log({name!r}, ..., {option})` inside `{_hooks_of(state.phase)}`: it runs once per "
+                "epoch, so it logs only with on_step=False, on_epoch=True (as in Lightning). Leave the option out, "
+                "or log the value from the step."
+            )
         if on_step is None or on_epoch is None:
             step_default = self.training and self.state.phase == "train_batch"
             on_step = step_default if on_step is None else on_step
@@ -153,9 +180,18 @@ class ResultCollection:
         metric = self.metrics.get(name)
         if metric is None:
             metric = self.metrics[name] = LoggedMetric(
-                name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist
+                name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist, phase=state.phase
             )
-        state = self.state
+        elif (metric.on_step != on_step or metric.on_epoch != on_epoch or metric.reduce_fx != reduce_fx
+              or metric.prog_bar != prog_bar or metric.logger != logger or metric.sync_dist != sync_dist):
+            if metric.phase == state.phase:  # Lightning refuses this within one hook
+                raise _options_changed(metric, state.phase, prog_bar=prog_bar, logger=logger, on_step=on_step,
+                                       on_epoch=on_epoch, reduce_fx=reduce_fx, sync_dist=sync_dist)
+            # Another hook logs the name its own way (a step value in training_step, an epoch value in
+            # on_train_epoch_end): Lightning keeps one entry per hook, the later one's value wins; so here.
+            metric = self.metrics[name] = LoggedMetric(
+                name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist, phase=state.phase
+            )
         if on_step:
             key = (f"{name}_step" if state.dataloader_idx is None else suffixed(name, "_step")) if on_epoch else name
             state.callback_metrics[name] = value
@@ -253,6 +289,20 @@ class ResultCollection:
         """Hand over the logger-bound step values gathered since the last call."""
         pending, self.pending_step = self.pending_step, {}
         return pending
+
+
+def _hooks_of(phase: str) -> str:
+    return PHASE_HOOKS.get(phase, phase or "a hook outside the loop")
+
+
+def _options_changed(metric: LoggedMetric, phase: str, **now: Any) -> MisconfigurationException:
+    """The error for one name logged twice in an epoch with different options (Lightning raises too)."""
+    changed = ", ".join(f"{k}={getattr(metric, k)!r} then {k}={v!r}" for k, v in now.items() if getattr(metric, k) != v)
+    where = f"twice in `{_hooks_of(phase)}`"
+    return MisconfigurationException(
+        f"You called `self.log({metric.name!r}, ...)` {where} with different arguments ({changed}). This is not "
+        "allowed (as in Lightning): log it with the same arguments each time, or under another name."
+    )
 
 
 def _is_scalar(value: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict
 
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError
 
 #: 0.8's renamed flags: old name -> the name that replaced it.
 RENAMED = {
@@ -44,14 +44,14 @@ def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str
     """The 2.x flags ``given`` (name -> value) updated from the 0.8/0.9 ``flags`` that were set.
 
     Renamed flags replace their successors (with a ``DeprecationWarning``), ignored ones warn,
-    refused ones raise a :class:`MisconfigurationException` naming the flag.
+    refused ones raise a :class:`FlagError` naming the flag.
     """
     resolved = dict(given)
     for name, value in flags.items():
         if not _is_set(name, value):
             continue
         if name in REFUSED:
-            raise MisconfigurationException(f"Trainer({name}={value!r}): {REFUSED[name]}.")
+            raise FlagError(name, f"Trainer({name}={value!r}): {REFUSED[name]}.")
         if name in IGNORED:
             warnings.warn(f"Trainer({name}={value!r}) has no effect in hookloop: {IGNORED[name]}.")
         elif name in RENAMED:
@@ -59,8 +59,8 @@ def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str
                           DeprecationWarning)
             resolved[RENAMED[name]] = value
         elif name == "amp_backend" and value != "native":
-            raise MisconfigurationException(
-                f"Trainer(amp_backend={value!r}): only 'native' (torch.autocast) mixed precision is supported.")
+            raise FlagError(
+                "amp_backend", f"Trainer(amp_backend={value!r}): only 'native' (torch.autocast) mixed precision is supported.")
     return resolved
 
 

@@ -8,8 +8,9 @@ from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hookloop.engine.builtins import provided
-from hookloop.engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
-from hookloop.engine.loop import FitLoop, num_batches, run_evaluation
+from hookloop.engine.errors import (FlagError, MisconfigurationException, PluginError, UnknownFlagError, check_int_flag,
+                                    did_you_mean)
+from hookloop.engine.loop import FitLoop, check_limit, check_val_check_interval, num_batches, run_evaluation
 from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
@@ -219,7 +220,16 @@ class Trainer(SeedTrainerAttributes):
         self.sync_batchnorm = sync_batchnorm
         fast_dev_run = int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run
         if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
-            raise MisconfigurationException(f"fast_dev_run must be a bool or an int >= 0, got {fast_dev_run!r}.")
+            raise FlagError("fast_dev_run", f"fast_dev_run must be a bool or an int >= 0, got {fast_dev_run!r}.")
+        _check_flags(max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps, min_steps=min_steps,
+                     check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
+                     reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
+                     limits=dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+                                 limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
+                                 overfit_batches=overfit_batches),
+                     val_check_interval=val_check_interval, deterministic=deterministic)
+        if num_sanity_val_steps is None:  # Lightning 2.x's default spelling
+            num_sanity_val_steps = 2
         self.fast_dev_run = fast_dev_run
         if enable_progress_bar is None:
             enable_progress_bar = progress_bar_refresh_rate != 0
@@ -658,6 +668,8 @@ class Trainer(SeedTrainerAttributes):
             return []
         if not isinstance(loaders, (list, tuple)):
             loaders = [loaders]
+        for loader in loaders:
+            _check_iterable(self, loader, kind)
         process = self.hooks.process_dataloader
         return [process(self, module, dl, kind) if process is not None else dl for dl in loaders]
 
@@ -735,11 +747,69 @@ def _check_log_every_n_steps(log_every_n_steps: Any, row_log_interval: Any) -> i
     """The step-logging interval (``row_log_interval``, the seed-era name, wins): an int >= 0."""
     flag = "log_every_n_steps" if row_log_interval is None else "row_log_interval"
     value = log_every_n_steps if row_log_interval is None else row_log_interval
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MisconfigurationException(
-            f"{flag} must be an int >= 0 (0 turns step logging off), got {value!r}."
-        )
+    check_int_flag(flag, value, 0, " (0 turns step logging off)")
     return value
+
+
+def _check_flags(max_epochs: Any, min_epochs: Any, max_steps: Any, min_steps: Any, check_val_every_n_epoch: Any,
+                 num_sanity_val_steps: Any, reload_dataloaders_every_n_epochs: Any, limits: Dict[str, Any],
+                 val_check_interval: Any, deterministic: Any) -> None:
+    """Refuse flag values no run can use, naming the flag (``max_epochs=-5`` would train forever).
+
+    As in Lightning, ``-1`` is the only negative ``max_epochs``/``max_steps`` (no limit).
+    """
+    check_int_flag("max_epochs", max_epochs, -1, "; -1 means no limit", none_ok=True)
+    check_int_flag("min_epochs", min_epochs, 0, none_ok=True)
+    check_int_flag("max_steps", max_steps, -1, "; -1 means no limit", none_ok=True)
+    check_int_flag("min_steps", min_steps, 0, none_ok=True)
+    check_int_flag("check_val_every_n_epoch", check_val_every_n_epoch, 1,
+                   " (None: validation is paced by val_check_interval alone)", none_ok=True)
+    check_int_flag("num_sanity_val_steps", num_sanity_val_steps, -1, "; -1 runs every validation batch, 0 none",
+                   none_ok=True)
+    check_int_flag("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0, " (0: never)")
+    for flag, value in limits.items():
+        check_limit(flag, value)
+    check_val_check_interval(val_check_interval)
+    if deterministic not in (None, True, False, "warn"):
+        raise FlagError("deterministic", f"Trainer(deterministic={deterministic!r}): pass True, False, None or 'warn'.")
+
+
+_LOADER_METHODS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader",
+                   "predict": "predict_dataloader"}
+_LOADER_ARGUMENTS = {"train": "train_dataloaders", "val": "val_dataloaders"}
+
+
+def _check_iterable(trainer: "Trainer", loader: Any, kind: str) -> None:
+    """Raise naming where ``loader`` came from unless it is an iterable of batches (it has ``__iter__``).
+
+    A map-style ``Dataset`` has none: Python would iterate it item by item through ``__getitem__``,
+    training on single samples, so it is refused with the ``DataLoader`` to wrap it in.
+    """
+    if hasattr(type(loader), "__iter__"):
+        return
+    method = _LOADER_METHODS[kind]
+    stage = trainer.state.stage
+    if trainer.dataloaders_given.get(kind) is not None:
+        source = f"trainer.{stage}({_LOADER_ARGUMENTS.get(kind, 'dataloaders') if stage == 'fit' else 'dataloaders'}=...)"
+    else:
+        from hookloop.engine.datamodule import LightningDataModule
+
+        datamodule = trainer.datamodule  # the built-in get_dataloader asks it first, when it defines the hook
+        defines = datamodule is not None and getattr(type(datamodule), method, None) not in (
+            None, getattr(LightningDataModule, method))
+        owner = datamodule if defines else trainer.lightning_module
+        source = f"`{type(owner).__name__}.{method}()`"
+    from torch.utils.data import Dataset
+
+    hint = ("it is a Dataset, not a DataLoader: wrap it, DataLoader(dataset, batch_size=...)"
+            if isinstance(loader, Dataset) or hasattr(loader, "__getitem__")
+            else "give a torch.utils.data.DataLoader (or any iterable of batches)")
+    text = repr(loader)
+    shown = f" {text}" if len(text) <= 60 and not text.startswith("<") else ""
+    raise MisconfigurationException(
+        f"The {kind} data from {source} is {'an' if type(loader).__name__[0] in 'aeiouAEIOU' else 'a'} "
+        f"{type(loader).__name__}{shown}, which is not iterable: {hint}."
+    )
 
 
 def _plugin_name(plugin: Any, registry: PluginRegistry) -> str:

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import itertools
 import os
 import pathlib
 import pickle
+import re
+import socket
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -40,55 +43,209 @@ REQUIRED_KEYS = ("state_dict",)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be read or does not fit the model; the message names the file and the problem."""
+    """A checkpoint file cannot be read or does not fit the model; the message names the file and the problem.
+
+    ``path`` is the file. ``flag`` is set (to ``"ckpt_path"``) when the file is the one a run was
+    asked to resume from or evaluate, so that a command line can report it as a bad argument.
+    """
+
+    def __init__(self, message: str, path: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.flag: Optional[str] = None
+
+
+class CheckpointSaveError(CheckpointError, OSError):
+    """Writing a checkpoint failed (disk full, quota, file-size limit...): the message names the file and why.
+
+    An ``OSError`` too, with the failed write's ``errno``; the file at ``path`` is left as it was.
+    """
+
+    def __init__(self, message: str, path: str, code: Optional[int] = None) -> None:
+        CheckpointError.__init__(self, message, path)
+        self.errno = code
+        self.filename = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 # ---------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------
 
+#: Why a write failed, by ``errno``, and what to do, in words a user acts on.
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("the disk is full", "free space there"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space there or raise the quota"),
+    errno.EFBIG: ("the file is larger than this process may write (a file-size limit such as `ulimit -f`, "
+                  "or the filesystem's largest file)", "raise the limit"),
+    errno.EROFS: ("the filesystem is read-only", "make it writable"),
+    errno.EACCES: ("permission is denied", "make the directory writable"),
+    errno.EPERM: ("the operation is not permitted", "make the directory writable"),
+    errno.EIO: ("an input/output error occurred (a failing disk or network filesystem?)", "check the disk"),
+}
+
 
 def atomic_save(obj: Any, filepath: str) -> None:
     """``torch.save(obj)`` to ``filepath`` through a fsynced temporary file and an atomic rename.
 
     The file gets the permissions ``torch.save`` gives a new file (``0o666`` less the umask), so
-    a checkpoint is as readable to the group as the rest of the run's output.
+    a checkpoint is as readable to the group as the rest of the run's output. Temporary files
+    that killed saves left in the directory are removed first (:func:`remove_stale_temporaries`).
+    A failed write raises :class:`CheckpointSaveError` naming the file and the reason (a full
+    disk...); ``filepath`` then still holds its previous content, and no temporary file is left.
     """
     directory = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = _create_temporary(directory, os.path.basename(filepath))
+    tmp: Optional[str] = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_temporaries(directory)  # also gives back the space they took
+        fd, tmp = _create_temporary(directory, os.path.basename(filepath))
         with os.fdopen(fd, "wb") as f:
+            _hold_lock(f.fileno())  # tells other processes' clean-ups that this file is being written
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+            os.replace(tmp, filepath)
+            tmp = None
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        failure = _os_error(exc) if isinstance(exc, Exception) else None
+        if failure is None or isinstance(exc, CheckpointSaveError):
+            raise
+        raise CheckpointSaveError(_write_failure_message(filepath, failure), os.fspath(filepath),
+                                  failure.errno) from exc
     _fsync_dir(directory)
+
+
+def _os_error(exc: BaseException) -> Optional[OSError]:
+    """The ``OSError`` behind ``exc``: itself, or the one torch's writer hid behind its own error.
+
+    On a full disk ``torch.save`` raises ``RuntimeError: [enforce fail ...] unexpected pos``, with
+    the file object's ``OSError`` as its context.
+    """
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 10:
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _write_failure_message(filepath: Any, failure: OSError) -> str:
+    path = os.fspath(filepath)
+    reason, advice = _WRITE_FAILURES.get(failure.errno or 0, ("the write failed", "fix that"))
+    detail = f"[Errno {failure.errno}] {failure.strerror or os.strerror(failure.errno or 0)}"
+    if os.path.exists(path):
+        kept = f"The previous {os.path.basename(path)!r} is unchanged and no partial file is left"
+    else:
+        kept = "No partial file is left"
+    return (f"Cannot write checkpoint {path!r}: {reason} ({detail}). {kept}. To go on, {advice} or save "
+            "elsewhere (ModelCheckpoint(dirpath=...)), then resume from the last checkpoint (fit(ckpt_path=...)).")
 
 
 #: Distinguishes the temporary files of one process (several trainers may save at once).
 _temporary_numbers = itertools.count()
+#: This machine, as written into temporary names (a directory may be shared by several machines).
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+#: ``.<name>.<pid>.<n>@<host>.tmp``; names written before the host was added lack ``@<host>``.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<n>\d+)(?:@(?P<host>[A-Za-z0-9-]+))?\.tmp")
 
 
 def _create_temporary(directory: str, name: str) -> Tuple[int, str]:
-    """Create ``directory/.name.<pid>.<n>.tmp`` exclusively; ``(fd, path)``.
+    """Create ``directory/.name.<pid>.<n>@<host>.tmp`` exclusively; ``(fd, path)``.
 
     Unlike ``tempfile.mkstemp`` (mode ``0o600``), the mode is ``0o666`` less the umask, as for
     any file ``torch.save`` creates. A name left behind by a killed process is skipped.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        path = os.path.join(directory, f".{name}.{os.getpid()}.{next(_temporary_numbers)}.tmp")
+        path = os.path.join(directory, f".{name}.{os.getpid()}.{next(_temporary_numbers)}@{_HOST}.tmp")
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:
             continue
+
+
+def remove_stale_temporaries(directory: str) -> List[str]:
+    """Delete the temporary files that saves killed mid-write left in ``directory``; return their paths.
+
+    A temporary file is stale when the process named in it, on this machine, is gone and no
+    process holds its lock (a save holds one while it writes). Files of this process, of live
+    processes and of other machines (a shared filesystem: their writers may be alive) are kept.
+    POSIX only; elsewhere nothing is removed.
+    """
+    removed: List[str] = []
+    if os.name != "posix":
+        return removed
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or (match["host"] or _HOST) != _HOST:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        path = os.path.join(directory, name)
+        if _locked(path):
+            continue
+        try:
+            os.remove(path)
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def _hold_lock(fd: int) -> None:
+    """Take an exclusive ``flock`` on the file being written (released when it is closed)."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (ImportError, OSError):  # no flock here: clean-ups then go by the process id alone
+        pass
+
+
+def _locked(path: str) -> bool:
+    """True if some process holds ``path``'s lock (it is being written)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True  # cannot look: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # this filesystem has no flock: the dead process id decides
+    finally:
+        os.close(fd)
+    return False
 
 
 def _fsync_dir(directory: str) -> None:
@@ -106,35 +263,121 @@ def _fsync_dir(directory: str) -> None:
 
 
 def load_checkpoint_file(path: Any, map_location: Any = None) -> Dict[str, Any]:
-    """Read a hookloop checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` naming what is wrong."""
+    """Read a hookloop checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` naming what is wrong.
+
+    A file pickling objects that could run code (foreign globals) is refused as such; one that is
+    no pickle at all (random bytes, a damaged copy) is called corrupt. A checkpoint written by a
+    newer hookloop loads with a warning naming both versions.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CheckpointError(f"Checkpoint {path!r} does not exist.")
+        raise CheckpointError(f"Checkpoint {path!r} does not exist.", path)
     if os.path.isdir(path):
-        raise CheckpointError(f"Checkpoint {path!r} is a directory, not a checkpoint file.")
+        raise CheckpointError(f"Checkpoint {path!r} is a directory, not a checkpoint file.", path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "not an allowed global" in text:
+        imports = _REFUSED_GLOBAL.findall(text) or _pickle_globals(path)
+        foreign = None if imports is None else sorted({g for g in imports if not g.startswith(_SAFE_GLOBALS)})
+        if foreign:
             raise CheckpointError(
                 f"Checkpoint {path!r} was refused: it contains pickled objects that could run code when "
-                f"loaded, and hookloop loads checkpoints with torch.load(weights_only=True). Only load it with "
-                f"weights_only=False if you trust its origin. Details: {text.splitlines()[0]}"
+                f"loaded ({', '.join(foreign)}), and hookloop loads checkpoints with torch.load(weights_only=True). "
+                "Only load it with weights_only=False if you trust its origin.", path
             ) from exc
-        raise CheckpointError(f"Checkpoint {path!r} is not a torch checkpoint file ({exc}).") from exc
+        if foreign is not None:
+            what = ("is not a torch checkpoint: it is a plain pickle (pickle.dump, not torch.save or "
+                    "trainer.save_checkpoint)")
+            hint = "Write checkpoints with trainer.save_checkpoint(path)."
+        else:
+            what, hint = "is corrupt or not a checkpoint", "Was it damaged in a copy, or is it another kind of file?"
+        raise CheckpointError(
+            f"Checkpoint {path!r} ({os.path.getsize(path)} bytes) {what}; torch cannot read it "
+            f"({_first_line(text.split('WeightsUnpickler error:')[-1])}). {hint}", path
+        ) from exc
     except Exception as exc:  # torch raises RuntimeError, EOFError, IndexError... for damaged files
         size = os.path.getsize(path)
         raise CheckpointError(
             f"Checkpoint {path!r} ({size} bytes) is truncated or corrupt and cannot be read "
-            f"({type(exc).__name__}: {exc})."
+            f"({type(exc).__name__}: {_first_line(str(exc))}).", path
         ) from exc
     if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_KEYS):
         found = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(
-            f"Checkpoint {path!r} is not a hookloop checkpoint: it has no {list(REQUIRED_KEYS)} (found {found})."
+            f"Checkpoint {path!r} is not a hookloop checkpoint: it has no {list(REQUIRED_KEYS)} (found {found}).", path
         )
+    _warn_if_newer(path, checkpoint.get("hookloop_version"))
     return checkpoint
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line of an error message (torch's run over many lines)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+
+
+#: What torch's weights-only unpickler says when it meets an import (a global) it does not allow.
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+#: Imports torch's own checkpoints make (tensors, ordered dicts, bytes): no foreign code.
+_SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def _pickle_globals(path: str) -> Optional[List[str]]:
+    """The globals (``module.name``) the pickle(s) in ``path`` import; ``None`` if it holds no valid pickle.
+
+    Read with :mod:`pickletools`, which executes nothing: random bytes are no pickle stream. A
+    zip archive (torch's format) is read at its ``data.pkl``; legacy torch files hold several
+    pickles followed by raw bytes, so reading stops at the first thing that is not one.
+    """
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(member) if member is not None else b""
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+    except Exception:  # a damaged archive
+        return None
+    stream = io.BytesIO(data)
+    found: List[str] = []
+    complete = 0
+    try:
+        while stream.tell() < len(data):
+            strings: List[str] = []
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+            complete += 1
+    except Exception:
+        if not complete:
+            return None
+    return found
+
+
+def _warn_if_newer(path: str, saved: Any) -> None:
+    """Warn when ``saved`` (the checkpoint's ``hookloop_version``) is above this hookloop's version."""
+    from hookloop.engine import __version__
+
+    if isinstance(saved, str) and _version_key(saved) > _version_key(__version__):
+        warnings.warn(
+            f"Checkpoint {path!r} was saved by hookloop {saved}, newer than this hookloop {__version__}: "
+            "it may hold entries this version ignores or misreads. Upgrade hookloop if loading or "
+            "resuming it goes wrong.", UserWarning, stacklevel=3)
+
+
+def _version_key(version: str) -> Tuple[int, ...]:
+    """``'0.10.2'`` -> ``(0, 10, 2)``: the leading numeric release (pre-release tags are not ranked)."""
+    match = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
 
 
 def load_weights(module: torch.nn.Module, state_dict: Dict[str, Any], path: str, strict: bool = True) -> None:
@@ -155,7 +398,7 @@ def load_weights(module: torch.nn.Module, state_dict: Dict[str, Any], path: str,
     if problems:
         raise CheckpointError(
             f"Checkpoint {path!r} does not match {type(module).__name__}: " + "; ".join(problems)
-            + ". Is it a checkpoint of another model (or of other hyperparameters)?"
+            + ". Is it a checkpoint of another model (or of other hyperparameters)?", path
         )
     module.load_state_dict(state_dict, strict=strict)
 
@@ -310,15 +553,19 @@ class CheckpointIO:
                 trainer.state.restored = False
             return
         trainer.ckpt_path = path
-        # On the CPU: generator states must stay there; load_state_dict copies weights to their devices.
-        checkpoint = load_checkpoint_file(path, map_location="cpu")
-        if stage == "fit":
-            self.restore_training(trainer, pl_module, checkpoint, path)
-        else:
-            # First, as in Lightning: the hook may migrate the checkpoint (rename keys) before it is loaded.
-            if trainer.hooks.on_load_checkpoint is not None:
-                trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
-            load_weights(pl_module, checkpoint["state_dict"], path)
+        try:
+            # On the CPU: generator states must stay there; load_state_dict copies weights to their devices.
+            checkpoint = load_checkpoint_file(path, map_location="cpu")
+            if stage == "fit":
+                self.restore_training(trainer, pl_module, checkpoint, path)
+            else:
+                # First, as in Lightning: the hook may migrate the checkpoint (rename keys) before it is loaded.
+                if trainer.hooks.on_load_checkpoint is not None:
+                    trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+                load_weights(pl_module, checkpoint["state_dict"], path)
+        except CheckpointError as exc:
+            exc.flag = "ckpt_path"  # the file the run was asked for (a command line reports --ckpt_path)
+            raise
 
     def _best_after_fit(self, trainer: Any, stage: str) -> Optional[str]:
         """``'best'`` for ``validate``/``test``/``predict`` without a model after a fit that ranked a best file.
@@ -376,11 +623,11 @@ class CheckpointIO:
         if saved is None:
             raise CheckpointError(
                 f"Checkpoint {path!r} holds weights only (saved with weights_only=True) and cannot resume "
-                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead."
+                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead.", path
             )
         if len(saved) != len(trainer.optimizers):
             raise CheckpointError(f"Checkpoint {path!r} has {len(saved)} optimizer states but configure_optimizers "
-                                  f"built {len(trainer.optimizers)} optimizers.")
+                                  f"built {len(trainer.optimizers)} optimizers.", path)
         for optimizer, state in zip(trainer.optimizers, saved):
             optimizer.load_state_dict(state)
         schedulers = checkpoint.get("lr_schedulers", [])
@@ -472,7 +719,7 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
     except TypeError as exc:
         raise CheckpointError(
             f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
-            "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint."
+            "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint.", path
         ) from exc
     module.on_load_checkpoint(checkpoint)  # before the weights: it may migrate them
     load_weights(module, checkpoint["state_dict"], path, strict=strict)

@@ -15,7 +15,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.apply import move_to_device
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError
 from hookloop.engine.module import LightningModule
 
 #: Strategy names accepted (2.x ``strategy`` and seed-era ``distributed_backend``) -> canonical name.
@@ -74,11 +74,11 @@ def parse_gpu_ids(gpus: Any, flag: str = "gpus") -> Optional[List[int]]:
 
     ``None``/``0``/``'0'``/``''``/``[]``: no GPU (``None``). An int ``n``/``'n'``: the first ``n``.
     A list, or a string with a comma (``'1, 2'``, ``'0,'``): those ids. ``-1``/``'-1'``: every one.
-    Raises :class:`MisconfigurationException` naming the flag for anything else, and for ids
+    Raises :class:`FlagError` naming the flag for anything else, and for ids
     this machine does not have.
     """
     if isinstance(gpus, bool):
-        raise MisconfigurationException(f"{flag}={gpus!r}: pass a number of GPUs, a list of ids, or -1 for all.")
+        raise FlagError(flag, f"{flag}={gpus!r}: pass a number of GPUs, a list of ids, or -1 for all.")
     original = gpus
     if isinstance(gpus, str):
         text = gpus.strip()
@@ -88,14 +88,14 @@ def parse_gpu_ids(gpus: Any, flag: str = "gpus") -> Optional[List[int]]:
             try:
                 gpus = [int(part) for part in text.split(",") if part.strip()]
             except ValueError:
-                raise MisconfigurationException(
+                raise FlagError(flag,
                     f"{flag}={original!r}: a string must be a count ('2'), -1, or comma-separated ids ('1, 2')."
                 ) from None
         else:
             try:
                 gpus = int(text)
             except ValueError:
-                raise MisconfigurationException(
+                raise FlagError(flag,
                     f"{flag}={original!r}: a string must be a count ('2'), -1, or comma-separated ids ('1, 2')."
                 ) from None
     if gpus is None:
@@ -106,30 +106,30 @@ def parse_gpu_ids(gpus: Any, flag: str = "gpus") -> Optional[List[int]]:
             return None
         if gpus == -1:
             if available == 0:
-                raise MisconfigurationException(
+                raise FlagError(flag,
                     f"{flag}={original!r} asks for every CUDA GPU, but this machine has none "
                     "(torch.cuda.is_available() is False). Use accelerator='cpu'."
                 )
             return list(range(available))
         if gpus < 0:
-            raise MisconfigurationException(f"{flag}={original!r}: use a count > 0, a list of ids, or -1 for all.")
+            raise FlagError(flag, f"{flag}={original!r}: use a count > 0, a list of ids, or -1 for all.")
         ids = list(range(gpus))
     elif isinstance(gpus, (list, tuple)):
         if not gpus:
             return None
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in gpus):
-            raise MisconfigurationException(f"{flag}={original!r}: a list of GPU ids must hold ints >= 0.")
+            raise FlagError(flag, f"{flag}={original!r}: a list of GPU ids must hold ints >= 0.")
         ids = list(gpus)
         if len(set(ids)) != len(ids):
-            raise MisconfigurationException(f"{flag}={original!r} names a GPU twice.")
+            raise FlagError(flag, f"{flag}={original!r} names a GPU twice.")
     else:
-        raise MisconfigurationException(
+        raise FlagError(flag,
             f"{flag}={original!r} of type {type(original).__name__}: pass an int, a list of ids or a string."
         )
     missing = [i for i in ids if i >= available]
     if missing:
         exists = f"ids {list(range(available))}" if available else "none (torch.cuda.is_available() is False)"
-        raise MisconfigurationException(
+        raise FlagError(flag,
             f"{flag}={original!r} asks for CUDA GPU(s) {ids}, but this machine has {available}: {exists}. "
             "Ask for GPUs that exist, or train on the CPU with accelerator='cpu'."
         )
@@ -145,7 +145,7 @@ def _process_count(value: Any, flag: str) -> int:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise MisconfigurationException(f"{flag}={value!r}: on the CPU pass a number of processes >= 1.")
+        raise FlagError(flag, f"{flag}={value!r}: on the CPU pass a number of processes >= 1.")
     return value
 
 
@@ -154,20 +154,20 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     raw_strategy = trainer.strategy
     key = raw_strategy.lower() if isinstance(raw_strategy, str) else raw_strategy
     if key == "dp" or key == "ddp2":
-        raise MisconfigurationException(
-            f"strategy={raw_strategy!r} is not supported: use 'ddp' (one process per device) or 'ddp_spawn'."
+        raise FlagError(
+            "strategy", f"strategy={raw_strategy!r} is not supported: use 'ddp' (one process per device) or 'ddp_spawn'."
         )
     if key not in _STRATEGIES:
-        raise MisconfigurationException(
-            f"strategy/distributed_backend={raw_strategy!r} is unknown; use one of 'auto', 'ddp', 'ddp_spawn' "
+        raise FlagError(
+            "strategy", f"strategy/distributed_backend={raw_strategy!r} is unknown; use one of 'auto', 'ddp', 'ddp_spawn' "
             "(seed-era: 'ddp', 'ddp_spawn', 'ddp_cpu')."
         )
     strategy = _STRATEGIES[key]
     find_unused = isinstance(key, str) and key.endswith("find_unused_parameters_true")
     accel_flag = str(trainer.accelerator or "auto").lower()
     if accel_flag not in _ACCELERATORS:
-        raise MisconfigurationException(
-            f"accelerator={trainer.accelerator!r} is unknown; use 'cpu', 'gpu' (or 'cuda'), 'mps' or 'auto'."
+        raise FlagError(
+            "accelerator", f"accelerator={trainer.accelerator!r} is unknown; use 'cpu', 'gpu' (or 'cuda'), 'mps' or 'auto'."
         )
     accelerator = _ACCELERATORS[accel_flag]
     if key == "ddp_cpu":  # the seed's CPU-only multi-process backend
@@ -176,8 +176,8 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     gpu_ids = parse_gpu_ids(trainer.gpus, "gpus") if trainer.gpus is not None else None
     if gpu_ids is not None:
         if accelerator in ("cpu", "mps"):
-            raise MisconfigurationException(
-                f"gpus={trainer.gpus!r} asks for CUDA GPUs but accelerator={trainer.accelerator!r} "
+            raise FlagError(
+                "gpus", f"gpus={trainer.gpus!r} asks for CUDA GPUs but accelerator={trainer.accelerator!r} "
                 f"{'(distributed_backend=ddp_cpu) ' if key == 'ddp_cpu' else ''}asks for another device; pass one."
             )
         accelerator = "cuda"
@@ -196,13 +196,13 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
                 devices = -1  # 2.x: 'auto' is every GPU of the machine
             gpu_ids = parse_gpu_ids(devices, "devices")
             if gpu_ids is None:
-                raise MisconfigurationException(f"devices={trainer.devices!r} with a GPU accelerator asks for no GPU.")
+                raise FlagError("devices", f"devices={trainer.devices!r} with a GPU accelerator asks for no GPU.")
         ids = gpu_ids
     elif accelerator == "mps":
         if not _mps_available():
-            raise MisconfigurationException("accelerator='mps' asks for Apple's MPS device, which this machine lacks.")
+            raise FlagError("accelerator", "accelerator='mps' asks for Apple's MPS device, which this machine lacks.")
         if _process_count(devices, "devices") != 1:
-            raise MisconfigurationException(f"devices={devices!r}: the MPS accelerator has exactly one device.")
+            raise FlagError("devices", f"devices={devices!r}: the MPS accelerator has exactly one device.")
         ids = [0]
     else:
         count = _process_count(trainer.num_processes, "num_processes") if trainer.num_processes is not None else \
@@ -211,15 +211,15 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
 
     num_nodes = trainer.num_nodes or 1
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
-        raise MisconfigurationException(f"num_nodes={trainer.num_nodes!r}: pass an int >= 1.")
+        raise FlagError("num_nodes", f"num_nodes={trainer.num_nodes!r}: pass an int >= 1.")
     if strategy == "auto":
         from hookloop.plugins.environments import external_launcher_detected
 
         multi = len(ids) * num_nodes > 1 or external_launcher_detected()
         strategy = "ddp" if multi else "single"
     elif strategy == "single" and len(ids) * num_nodes > 1:
-        raise MisconfigurationException(
-            f"strategy={raw_strategy!r} runs one process, but {len(ids)} device(s) x {num_nodes} node(s) were asked for."
+        raise FlagError(
+            "strategy", f"strategy={raw_strategy!r} runs one process, but {len(ids)} device(s) x {num_nodes} node(s) were asked for."
         )
     return DeviceConfig(accelerator, ids, num_nodes, strategy, find_unused)
 

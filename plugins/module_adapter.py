@@ -23,7 +23,7 @@ and calls those first of all at the epoch's end (Lightning 1.x called them befor
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Set, Tuple
 
 from hookloop.engine import hookimpl
 from hookloop.engine.apply import detach_all, move_to_device

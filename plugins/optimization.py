@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import torch
 
 from hookloop.engine import hookimpl
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError, MisconfigurationException
 from hookloop.engine.markers import SKIPPED_BATCH
 from hookloop.engine.module import LightningModule, is_overridden
 from hookloop.plugins.model_hooks import validated_loss
@@ -222,13 +222,13 @@ def _check_accumulation(schedule: Any) -> None:
     if isinstance(schedule, dict):
         if not schedule or any(bad(k) or not isinstance(e, int) or isinstance(e, bool) or e < 0
                                for e, k in schedule.items()):
-            raise MisconfigurationException(
-                f"accumulate_grad_batches={schedule!r}: a schedule maps epochs (int >= 0) to batch counts (int >= 1), "
+            raise FlagError(
+                "accumulate_grad_batches", f"accumulate_grad_batches={schedule!r}: a schedule maps epochs (int >= 0) to batch counts (int >= 1), "
                 "e.g. {0: 1, 4: 2, 8: 4}."
             )
     elif bad(schedule):
-        raise MisconfigurationException(
-            f"accumulate_grad_batches must be an int >= 1 or a dict {{epoch: k}}, got {schedule!r}.")
+        raise FlagError(
+            "accumulate_grad_batches", f"accumulate_grad_batches must be an int >= 1 or a dict {{epoch: k}}, got {schedule!r}.")
 
 
 class OptimizationPlugin:
@@ -325,10 +325,10 @@ class OptimizationPlugin:
         value = trainer.gradient_clip_val
         algorithm = trainer.gradient_clip_algorithm or "norm"
         if algorithm not in ("norm", "value"):
-            raise MisconfigurationException(
-                f"gradient_clip_algorithm={algorithm!r} is unknown; use 'norm' or 'value'.")
+            raise FlagError(
+                "gradient_clip_algorithm", f"gradient_clip_algorithm={algorithm!r} is unknown; use 'norm' or 'value'.")
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise MisconfigurationException(f"gradient_clip_val must be a number >= 0, got {value!r}.")
+            raise FlagError("gradient_clip_val", f"gradient_clip_val must be a number >= 0, got {value!r}.")
         if self._manual:
             if schedule != 1:
                 raise MisconfigurationException(

@@ -158,7 +158,40 @@ def _from_dicts(dicts: List[Dict[str, Any]]) -> OptimizerSetup:
 
 
 def normalize_optimizers(config: Any) -> OptimizerSetup:
-    """Turn what ``configure_optimizers`` returned into optimizers, scheduler configs and frequencies."""
+    """Turn what ``configure_optimizers`` returned into optimizers, scheduler configs and frequencies.
+
+    A scheduler must have been built for the optimizer it is returned with (Lightning checks this
+    too): one built for another optimizer would change that one's learning rate, silently.
+    """
+    setup = _normalize(config)
+    _check_scheduler_owners(setup)
+    return setup
+
+
+def _check_scheduler_owners(setup: OptimizerSetup) -> None:
+    """Raise if a scheduler's ``optimizer`` is not returned, or not the optimizer it is paired with."""
+    for config in setup.lr_scheduler_configs:
+        owner = getattr(config.scheduler, "optimizer", None)
+        if owner is None:  # a custom scheduler that does not say which optimizer it steps
+            continue
+        name = type(config.scheduler).__name__
+        index = _owner_index(config.scheduler, setup.optimizers)
+        if index is None:
+            raise MisconfigurationException(
+                f"`configure_optimizers` returned a {name} scheduler built for an optimizer it did not return (a "
+                f"{type(owner).__name__}); stepping it would change that optimizer's learning rate, not one that "
+                f"trains. Build it with a returned optimizer: {name}(optimizer, ...)."
+            )
+        paired = config.opt_idx
+        if paired is not None and paired != index and 0 <= paired < len(setup.optimizers):
+            raise MisconfigurationException(
+                f"`configure_optimizers` returned the {name} scheduler with optimizer {paired} "
+                f"({type(setup.optimizers[paired]).__name__}), but it was built for optimizer {index} "
+                f"({type(owner).__name__}). Return each scheduler with the optimizer it was built with."
+            )
+
+
+def _normalize(config: Any) -> OptimizerSetup:
     if config is None:
         warnings.warn("`configure_optimizers` returned None: this run trains with no optimizer.", UserWarning)
         return OptimizerSetup([], [], [])

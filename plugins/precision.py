@@ -28,7 +28,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.apply import apply_to_tensors
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError, MisconfigurationException
 
 #: Checkpoint key of the GradScaler state (the seed era's name, kept for compatibility).
 SCALER_STATE_KEY = "native_amp_scaling_state"
@@ -45,8 +45,8 @@ def normalize_precision(value: Union[int, str, None]) -> str:
     """The Lightning 2.x name of a ``precision`` flag (``16`` -> ``'16-mixed'``); raises for unknown values."""
     key = "32" if value is None else str(value).strip().lower()
     if key not in _ALIASES:
-        raise MisconfigurationException(
-            f"Trainer(precision={value!r}) is not supported; choose 32 (default), 64, 'bf16-mixed' "
+        raise FlagError(
+            "precision", f"Trainer(precision={value!r}) is not supported; choose 32 (default), 64, 'bf16-mixed' "
             "or '16-mixed' (the seed-era 16)."
         )
     return _ALIASES[key]
@@ -135,8 +135,8 @@ class PrecisionPlugin(Precision):
         self.device = device
         if self.precision == "16-mixed":
             if device != "cuda" and not self._explicit_device:
-                raise MisconfigurationException(
-                    f"Trainer(precision='16-mixed') needs a CUDA GPU (float16 autocast with a GradScaler), but this "
+                raise FlagError(
+                    "precision", f"Trainer(precision='16-mixed') needs a CUDA GPU (float16 autocast with a GradScaler), but this "
                     f"run is on {device!r}. On a CPU use precision='bf16-mixed' instead."
                 )
             if self.scaler is None:

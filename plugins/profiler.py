@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from hookloop.engine import hookimpl
-from hookloop.engine.errors import MisconfigurationException, did_you_mean
+from hookloop.engine.errors import FlagError, MisconfigurationException, did_you_mean
 
 #: The behaviour hooks whose time is the model's own work (forward in ``training_step``, backward, step).
 MODEL_EVENTS = ("training_step", "backward", "optimizer_step", "optimizer_zero_grad")
@@ -299,8 +299,8 @@ def make_profiler(flag: Any) -> Optional[Any]:
     if isinstance(flag, str):
         cls = PROFILERS.get(flag.lower())
         if cls is None:
-            raise MisconfigurationException(
-                f"Trainer(profiler={flag!r}) is not a profiler name; use one of {sorted(PROFILERS)} "
+            raise FlagError(
+                "profiler", f"Trainer(profiler={flag!r}) is not a profiler name; use one of {sorted(PROFILERS)} "
                 "or pass a profiler instance." + did_you_mean(flag.lower(), list(PROFILERS))
             )
         return cls()

@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Tuple
 from torch import nn
 
 from hookloop.engine.callback import Callback
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError
 from hookloop.plugins.rank_zero import is_rank_zero
 
 #: ``weights_summary`` value -> ``max_depth``.
@@ -22,8 +22,8 @@ MODES = {"top": 1, "full": -1}
 def max_depth_for(mode: Optional[str]) -> int:
     """``max_depth`` for a seed-era ``weights_summary`` value (``'top'``, ``'full'``)."""
     if mode not in MODES:
-        raise MisconfigurationException(
-            f"weights_summary={mode!r} is not supported; use one of {sorted(MODES)} or None (no summary)."
+        raise FlagError(
+            "weights_summary", f"weights_summary={mode!r} is not supported; use one of {sorted(MODES)} or None (no summary)."
         )
     return MODES[mode]
 

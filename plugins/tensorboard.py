@@ -4,10 +4,12 @@ Files go to ``save_dir/name/version_N/`` (``N`` one more than the highest existi
 version). tensorboardX is imported when the writer is first needed, so importing
 ``plugins`` stays cheap.
 
-Scalars and hyperparameters are written by this logger itself, synchronously, with
-tensorboardX's ``EventsWriter`` (its record format, protobufs and CRCs): ``SummaryWriter``
-hands every event through a ``multiprocessing.Queue`` to a writer thread, which cost
-150–450 µs of the training process's CPU per logged step. The ``SummaryWriter`` behind
+Scalars and hyperparameters are written by this logger itself, synchronously, in
+TensorBoard's record format (tensorboardX's protobufs and CRCs): ``SummaryWriter`` hands
+every event through a ``multiprocessing.Queue`` to a writer thread, which cost 150–450 µs
+of the training process's CPU per logged step. The event file is closed when a run
+(``fit``, ``validate``, ``test``) ends, so a kept trainer holds no open file, and reopened to
+append when the logger writes again. The ``SummaryWriter`` behind
 :attr:`TensorBoardLogger.experiment` is created only when a module asks for it (histograms,
 images...) and writes its own event file in the same directory; TensorBoard reads both.
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+import struct
 import time
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from hookloop.engine.markers import hookimpl
 from hookloop.plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, flatten, hparams_dict, next_version,
@@ -57,7 +61,9 @@ class TensorBoardLogger(Logger):
         self._sub_dir = sub_dir
         self._kwargs = kwargs
         self._experiment: Any = None
-        self._events: Any = None  # tensorboardX EventsWriter of scalars and hparams, opened on first write
+        self._events: Optional[_EventFile] = None  # scalars and hparams; opened on first write, closed at run end
+        #: ``(pid, path)`` of this logger's event file: a later run of the same process appends to it.
+        self._events_file: Optional[Tuple[int, str]] = None
         self._flush_secs = float(kwargs.get("flush_secs", 120))
         self._flushed_at = 0.0
         #: Every hyperparameter logged so far (written to ``hparams.yaml``).
@@ -114,15 +120,16 @@ class TensorBoardLogger(Logger):
         from tensorboardX.proto.event_pb2 import Event
 
         if self._events is None:
-            from tensorboardX.event_file_writer import EventsWriter
-
-            os.makedirs(self.log_dir, exist_ok=True)
-            # A name of its own: event files are named by the second and the host, so SummaryWriter's file,
-            # or another process's (ddp_spawn workers) or logger's, opened in the same second would
-            # otherwise get this name and truncate the file.
-            suffix = (f"{self._kwargs.get('filename_suffix', '')}.{os.getpid()}.{next(_FILE_NUMBERS)}"
-                      f"{SCALARS_SUFFIX}")
-            self._events = EventsWriter(os.path.join(self.log_dir, "events"), suffix)
+            pid = os.getpid()
+            if self._events_file is None or self._events_file[0] != pid:
+                os.makedirs(self.log_dir, exist_ok=True)
+                # A name of its own: event files are named by the second and the host, so SummaryWriter's
+                # file, or another process's (ddp_spawn workers) or logger's, opened in the same second
+                # would otherwise get this name.
+                suffix = f"{self._kwargs.get('filename_suffix', '')}.{pid}.{next(_FILE_NUMBERS)}{SCALARS_SUFFIX}"
+                name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}{suffix}"
+                self._events_file = (pid, os.path.join(self.log_dir, name))
+            self._events = _EventFile(self._events_file[1])
             self._flushed_at = time.monotonic()
         event = Event(wall_time=time.time(), summary=summary)
         if step is not None:
@@ -185,10 +192,11 @@ class TensorBoardLogger(Logger):
         self.save()
 
     def finalize(self, status: str) -> None:
-        """Flush the scalar file (it stays open: a later run through this logger, ``test()`` after
-        ``fit()``, appends to it) and close the ``SummaryWriter``."""
+        """Close the scalar file (a later run through this logger, ``test()`` after ``fit()`` or
+        another ``fit()``, reopens it and appends) and the ``SummaryWriter``."""
         if self._events is not None:
-            self._events.flush()
+            self._events.close()
+            self._events = None
         if self._experiment is not None:
             self._experiment.flush()
             self._experiment.close()
@@ -213,6 +221,43 @@ class TensorBoardLogger(Logger):
 
     def __repr__(self) -> str:
         return f"TensorBoardLogger(save_dir={self._save_dir!r}, name={self._name!r}, version={self._version!r})"
+
+
+class _EventFile:
+    """An event file in TensorBoard's record format, opened to append (tensorboardX's framing and CRCs).
+
+    tensorboardX's own ``EventsWriter`` always starts a new file; this one goes on writing the
+    file a closed run of the same logger wrote, so that one run's scalars stay in one file.
+    """
+
+    def __init__(self, path: str) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.record_writer import masked_crc32c
+
+        self.path = path
+        self._crc = masked_crc32c
+        new = not os.path.exists(path)
+        self._file = open(path, "ab")
+        if new:  # TensorBoard reads the version first (and then never purges steps that go back)
+            self.write_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def write_event(self, event: Any) -> None:
+        """Append one ``Event``."""
+        data = event.SerializeToString()
+        header = struct.pack("Q", len(data))
+        self._file.write(header + struct.pack("I", self._crc(header)) + data + struct.pack("I", self._crc(data)))
+
+    def flush(self) -> None:
+        """Hand the written events to the operating system and the disk."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        try:
+            self.flush()
+        finally:
+            self._file.close()
 
 
 def _tb_value(value: Any) -> Any:

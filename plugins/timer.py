@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any, Dict, Optional
 
 from hookloop.engine import hookimpl
-from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.errors import FlagError
 
 
 def parse_max_time(value: Any) -> Optional[float]:
@@ -19,25 +19,25 @@ def parse_max_time(value: Any) -> Optional[float]:
         try:
             seconds = timedelta(**value).total_seconds()
         except TypeError as exc:
-            raise MisconfigurationException(
-                f"max_time={value!r}: {exc}. Use timedelta's arguments, e.g. {{'hours': 1, 'minutes': 30}}."
+            raise FlagError(
+                "max_time", f"max_time={value!r}: {exc}. Use timedelta's arguments, e.g. {{'hours': 1, 'minutes': 30}}."
             ) from exc
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str):
         parts = value.split(":")
         if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
-            raise MisconfigurationException(
-                f"max_time={value!r} is not 'DD:HH:MM:SS' (e.g. '00:12:00:00' for twelve hours)."
+            raise FlagError(
+                "max_time", f"max_time={value!r} is not 'DD:HH:MM:SS' (e.g. '00:12:00:00' for twelve hours)."
             )
         days, hours, minutes, secs = (int(p) for p in parts)
         seconds = timedelta(days=days, hours=hours, minutes=minutes, seconds=secs).total_seconds()
     else:
-        raise MisconfigurationException(
-            f"max_time={value!r} has type {type(value).__name__}; pass 'DD:HH:MM:SS', a dict, a timedelta or seconds."
+        raise FlagError(
+            "max_time", f"max_time={value!r} has type {type(value).__name__}; pass 'DD:HH:MM:SS', a dict, a timedelta or seconds."
         )
     if seconds <= 0:
-        raise MisconfigurationException(f"max_time={value!r} must be a positive duration.")
+        raise FlagError("max_time", f"max_time={value!r} must be a positive duration.")
     return seconds
 
 

@@ -250,6 +250,68 @@ def test_mistakes_are_argparse_errors(argv, message, tiny, capsys):
     assert f"hookloop {argv[0]}: error: {message}" in err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--max_epochs", "-5"], "argument --max_epochs: Trainer(max_epochs=-5): max_epochs must be an int >= -1"),
+    (["--min_steps", "-1"], "argument --min_steps: Trainer(min_steps=-1): min_steps must be an int >= 0"),
+    (["--check_val_every_n_epoch", "0"], "argument --check_val_every_n_epoch: Trainer(check_val_every_n_epoch=0)"),
+    (["--limit_train_batches", "1.5"], "argument --limit_train_batches: `limit_train_batches=1.5` is a fraction"),
+    (["--val_check_interval", "100"], "argument --val_check_interval: `val_check_interval=100` is more than"),
+    (["--precision", "13"], "argument --precision: Trainer(precision=13) is not supported"),
+    (["--accelerator", "tpu"], "argument --accelerator: accelerator='tpu' is unknown"),
+    (["--devices", "0", "--accelerator", "cpu"], "argument --devices: devices=0: on the CPU pass"),
+    (["--strategy", "dp"], "argument --strategy: strategy='dp' is not supported"),
+    (["--gradient_clip_algorithm", "max"], "argument --gradient_clip_algorithm: gradient_clip_algorithm='max'"),
+    (["--accumulate_grad_batches", "0"], "argument --accumulate_grad_batches: accumulate_grad_batches must be"),
+    (["--max_time", "soon"], "argument --max_time: max_time='soon' is not 'DD:HH:MM:SS'"),
+    (["--profiler", "fast"], "argument --profiler: Trainer(profiler='fast') is not a profiler name"),
+    (["--truncated_bptt_steps", "2"], "argument --truncated_bptt_steps: Trainer(truncated_bptt_steps=2)"),
+], ids=lambda v: "_".join(v[::2]).strip("-") if isinstance(v, list) else None)
+def test_flag_values_the_trainer_refuses_are_usage_errors_naming_the_flag(flags, message, tiny, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "tiny.py:TinyModel", "--logger", "false", *QUIET, *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: hookloop fit MODULE:CLASS")
+    lines = err.splitlines()
+    assert lines[-1].startswith(f"hookloop fit: error: {message}"), err
+    assert "Traceback" not in err
+
+
+def _bad_checkpoints(tiny):
+    """Files that are no checkpoint of TinyModel: random bytes, a directory, another model's weights."""
+    import random
+
+    import torch
+
+    (tiny / "noise.ckpt").write_bytes(random.Random(0).randbytes(2000))
+    (tiny / "a_directory.ckpt").mkdir()
+    torch.save({"state_dict": {"other.weight": torch.zeros(2, 2)}}, tiny / "other.ckpt")
+    return [("noise.ckpt", "argument --ckpt_path: Checkpoint 'noise.ckpt' (2000 bytes) is corrupt or not a checkpoint"),
+            ("a_directory.ckpt", "--ckpt_path 'a_directory.ckpt': is a directory, not a checkpoint file"),
+            ("other.ckpt", "argument --ckpt_path: Checkpoint 'other.ckpt' does not match TinyModel: missing in the "
+                           "checkpoint: net.0.weight")]
+
+
+@pytest.mark.parametrize("stage", ["fit", "test"])
+def test_a_bad_checkpoint_file_is_a_usage_error_naming_it(stage, tiny, capsys):
+    for path, message in _bad_checkpoints(tiny):
+        with pytest.raises(SystemExit) as exit_info:
+            main([stage, "tiny.py:TinyModel", "--ckpt_path", path, "--logger", "false", *QUIET])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1].startswith(f"hookloop {stage}: error: {message}"), err
+        assert "Traceback" not in err
+
+
+def test_a_bad_flag_value_and_a_corrupt_checkpoint_in_a_real_process_exit_2_without_a_traceback(tiny):
+    _bad_checkpoints(tiny)
+    for argv in (["--max_epochs", "-5"], ["--ckpt_path", "noise.ckpt"]):
+        proc = run("fit", "tiny.py:TinyModel", *argv, *QUIET, cwd=tiny, command=(HOOKLOOP,))
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.splitlines()[-1].startswith(f"hookloop fit: error: argument {argv[0]}: "), proc.stderr
+
+
 def test_a_module_that_fails_to_import_is_named(tiny, capsys):
     (tiny / "broken.py").write_text("import not_installed_dependency\n")
     with pytest.raises(SystemExit) as exit_info:

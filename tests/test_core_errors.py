@@ -129,6 +129,28 @@ def test_no_train_dataloader():
     assert "No training data" in message and "train_dataloader()" in message
 
 
+def test_a_dataset_or_an_int_instead_of_a_dataloader_is_named():
+    dataset = TensorDataset(torch.zeros(8, 8), torch.zeros(8, dtype=torch.long))
+
+    class ReturnsDataset(SeedModel):
+        def train_dataloader(self):
+            return dataset  # iter() would walk it sample by sample through __getitem__
+
+    class ReturnsInt(SeedModel):
+        def val_dataloader(self):
+            return 5
+
+    message = str(fit_error(ReturnsDataset()))
+    assert message == ("The train data from `ReturnsDataset.train_dataloader()` is a TensorDataset, which is not "
+                       "iterable: it is a Dataset, not a DataLoader: wrap it, DataLoader(dataset, batch_size=...).")
+    assert "`ReturnsInt.val_dataloader()` is an int 5, which is not iterable: give a torch.utils.data.DataLoader" \
+        in str(fit_error(ReturnsInt()))
+    assert "from trainer.fit(train_dataloaders=...) is a TensorDataset" in str(fit_error(SeedModel(), dataset))
+    with pytest.raises(MisconfigurationException, match=r"test data from trainer\.test\(dataloaders=\.\.\.\) is a "
+                                                        r"float 2\.5, which is not iterable"):
+        quiet_trainer().test(SeedModel(), dataloaders=2.5)
+
+
 def test_empty_dataloader_with_length_zero():
     empty = DataLoader(TensorDataset(torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)), batch_size=4)
     assert len(empty) == 0

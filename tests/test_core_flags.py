@@ -276,3 +276,43 @@ def test_limit_train_batches_zero_skips_training():
         trainer.fit(model)
     assert trainer.global_step == 0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# ---- flag values no loop can run with are errors naming the flag ------------------------------------
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(max_epochs=-5), r"Trainer\(max_epochs=-5\): max_epochs must be an int >= -1 or None; -1 means no limit"),
+    (dict(max_epochs=2.5), r"Trainer\(max_epochs=2\.5\): max_epochs must be an int"),
+    (dict(max_epochs=True), r"Trainer\(max_epochs=True\)"),
+    (dict(min_epochs=-1), r"Trainer\(min_epochs=-1\): min_epochs must be an int >= 0"),
+    (dict(min_epochs=1.5), r"min_epochs=1\.5"),
+    (dict(max_steps=-2), r"Trainer\(max_steps=-2\): max_steps must be an int >= -1 or None; -1 means no limit"),
+    (dict(max_steps=10.0), r"max_steps=10\.0"),
+    (dict(min_steps=-3), r"Trainer\(min_steps=-3\): min_steps must be an int >= 0"),
+    (dict(check_val_every_n_epoch=0), r"check_val_every_n_epoch must be an int >= 1 or None"),
+    (dict(check_val_every_n_epoch=1.5), r"check_val_every_n_epoch=1\.5"),
+    (dict(num_sanity_val_steps=-2), r"num_sanity_val_steps must be an int >= -1"),
+    (dict(num_sanity_val_steps=0.5), r"num_sanity_val_steps=0\.5"),
+    (dict(log_every_n_steps=-1), r"log_every_n_steps must be an int >= 0"),
+    (dict(log_every_n_steps=2.5), r"log_every_n_steps=2\.5"),
+    (dict(reload_dataloaders_every_n_epochs=-1), r"reload_dataloaders_every_n_epochs must be an int >= 0"),
+    (dict(limit_train_batches=1.5), r"`limit_train_batches=1\.5` is a fraction above 1\.0"),
+    (dict(limit_val_batches=-1), r"`limit_val_batches` must be an int >= 0"),
+    (dict(val_check_interval=0), r"`val_check_interval` must be a float in \(0, 1\] or an int > 0"),
+    (dict(deterministic="yes"), r"Trainer\(deterministic='yes'\)"),
+], ids=lambda v: "-".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None)
+def test_bad_loop_flag_values_are_errors_naming_the_flag(flags, message):
+    from engine.errors import FlagError
+
+    with pytest.raises(FlagError, match=message) as info:
+        quiet_trainer(**flags)
+    assert info.value.flag == next(iter(flags))
+
+
+def test_minus_one_and_none_are_the_no_limit_values():
+    trainer, counts = run(max_epochs=-1, max_steps=10, limit_val_batches=0)
+    assert trainer.global_step == 10 and counts.train[-1] == (1, 1)  # into the second epoch
+    trainer, _ = run(max_epochs=1, max_steps=None, min_epochs=None, min_steps=None, check_val_every_n_epoch=None,
+                     num_sanity_val_steps=None, limit_val_batches=0)
+    assert trainer.global_step == 8 and trainer.num_sanity_val_steps == 2

@@ -380,3 +380,96 @@ def test_logging_step_sets_the_x_axis_instead_of_a_scalar_named_step(tmp_path):
     with open(os.path.join(csv_logger.log_dir, "metrics.csv")) as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("m")]
     assert [(r["step"], r["m"]) for r in rows] == [("100", "0.0"), ("101", "1.0"), ("102", "2.0")]
+
+
+# ---- self.log mistakes are errors, not silence ---------------------------------------------------
+
+
+def _logging_model(step=None, epoch_end=None, val_epoch_start=None, val_epoch_end=None):
+    """A ModernModel whose hooks call the given functions with (module, batch_idx) / (module,)."""
+
+    class Logging(ModernModel):
+        def training_step(self, batch, batch_idx):
+            if step is not None:
+                step(self, batch_idx)
+            return super().training_step(batch, batch_idx)
+
+        def on_train_epoch_end(self):
+            if epoch_end is not None:
+                epoch_end(self)
+
+        def on_validation_epoch_start(self):
+            if val_epoch_start is not None:
+                val_epoch_start(self)
+
+        def on_validation_epoch_end(self):
+            if val_epoch_end is not None:
+                val_epoch_end(self)
+
+    return Logging(n_train=64)
+
+
+def test_a_self_log_keyword_typo_is_an_error_with_the_closest_keyword():
+    from engine.errors import UnknownFlagError
+
+    model = _logging_model(step=lambda m, i: m.log("acc", 1.0, prog_barr=True))
+    with pytest.raises(UnknownFlagError, match=r"self\.log\('acc', \.\.\., prog_barr=\.\.\.\) got an unknown keyword "
+                                               r"`prog_barr`\. Did you mean `prog_bar`\?"):
+        fit(model)
+    with pytest.raises(TypeError, match="`on_epochs`. Did you mean `on_epoch`"):
+        ModernModel().log("acc", 1.0, on_epochs=True)  # outside a run too
+    with pytest.raises(UnknownFlagError, match="`sync_dsit`. Did you mean `sync_dist`"):
+        fit(_logging_model(step=lambda m, i: m.log_dict({"a": 1.0}, sync_dsit=True)))
+
+
+def test_lightning_1x_keywords_of_self_log_are_accepted():
+    def step(module, batch_idx):
+        module.log("a", 1.0, on_epoch=True, tbptt_reduce_fx=torch.mean, tbptt_pad_token=0, rank_zero_only=True,
+                   metric_attribute="a_metric")
+        module.log("total", 2.0, on_step=False, on_epoch=True, sync_dist_op="sum", sync_dist=True)
+
+    with pytest.warns(DeprecationWarning, match=r"sync_dist_op='sum'\) is Lightning 1\.x's spelling; use reduce_fx='sum'"):
+        trainer = fit(_logging_model(step=step), max_epochs=1, logger=False)
+    assert trainer.callback_metrics["a_epoch"].item() == 1.0
+    assert trainer.callback_metrics["total"].item() == 4.0  # 2 batches, summed (sync_dist_op is the reduction)
+    with pytest.warns(UserWarning, match="sync_dist_group=...\\) is ignored"):
+        fit(_logging_model(step=lambda m, i: m.log("g", 1.0, sync_dist_group=object())), max_epochs=1, logger=False)
+
+
+def test_one_name_logged_with_different_options_in_an_epoch_is_an_error():
+    def flip(module, batch_idx):
+        module.log("acc", 1.0, prog_bar=batch_idx == 0)
+
+    with pytest.raises(MisconfigurationException, match=r"You called `self\.log\('acc', \.\.\.\)` twice in "
+                                                        r"`training_step \(or a training batch hook\)` with different "
+                                                        r"arguments \(prog_bar=True then prog_bar=False\)"):
+        fit(_logging_model(step=flip))
+    # training_step logs per step, on_train_epoch_end per epoch (Lightning keeps one entry per hook): each is
+    # written, the epoch end's value is the one monitors read afterwards
+    both = _logging_model(step=lambda m, i: m.log("loss2", 1.0), epoch_end=lambda m: m.log("loss2", 2.0))
+    trainer = fit(both)
+    assert trainer.callback_metrics["loss2"].item() == 2.0
+    # the same options each time, over several epochs and reduce_fx spellings: fine
+    same = _logging_model(step=lambda m, i: m.log("acc", float(i), reduce_fx="max" if i else max))
+    assert fit(same, max_epochs=2).callback_metrics["acc"].item() == 1.0
+
+
+@pytest.mark.parametrize("hooks, message", [
+    (dict(epoch_end=lambda m: m.log("x", 1.0, on_step=True)),
+     r"You can't `self\.log\('x', \.\.\., on_step=True\)` inside `training_epoch_end/on_train_epoch_end`"),
+    (dict(val_epoch_start=lambda m: m.log("x", 1.0, on_step=True)),
+     r"inside `on_validation_start/on_validation_epoch_start`"),
+    (dict(val_epoch_end=lambda m: m.log("x", 1.0, on_epoch=False)),
+     r"`self\.log\('x', \.\.\., on_epoch=False\)` inside `validation_epoch_end/on_validation_epoch_end`"),
+], ids=["on_train_epoch_end", "on_validation_epoch_start", "on_validation_epoch_end"])
+def test_per_step_logging_in_an_epoch_level_hook_is_an_error(hooks, message):
+    with pytest.raises(MisconfigurationException, match=message):
+        fit(_logging_model(**hooks))
+
+
+def test_per_step_logging_in_steps_and_per_epoch_in_epoch_hooks_is_fine():
+    model = _logging_model(step=lambda m, i: m.log("s", 1.0, on_step=True, on_epoch=False),
+                           epoch_end=lambda m: m.log("e", 2.0, on_step=False, on_epoch=True),
+                           val_epoch_end=lambda m: m.log("v", 3.0))
+    metrics = fit(model, max_epochs=1).callback_metrics
+    assert (metrics["s"].item(), metrics["e"].item(), metrics["v"].item()) == (1.0, 2.0, 3.0)

@@ -223,3 +223,43 @@ def test_histograms_of_fit_survive_a_test_run_that_also_uses_the_experiment():
     trainer.test(model)  # a new SummaryWriter, within the same second: its file must not replace fit's
     tags = read_events(trainer.logger.log_dir).Tags()["histograms"]
     assert {"fit_weights", "test_weights"} <= set(tags)
+
+
+# ---- open files: a kept trainer holds none ---------------------------------------------------------
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's descriptors in /proc")
+def test_many_kept_trainers_do_not_keep_event_files_open():
+    kept = [fit(CountingModel(n_train=64), max_epochs=1)]  # the first run imports and opens what stays open
+    before = _open_descriptors()
+    for _ in range(20):
+        trainer = fit(CountingModel(n_train=64), max_epochs=1)
+        trainer.test(trainer.lightning_module, verbose=False)
+        kept.append(trainer)
+    assert _open_descriptors() == before
+    assert all(read_events(t.logger.log_dir).Scalars("val_acc") for t in kept)  # each wrote its scalars
+
+
+def test_a_second_fit_through_the_same_logger_appends_to_its_event_file():
+    class Run(CountingModel):
+        def __init__(self, run):
+            super().__init__(n_train=64)
+            self.run = run
+
+        def training_step(self, batch, batch_idx):
+            self.log("run", float(self.run), on_step=False, on_epoch=True)
+            return super().training_step(batch, batch_idx)
+
+    logger = TensorBoardLogger(".", name="shared")
+    fit(Run(1), max_epochs=1, logger=logger)
+    files = sorted(os.listdir(logger.log_dir))
+    fit(Run(2), max_epochs=2, logger=logger)
+    assert sorted(os.listdir(logger.log_dir)) == files  # no new event file: the same one, appended to
+    acc = read_events(logger.log_dir)
+    # the first fit's epoch at step 1, then the second fit's two epochs (steps 1 and 3)
+    assert scalars(acc, "run") == [(1, 1.0), (1, 2.0), (3, 2.0)]
+    assert len(acc.Scalars("hp_metric")) == 2  # both fits' hyperparameters were written

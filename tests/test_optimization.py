@@ -146,6 +146,32 @@ def test_bad_configure_optimizers_output_is_a_clear_error(bad, match):
         fit(Regressor(bad), max_epochs=1)
 
 
+def _two_sgds(m):
+    return torch.optim.SGD(m.parameters(), lr=0.1), torch.optim.Adam(m.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: (lambda a, b: {"optimizer": a, "lr_scheduler": _step_lr(b)})(*_two_sgds(m)),
+    lambda m: (lambda a, b: ([a], [_step_lr(b)]))(*_two_sgds(m)),
+    lambda m: (lambda a, b: {"optimizer": a, "lr_scheduler": {"scheduler": _step_lr(b), "interval": "step"}})(
+        *_two_sgds(m)),
+], ids=["dict", "lists", "scheduler_dict"])
+def test_a_scheduler_built_for_an_optimizer_not_returned_is_an_error(make):
+    with pytest.raises(MisconfigurationException, match=r"returned a StepLR scheduler built for an optimizer it did "
+                                                        r"not return \(a Adam\)"):
+        fit(Regressor(make), max_epochs=1)
+
+
+def test_a_scheduler_returned_with_another_optimizer_than_its_own_is_an_error():
+    def make(m):
+        a, b = _two_sgds(m)
+        return [{"optimizer": a, "lr_scheduler": _step_lr(b)}, {"optimizer": b, "lr_scheduler": _step_lr(a)}]
+
+    with pytest.raises(MisconfigurationException, match=r"returned the StepLR scheduler with optimizer 0 \(SGD\), "
+                                                        r"but it was built for optimizer 1 \(Adam\)"):
+        fit(Regressor(make), max_epochs=1)
+
+
 def test_configure_optimizers_none_trains_without_an_optimizer():
     model = Regressor(lambda m: None)
     before = model.layer.weight.detach().clone()
