@@ -94,7 +94,8 @@ def test_logger_false_writes_nothing():
 def test_two_loggers_both_write():
     tb, csv_logger = TensorBoardLogger("."), CSVLogger(".", name="csv_logs")
     trainer = fit(ModernModel(n_train=64), logger=[tb, csv_logger], log_every_n_steps=1)
-    assert trainer.loggers == [tb, csv_logger] and trainer.logger is tb
+    assert trainer.loggers == [tb, csv_logger]
+    assert list(trainer.logger) == [tb, csv_logger] and trainer.logger.log_dir == tb.log_dir == trainer.log_dir
     acc = EventAccumulator(tb.log_dir)
     acc.Reload()
     _, rows = read_csv(os.path.join(csv_logger.log_dir, "metrics.csv"))
@@ -148,7 +149,7 @@ class SubclassLogger(Logger):
 def test_third_party_loggers_receive_the_logging_hooks():
     duck, sub, hooked = RecordingLogger(), SubclassLogger(), HookLogger()
     trainer = fit(ModernModel(n_train=64), max_epochs=1, logger=[duck, sub], plugins=[hooked], log_every_n_steps=1)
-    assert trainer.logger is duck
+    assert trainer.logger[0] is duck and trainer.loggers == [duck, sub]
     assert duck.params == {"lr": 0.05, "n_train": 64, "batch_size": 32}
     assert [s for s, _ in duck.metrics] == [0, 1, 1]  # two steps, then the epoch's values
     assert set(duck.metrics[-1][1]) == {"val_loss", "val_acc", "epoch"}
