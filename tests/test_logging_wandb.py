@@ -166,12 +166,12 @@ def test_an_existing_run_is_reused_with_a_warning(wandb_env):
     assert given.experiment is run and given.version == run.id
 
 
-def test_wandb_is_needed_only_when_used(monkeypatch):
+def test_wandb_is_needed_only_when_used_and_import_plugins_imports_neither_wandb_nor_mlflow(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if it were not installed
     with pytest.raises(ModuleNotFoundError, match="WandbLogger needs the `wandb` package.*pip install wandb"):
         WandbLogger(offline=True)
-    code = ("import sys\nimport plugins\nfrom plugins import WandbLogger\nfrom engine import Trainer\n"
-            "Trainer(logger=False)\nprint(sorted(m for m in ('wandb',) if m in sys.modules))\n")
+    code = ("import sys\nimport plugins\nfrom plugins import MLFlowLogger, WandbLogger\nfrom engine import Trainer\n"
+            "Trainer(logger=False)\nprint(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert out.stdout.strip() == "[]"  # not imported until a run needs it
+    assert out.stdout.strip() == "[]"  # neither logger's package is imported until a run needs it
