@@ -32,15 +32,16 @@ AggregateFn = Callable[[Sequence[float]], float]
 
 def merge_dicts(dicts: Sequence[Mapping[str, Any]], agg_key_funcs: Optional[Mapping[str, AggregateFn]] = None,
                 default_func: AggregateFn = statistics.fmean) -> Dict[str, Any]:
-    """One dict from several: each key's values (``None`` left out) merged by ``agg_key_funcs[key]`` or ``default_func``."""
+    """One dict from several: each key's values (``None`` left out) merged by ``agg_key_funcs[key]``, else
+    ``default_func``."""
     funcs = agg_key_funcs or {}
     keys = list(dict.fromkeys(key for d in dicts for key in d))
     return {key: funcs.get(key, default_func)([d[key] for d in dicts if d.get(key) is not None]) for key in keys}
 
 
 def rank_zero_experiment(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Decorator for a logger's ``experiment`` property: the real experiment on global rank zero,
-    a :class:`~hookloop.plugins.logger_base.DummyExperiment` (accepts any call) elsewhere or when ``fn`` returns ``None``."""
+    """Decorator for a logger's ``experiment`` property: the real experiment on global rank zero; elsewhere, or
+    when ``fn`` returns ``None``, a :class:`~hookloop.plugins.logger_base.DummyExperiment` (accepts any call)."""
 
     @functools.wraps(fn)
     def experiment(self: Any) -> Any:

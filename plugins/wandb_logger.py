@@ -117,7 +117,8 @@ class WandbLogger(LogsCheckpoints, Logger):
 
     @property
     def log_dir(self) -> str:
-        """``save_dir/<project>/<run id>``: where the default ``ModelCheckpoint`` writes (``checkpoints/``), as in Lightning."""
+        """``save_dir/<project>/<run id>``: where the default ``ModelCheckpoint`` writes (``checkpoints/``), as in
+        Lightning."""
         if self.rank_zero:
             _ = self.experiment  # the run id names the directory
         return os.path.join(self.save_dir or ".", str(self.name), str(self.version))
@@ -157,7 +158,8 @@ class WandbLogger(LogsCheckpoints, Logger):
         Each keyword is a list with one entry per image: ``caption=[...]``, ``masks=[...]``, ``boxes=[...]``.
         """
         if not isinstance(images, list):
-            raise TypeError(f'WandbLogger.log_image({key!r}, ...): "images" must be a list, got {type(images).__name__}')
+            raise TypeError(f'WandbLogger.log_image({key!r}, ...): "images" must be a list, '
+                            f'got {type(images).__name__}')
         for name, values in kwargs.items():
             if len(values) != len(images):
                 raise ValueError(f"WandbLogger.log_image({key!r}, ...): {len(images)} images but {len(values)} "

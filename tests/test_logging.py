@@ -16,6 +16,7 @@ from engine.errors import MisconfigurationException
 from plugins import CSVLogger, TensorBoardLogger
 from plugins.logger_base import DummyLogger, Logger
 from plugins.rank_zero import is_rank_zero, rank_zero_only
+from tests.core_support import SecondRank
 from tests.models import ModernModel
 
 
@@ -188,14 +189,6 @@ def test_fast_dev_run_disables_loggers_but_experiment_calls_still_work():
     trainer.fit(UsesExperiment(n_train=64))
     assert isinstance(trainer.logger, DummyLogger)
     assert not os.path.exists("lightning_logs")
-
-
-class SecondRank:
-    """Makes this process global rank 1 (as a launcher would in the second process)."""
-
-    @hookimpl(tryfirst=True)
-    def setup_environment(self, trainer):
-        trainer.global_rank = 1
 
 
 def test_only_rank_zero_writes_logs_draws_bars_and_prints(capsys):

@@ -9,9 +9,10 @@ import sys
 import pytest
 import yaml
 
-from engine import Trainer, hookimpl, seed_everything
+from engine import seed_everything
 from engine.errors import MisconfigurationException
 from plugins import CSVLogger, MLFlowLogger, ModelCheckpoint
+from tests.core_support import SecondRank, fit_for_logs
 from tests.models import ModernModel
 
 
@@ -33,22 +34,12 @@ def history(uri, run_id, key):
     return [(m.step, m.value) for m in sorted(client(uri).get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
-def fit(model, **flags):
-    flags.setdefault("max_epochs", 2)
-    for flag in ("enable_progress_bar", "enable_model_summary", "enable_checkpointing"):
-        flags.setdefault(flag, False)
-    flags.setdefault("num_sanity_val_steps", 0)
-    trainer = Trainer(**flags)
-    trainer.fit(model)
-    return trainer
-
-
 def test_a_fit_logs_metrics_and_params_to_a_finished_run(tmp_path):
     uri = f"file:{tmp_path / 'store'}"
     logger = MLFlowLogger(experiment_name="digits", run_name="first", tracking_uri=uri, tags={"team": "vision"})
     csv_logger = CSVLogger(".", name="csv")
-    trainer = fit(ModernModel(lr=0.05, n_train=64), logger=[logger, csv_logger], log_every_n_steps=1,
-                  enable_checkpointing=True)
+    trainer = fit_for_logs(ModernModel(lr=0.05, n_train=64), logger=[logger, csv_logger], log_every_n_steps=1,
+                           enable_checkpointing=True)
     assert trainer.logger.experiment[0] is logger.experiment
 
     run = client(uri).get_run(logger.run_id)
@@ -79,7 +70,7 @@ def test_default_store_prefix_and_a_failed_run(tmp_path):
     logger = MLFlowLogger(prefix="fit")
     assert logger.save_dir == "./mlruns"
     with pytest.raises(RuntimeError, match="boom"):
-        fit(Boom(n_train=64), logger=logger, log_every_n_steps=1)
+        fit_for_logs(Boom(n_train=64), logger=logger, log_every_n_steps=1)
     uri = f"file:{tmp_path / 'mlruns'}"
     assert client(uri).get_run(logger.run_id).info.status == "FAILED"
     assert [s for s, _ in history(uri, logger.run_id, "fit-train_loss")] == [0, 1]
@@ -89,7 +80,7 @@ def test_default_store_prefix_and_a_failed_run(tmp_path):
 def test_run_id_logs_to_an_existing_run_and_test_after_fit_joins_it(tmp_path):
     uri = f"file:{tmp_path / 'store'}"
     first = MLFlowLogger(tracking_uri=uri)
-    trainer = fit(ModernModel(n_train=64), max_epochs=1, logger=first)
+    trainer = fit_for_logs(ModernModel(n_train=64), max_epochs=1, logger=first)
     trainer.test(ModernModel(n_train=64), verbose=False)
     assert [s for s, _ in history(uri, first.run_id, "test_acc")] == [1]
 
@@ -131,7 +122,7 @@ def test_log_model_uploads_the_kept_checkpoints_with_their_metadata(tmp_path, lo
     uri = f"file:{tmp_path / 'store'}"
     logger = MLFlowLogger(tracking_uri=uri, log_model=log_model)
     checkpoint = ModelCheckpoint(dirpath="ckpts", monitor="val_loss", save_top_k=1, save_last=True)
-    fit(ModernModel(n_train=64), logger=logger, callbacks=[checkpoint], enable_checkpointing=True)
+    fit_for_logs(ModernModel(n_train=64), logger=logger, callbacks=[checkpoint], enable_checkpointing=True)
     assert os.path.basename(checkpoint.best_model_path) == "epoch=1-step=4.ckpt"
 
     uploaded = read_uploaded(uri, logger.run_id, tmp_path)
@@ -147,17 +138,9 @@ def test_log_model_uploads_the_kept_checkpoints_with_their_metadata(tmp_path, lo
     assert aliases == "['latest', 'best']" and uploaded["last"][2] == "['latest']"
 
 
-class SecondRank:
-    """Makes this process global rank 1 (as a launcher would in the second process)."""
-
-    @hookimpl(tryfirst=True)
-    def setup_environment(self, trainer):
-        trainer.global_rank = 1
-
-
 def test_other_ranks_create_no_run(tmp_path):
     logger = MLFlowLogger(tracking_uri=f"file:{tmp_path / 'store'}")
-    fit(ModernModel(n_train=64), max_epochs=1, plugins=[SecondRank()], logger=logger, log_every_n_steps=1)
+    fit_for_logs(ModernModel(n_train=64), max_epochs=1, plugins=[SecondRank()], logger=logger, log_every_n_steps=1)
     assert logger.run_id is None and not (tmp_path / "store").exists()
 
 

@@ -7,21 +7,11 @@ import pickle
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from engine import Trainer, hookimpl
+from engine import Trainer
 from plugins import CSVLogger, LightningLoggerBase, LoggerCollection, TensorBoardLogger, rank_zero_only
 from plugins.logger_base import DummyExperiment
-from tests.core_support import RecordingLogger
+from tests.core_support import RecordingLogger, SecondRank, fit_for_logs
 from tests.models import ModernModel, SeedModel
-
-
-def fit(model, **flags):
-    flags.setdefault("max_epochs", 2)
-    for flag in ("enable_progress_bar", "enable_model_summary", "enable_checkpointing"):
-        flags.setdefault(flag, False)
-    flags.setdefault("num_sanity_val_steps", 0)
-    trainer = Trainer(**flags)
-    trainer.fit(model)
-    return trainer
 
 
 class SeedHparamsModel(SeedModel):
@@ -115,7 +105,7 @@ def test_the_seed_names_are_where_0_9_users_look():
 def test_a_0_9_logger_subclass_gets_metrics_hyperparameters_saves_and_the_final_status():
     logger = SeedLogger()
     model = SeedHparamsModel(argparse.Namespace(lr=0.05, hidden=4))
-    trainer = fit(model, logger=logger, log_every_n_steps=1)
+    trainer = fit_for_logs(model, logger=logger, log_every_n_steps=1)
     assert trainer.logger is logger and model.logger is logger
     assert logger.experiment.params == (0.05, {"lr": 0.05, "hidden": 4})
     steps = [step for step, _ in logger.experiment.rows]
@@ -130,7 +120,7 @@ def test_a_0_9_logger_subclass_gets_metrics_hyperparameters_saves_and_the_final_
 
 def test_a_logger_with_no_init_and_no_save_works_too():
     logger = BareLogger()
-    fit(ModernModel(n_train=64), max_epochs=1, logger=logger, log_every_n_steps=1)
+    fit_for_logs(ModernModel(n_train=64), max_epochs=1, logger=logger, log_every_n_steps=1)
     assert [step for step, _ in logger.rows] == [0, 1, 1]
 
 
@@ -164,14 +154,6 @@ def test_agg_and_log_metrics_merges_the_values_of_one_step():
     assert logger.rows[-1] == (4, {"loss": 5.0})
 
 
-class SecondRank:
-    """Makes this process global rank 1 (as a launcher would in the second process)."""
-
-    @hookimpl(tryfirst=True)
-    def setup_environment(self, trainer):
-        trainer.global_rank = 1
-
-
 def test_on_other_ranks_nothing_is_logged_and_the_experiment_does_nothing():
     from plugins.logger_base import rank_zero_experiment
 
@@ -182,7 +164,8 @@ def test_on_other_ranks_nothing_is_logged_and_the_experiment_does_nothing():
             return self._experiment
 
     logger = Guarded()
-    fit(SeedHparamsModel(argparse.Namespace(lr=0.05)), plugins=[SecondRank()], logger=logger, log_every_n_steps=1)
+    fit_for_logs(SeedHparamsModel(argparse.Namespace(lr=0.05)), plugins=[SecondRank()], logger=logger,
+                 log_every_n_steps=1)
     assert isinstance(logger.experiment, DummyExperiment)
     assert logger._experiment.rows == [] and logger._experiment.params is None
 
@@ -196,7 +179,7 @@ def test_several_loggers_are_one_collection_as_trainer_logger_and_a_list_as_trai
             self.logger.experiment.add_text("note", "first logger's", 0)  # 2.x: the first logger's writer
 
     model = UsesExperiment(n_train=64)
-    trainer = fit(model, max_epochs=1, logger=[tb, csv_logger], log_every_n_steps=1)
+    trainer = fit_for_logs(model, max_epochs=1, logger=[tb, csv_logger], log_every_n_steps=1)
     collection = trainer.logger
     assert isinstance(collection, LoggerCollection) and model.logger is collection
     assert trainer.loggers == [tb, csv_logger] and list(collection) == [tb, csv_logger]
@@ -212,7 +195,7 @@ def test_several_loggers_are_one_collection_as_trainer_logger_and_a_list_as_trai
 def test_a_logger_collection_passed_to_the_trainer_is_trainer_logger_and_each_logger_is_called():
     first, second = RecordingLogger(), RecordingLogger()
     collection = LoggerCollection([first, second])
-    trainer = fit(ModernModel(n_train=64), max_epochs=1, logger=collection, log_every_n_steps=1)
+    trainer = fit_for_logs(ModernModel(n_train=64), max_epochs=1, logger=collection, log_every_n_steps=1)
     assert trainer.logger is collection and trainer.loggers == [first, second]
     assert [s for s, _ in first.rows] == [s for s, _ in second.rows] == [0, 1, 1]
     collection.log_metrics({"direct": 1.0}, 7)  # 0.9 code calling the collection itself

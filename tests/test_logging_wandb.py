@@ -11,30 +11,34 @@ import sys
 import pytest
 import torch
 
-from engine import Trainer, hookimpl
 from plugins import CSVLogger, ModelCheckpoint, WandbLogger
 from plugins.logger_base import DummyExperiment
+from tests.core_support import SecondRank, fit_for_logs
 from tests.models import ModernModel
-from tests.wandb_support import finish_and_read, wandb_env  # noqa: F401  (wandb_env is a fixture)
-
-pytestmark = pytest.mark.usefixtures("wandb_env")
+from tests.wandb_support import finish_and_read
 
 
-def fit(model, **flags):
-    flags.setdefault("max_epochs", 2)
-    for flag in ("enable_progress_bar", "enable_model_summary", "enable_checkpointing"):
-        flags.setdefault(flag, False)
-    flags.setdefault("num_sanity_val_steps", 0)
-    trainer = Trainer(**flags)
-    trainer.fit(model)
-    return trainer
+@pytest.fixture(autouse=True)
+def wandb_env(tmp_path, monkeypatch):
+    """wandb quiet and confined to ``tmp_path`` (config, cache, artifact staging); the run finished at the end."""
+    for name, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
+        monkeypatch.setenv(name, str(tmp_path / ".wandb-home" / sub))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    import wandb
+
+    yield wandb
+    if wandb.run is not None:
+        wandb.finish()
 
 
-def test_a_fit_offline_logs_metrics_at_the_global_step_and_the_hyperparameters(wandb_env):
+def test_a_fit_offline_logs_metrics_at_the_global_step_and_the_hyperparameters():
     logger = WandbLogger(name="first", project="digits", offline=True)
     csv_logger = CSVLogger(".", name="csv")
-    trainer = fit(ModernModel(lr=0.05, n_train=64), logger=[logger, csv_logger], log_every_n_steps=1,
-                  enable_checkpointing=True)
+    trainer = fit_for_logs(ModernModel(lr=0.05, n_train=64), logger=[logger, csv_logger], log_every_n_steps=1,
+                           enable_checkpointing=True)
     run_id = logger.experiment.id
     assert trainer.loggers == [logger, csv_logger] and trainer.logger.experiment[0] is logger.experiment
     assert logger.version == run_id and logger.name == "digits" and logger.save_dir == "."
@@ -53,13 +57,13 @@ def test_a_fit_offline_logs_metrics_at_the_global_step_and_the_hyperparameters(w
     assert [v for _, v in run.values("epoch")] == [0, 0, 0, 1, 1, 1]  # every row carries its epoch
 
 
-def test_prefix_id_and_a_module_using_the_run_directly(wandb_env):
+def test_prefix_id_and_a_module_using_the_run_directly():
     class UsesRun(ModernModel):
         def on_train_epoch_end(self):
             self.logger.experiment.log({"custom": 7.0, "trainer/global_step": self.global_step})
 
     logger = WandbLogger(save_dir="runs", version="fixedid1", offline=True, prefix="train")
-    fit(UsesRun(n_train=64), max_epochs=1, logger=logger, log_every_n_steps=1)
+    fit_for_logs(UsesRun(n_train=64), max_epochs=1, logger=logger, log_every_n_steps=1)
     assert logger.log_dir == os.path.join("runs", "lightning_logs", "fixedid1")
     run = finish_and_read("runs")
     assert run.run_id == "fixedid1"
@@ -67,7 +71,7 @@ def test_prefix_id_and_a_module_using_the_run_directly(wandb_env):
     assert run.values("custom") == [(2, 7.0)]
 
 
-def test_images_tables_and_text(wandb_env):
+def test_images_tables_and_text():
     logger = WandbLogger(offline=True)
     images = [torch.rand(3, 8, 8), torch.rand(3, 8, 8)]
     logger.log_image("samples", images, step=5, caption=["a", "b"])
@@ -94,10 +98,10 @@ def test_images_tables_and_text(wandb_env):
     # True: the files kept when fit ends (the top 2 and last.ckpt), once each
     (True, 3),
 ])
-def test_log_model_uploads_checkpoints_as_model_artifacts(wandb_env, log_model, expected):
+def test_log_model_uploads_checkpoints_as_model_artifacts(log_model, expected):
     logger = WandbLogger(offline=True, log_model=log_model)
     checkpoint = ModelCheckpoint(dirpath="ckpts", monitor="val_loss", save_top_k=2, save_last=True)
-    fit(ModernModel(n_train=64), logger=logger, callbacks=[checkpoint], enable_checkpointing=True)
+    fit_for_logs(ModernModel(n_train=64), logger=logger, callbacks=[checkpoint], enable_checkpointing=True)
     run_id = logger.experiment.id
     artifacts = finish_and_read().artifacts
     assert len(artifacts) == expected
@@ -114,41 +118,33 @@ def test_log_model_uploads_checkpoints_as_model_artifacts(wandb_env, log_model, 
     assert all("latest" in a.aliases for a in artifacts)
 
 
-def test_log_model_false_uploads_nothing_and_a_bad_value_is_an_error(wandb_env):
+def test_log_model_false_uploads_nothing_and_a_bad_value_is_an_error():
     from engine.errors import MisconfigurationException
 
     with pytest.raises(MisconfigurationException, match="log_model='best'.*False.*True.*'all'"):
         WandbLogger(offline=True, log_model="best")
     logger = WandbLogger(offline=True)
-    fit(ModernModel(n_train=64), max_epochs=1, logger=logger, enable_checkpointing=True)
+    fit_for_logs(ModernModel(n_train=64), max_epochs=1, logger=logger, enable_checkpointing=True)
     assert finish_and_read().artifacts == []
 
 
-def test_watch_logs_gradient_histograms(wandb_env):
+def test_watch_logs_gradient_histograms():
     model = ModernModel(n_train=64)
     logger = WandbLogger(offline=True)
     logger.watch(model, log_freq=1, log_graph=False)
-    fit(model, max_epochs=1, logger=logger, log_every_n_steps=1)
+    fit_for_logs(model, max_epochs=1, logger=logger, log_every_n_steps=1)
     keys = set().union(*finish_and_read().history)
     assert any(k.startswith("gradients/layer.weight") for k in keys)
 
 
-class SecondRank:
-    """Makes this process global rank 1 (as a launcher would in the second process)."""
-
-    @hookimpl(tryfirst=True)
-    def setup_environment(self, trainer):
-        trainer.global_rank = 1
-
-
 def test_other_ranks_create_no_run(wandb_env):
     logger = WandbLogger(offline=True)
-    fit(ModernModel(n_train=64), max_epochs=1, plugins=[SecondRank()], logger=logger, log_every_n_steps=1)
+    fit_for_logs(ModernModel(n_train=64), max_epochs=1, plugins=[SecondRank()], logger=logger, log_every_n_steps=1)
     assert isinstance(logger.experiment, DummyExperiment) and wandb_env.run is None
     assert not os.path.exists("wandb")
 
 
-def test_a_pickled_logger_logs_to_the_same_run(wandb_env):
+def test_a_pickled_logger_logs_to_the_same_run():
     logger = WandbLogger(offline=True)
     logger.log_metrics({"before": 1.0}, step=0)
     copy = pickle.loads(pickle.dumps(logger))  # what strategy="ddp_spawn" sends each process

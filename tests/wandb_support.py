@@ -14,27 +14,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List
 
-import pytest
-
 _BLOCK = 32 * 1024
 _HEADER = 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-@pytest.fixture
-def wandb_env(tmp_path, monkeypatch):
-    """wandb quiet and confined to ``tmp_path`` (config, cache, artifact staging); the run finished at the end."""
-    for name, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
-        monkeypatch.setenv(name, str(tmp_path / ".wandb-home" / sub))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_PROJECT", raising=False)
-    import wandb
-
-    yield wandb
-    if wandb.run is not None:
-        wandb.finish()
 
 
 def finish_and_read(save_dir: str = ".") -> "OfflineRun":
