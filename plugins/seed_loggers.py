@@ -64,8 +64,8 @@ class LightningLoggerBase(Logger, ABC):
         agg_default_func: Merges the values of any other metric (default: the mean).
     """
 
-    # Overrides are not hooks: the hooks below call them the way 0.9's trainer did.
-    _AUTO_HOOKS = ()
+    # ``log_metrics``/``log_hyperparams`` overrides are not hooks: the hooks below call them as 0.9's trainer did.
+    _AUTO_HOOKS = ("finalize_logging",)
 
     def __init__(self, agg_key_funcs: Optional[Mapping[str, AggregateFn]] = None,
                  agg_default_func: AggregateFn = statistics.fmean) -> None:

@@ -220,3 +220,13 @@ def test_the_collection_travels_with_the_trainer_to_spawned_processes():
     assert isinstance(copy.logger, LoggerCollection)
     assert [logger.save_dir for logger in copy.logger] == ["a", "b"] and list(copy.logger) == copy.loggers
     assert copy.logger.log_dir == copy.loggers[0].log_dir
+
+
+def test_a_0_9_logger_may_implement_hookloop_finalize_logging_event_too():
+    class Events(BareLogger):
+        def finalize_logging(self, trainer, status):
+            self.ended = (type(trainer).__name__, status)
+
+    logger = Events()
+    fit_for_logs(ModernModel(n_train=64), max_epochs=1, logger=logger)
+    assert logger.ended == ("Trainer", "success")
