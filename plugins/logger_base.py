@@ -196,7 +196,7 @@ def loggers_from_flag(trainer: Any) -> List[Any]:
         from hookloop.plugins.tensorboard import TensorBoardLogger
 
         return [TensorBoardLogger(save_dir=trainer.default_root_dir)]
-    from hookloop.plugins.seed_loggers import LoggerCollection
+    from hookloop.plugins.seed_loggers import LoggerCollection  # here: that module imports this one
 
     if isinstance(flag, (list, tuple, LoggerCollection)):  # a 0.8/0.9 LoggerCollection stands for its loggers
         return list(flag)
@@ -308,7 +308,8 @@ def _yaml_scalar(value: Any) -> str:
 
 
 def add_prefix(metrics: Mapping[str, Any], prefix: str, sep: str = LOGGER_JOIN_CHAR) -> Dict[str, Any]:
-    """``metrics`` with every name led by ``prefix`` and ``sep`` (``prefix-name``); unchanged without a prefix."""
+    """A new dict of ``metrics`` with every name led by ``prefix`` and ``sep`` (``prefix-name``); the names as they
+    are without a prefix."""
     if not prefix:
         return dict(metrics)
     return {f"{prefix}{sep}{key}": value for key, value in metrics.items()}
