@@ -137,7 +137,7 @@ class LightningModule(nn.Module):
 
     @property
     def logger(self) -> Any:
-        """The trainer's first logger (``self.logger.experiment`` is e.g. a ``SummaryWriter``)."""
+        """The trainer's logger, ``trainer.logger`` (``self.logger.experiment`` is e.g. a ``SummaryWriter``)."""
         return getattr(self._trainer, "logger", None)
 
     @property

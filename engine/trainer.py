@@ -290,6 +290,9 @@ class Trainer(SeedTrainerAttributes):
         #: The active precision plugin (set by it in ``configure_model``); ``None``: full precision.
         self.precision_plugin: Any = None
         self.loggers: List[Any] = []
+        #: ``trainer.logger`` when there are several loggers (the reporting plugin sets their collection,
+        #: as in 0.8/0.9); ``None``: the first logger, as in 2.x.
+        self.combined_logger: Any = None
         self.root_device: Any = None
         self.strategy_model: Any = None
         self.global_rank = 0
@@ -448,8 +451,11 @@ class Trainer(SeedTrainerAttributes):
 
     @property
     def logger(self) -> Any:
-        """The first logger, or ``None``."""
-        return self.loggers[0] if self.loggers else None
+        """The logger; with several, ``combined_logger`` if set (0.8/0.9), else the first; ``None`` without one."""
+        loggers = self.loggers
+        if len(loggers) > 1 and self.combined_logger is not None:
+            return self.combined_logger
+        return loggers[0] if loggers else None
 
     @property
     def log_dir(self) -> str:

@@ -11,3 +11,7 @@ from hookloop.plugins.tensorboard import TensorBoardLogger  # noqa: E402  (impor
 from hookloop.plugins.checkpoint import ModelCheckpoint  # noqa: E402
 from hookloop.plugins.early_stopping import EarlyStopping  # noqa: E402
 from hookloop.plugins.lr_monitor import LearningRateLogger, LearningRateMonitor  # noqa: E402
+from hookloop.plugins.rank_zero import rank_zero_only  # noqa: E402
+from hookloop.plugins.seed_loggers import LightningLoggerBase, LoggerCollection  # noqa: E402  (0.8/0.9 names)
+from hookloop.plugins.wandb_logger import WandbLogger  # noqa: E402  (imports wandb when its run is first needed)
+from hookloop.plugins.mlflow_logger import MLFlowLogger  # noqa: E402  (imports mlflow when its run is first needed)

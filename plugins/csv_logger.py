@@ -5,7 +5,8 @@ import csv
 import os
 from typing import Any, Dict, List, Optional, Union
 
-from hookloop.plugins.logger_base import HPARAMS_FILE, Logger, hparams_dict, next_version, save_hparams_yaml
+from hookloop.plugins.logger_base import (HPARAMS_FILE, Logger, add_prefix, hparams_dict, next_version,
+                                         save_hparams_yaml)
 
 METRICS_FILE = "metrics.csv"
 
@@ -137,9 +138,7 @@ class CSVLogger(Logger):
         """Add a row (or fill the current step's row); written every ``flush_logs_every_n_steps`` calls."""
         if not self.rank_zero:
             return
-        if self._prefix:
-            metrics = {f"{self._prefix}-{k}": v for k, v in metrics.items()}
-        values = {k: float(v) for k, v in metrics.items()}
+        values = {k: float(v) for k, v in add_prefix(metrics, self._prefix).items()}
         if "epoch" in values and values["epoch"].is_integer():
             values["epoch"] = int(values["epoch"])  # an epoch reads as 3, not 3.0
         self.experiment.log_metrics(values, step)

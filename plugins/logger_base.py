@@ -11,6 +11,10 @@ Implementations may leave out ``trainer`` (pluggy passes only the arguments a me
 names), so a Lightning-style ``log_metrics(self, metrics, step)`` works. Subclasses of
 :class:`Logger` get their overrides of these methods registered without ``@hookimpl``;
 any other object passed as ``Trainer(logger=...)`` is wrapped by :func:`as_plugin`.
+
+0.8/0.9's names for this module's contents (``pytorch_lightning.loggers.base``) are here too:
+``LightningLoggerBase``, ``LoggerCollection``, ``rank_zero_experiment`` (from
+:mod:`hookloop.plugins.seed_loggers`) and ``rank_zero_only``.
 """
 from __future__ import annotations
 
@@ -22,11 +26,13 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
-from hookloop.plugins.rank_zero import is_rank_zero
+from hookloop.plugins.rank_zero import is_rank_zero, rank_zero_only
 
 #: The events a logger implements.
 LOGGER_HOOKS = ("log_metrics", "log_hyperparams", "finalize_logging")
 HPARAMS_FILE = "hparams.yaml"
+#: Joins a logger's ``prefix`` and a metric name (``prefix-name``), as in Lightning.
+LOGGER_JOIN_CHAR = "-"
 # Keys written unquoted in hparams.yaml; anything else is quoted.
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
 _YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
@@ -39,9 +45,12 @@ class Logger:
     run ends. Overrides are hook implementations automatically (no ``@hookimpl`` needed).
     """
 
+    #: The logging events whose overrides in a subclass are registered as they are (see ``__init_subclass__``).
+    _AUTO_HOOKS = LOGGER_HOOKS
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in LOGGER_HOOKS:
+        for name in cls._AUTO_HOOKS:
             fn = cls.__dict__.get(name)
             if callable(fn) and not hasattr(fn, "engine_impl"):
                 hookimpl(fn)
@@ -187,7 +196,9 @@ def loggers_from_flag(trainer: Any) -> List[Any]:
         from hookloop.plugins.tensorboard import TensorBoardLogger
 
         return [TensorBoardLogger(save_dir=trainer.default_root_dir)]
-    if isinstance(flag, (list, tuple)):
+    from hookloop.plugins.seed_loggers import LoggerCollection  # here: that module imports this one
+
+    if isinstance(flag, (list, tuple, LoggerCollection)):  # a 0.8/0.9 LoggerCollection stands for its loggers
         return list(flag)
     return [flag]
 
@@ -296,6 +307,14 @@ def _yaml_scalar(value: Any) -> str:
     return json.dumps(value if isinstance(value, str) else str(value))
 
 
+def add_prefix(metrics: Mapping[str, Any], prefix: str, sep: str = LOGGER_JOIN_CHAR) -> Dict[str, Any]:
+    """A new dict of ``metrics`` with every name led by ``prefix`` and ``sep`` (``prefix-name``); the names as they
+    are without a prefix."""
+    if not prefix:
+        return dict(metrics)
+    return {f"{prefix}{sep}{key}": value for key, value in metrics.items()}
+
+
 def logger_values(trainer: Any, metrics: Dict[str, Any]) -> Dict[str, float]:
     """``metrics`` as floats for ``log_metrics``, with ``'epoch'`` (the current one unless logged).
 
@@ -307,6 +326,19 @@ def logger_values(trainer: Any, metrics: Dict[str, Any]) -> Dict[str, float]:
     return values
 
 
+_SEED_NAMES = ("LightningLoggerBase", "LoggerCollection", "rank_zero_experiment")
+
+
+def __getattr__(name: str) -> Any:
+    # 0.8/0.9's names of ``pytorch_lightning.loggers.base``; their module imports this one, so they load on first use.
+    if name in _SEED_NAMES:
+        from hookloop.plugins import seed_loggers
+
+        return getattr(seed_loggers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["Logger", "DummyLogger", "DummyExperiment", "as_plugin", "loggers_from_flag", "next_version",
-           "hparams_dict", "flatten", "save_hparams_yaml", "logger_values", "LOGGER_HOOKS", "HPARAMS_FILE"]
+           "hparams_dict", "flatten", "save_hparams_yaml", "add_prefix", "logger_values", "rank_zero_only",
+           "LOGGER_HOOKS", "LOGGER_JOIN_CHAR", "HPARAMS_FILE", *_SEED_NAMES]
 

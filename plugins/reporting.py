@@ -1,7 +1,8 @@
 """The built-ins that report on a run — loggers, progress bar, model summary — built from the trainer's flags.
 
-Also sets ``trainer.loggers`` (so ``trainer.logger`` and ``module.logger`` work from the
-moment the trainer exists). Names: ``logger`` (then ``logger_1``, ...), ``progress_bar``,
+Also sets ``trainer.loggers`` and, for several loggers, ``trainer.combined_logger`` (their
+``LoggerCollection``), so ``trainer.logger`` and ``module.logger`` work from the moment the
+trainer exists. Names: ``logger`` (then ``logger_1``, ...), ``progress_bar``,
 ``model_summary``; each can be removed with ``Trainer(disable_plugins=[...])``.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, List, Tuple
 
 from hookloop.plugins.logger_base import DummyLogger, as_plugin, loggers_from_flag
 from hookloop.plugins.progress import TQDMProgressBar
+from hookloop.plugins.seed_loggers import combined_logger
 from hookloop.plugins.summary import ModelSummary, max_depth_for
 
 
@@ -21,6 +23,7 @@ def reporting_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     # A logger removed with disable_plugins=[...] must not linger in trainer.loggers either
     # (the Trainer itself leaves the disabled plugin unregistered).
     trainer.loggers = [logger for name, logger in named if name not in disabled]
+    trainer.combined_logger = combined_logger(trainer)
     for name, logger in named:
         if not isinstance(logger, DummyLogger):  # fast_dev_run: nothing to call
             plugins.append((name, as_plugin(logger)))

@@ -23,8 +23,8 @@ import time
 from typing import Any, Dict, Optional, Tuple, Union
 
 from hookloop.engine.markers import hookimpl
-from hookloop.plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, flatten, hparams_dict, next_version,
-                                 save_hparams_yaml)
+from hookloop.plugins.logger_base import (HPARAMS_FILE, DummyExperiment, Logger, add_prefix, flatten, hparams_dict,
+                                 next_version, save_hparams_yaml)
 
 #: Ends the name of the event file this logger writes itself (scalars, hyperparameters).
 SCALARS_SUFFIX = ".scalars"
@@ -164,8 +164,7 @@ class TensorBoardLogger(Logger):
         from tensorboardX.summary import scalar
 
         values = []
-        for key, value in metrics.items():
-            tag = f"{self._prefix}-{key}" if self._prefix else key
+        for tag, value in add_prefix(metrics, self._prefix).items():
             if isinstance(value, dict):  # several lines in one chart: SummaryWriter's sub-directories
                 self.experiment.add_scalars(tag, {k: float(v) for k, v in value.items()}, step)
             else:

@@ -1,10 +1,11 @@
-"""Helpers for the core's tests: a quiet Trainer, a callback that records every event, a recording logger."""
+"""Helpers for the core's tests: a quiet Trainer, a callback that records every event, a recording logger,
+a quiet fit for the logging tests and a plugin that makes the process rank 1."""
 from __future__ import annotations
 
 import inspect
 from typing import Any, List, Tuple
 
-from engine import Callback, Trainer
+from engine import Callback, Trainer, hookimpl
 
 #: Events fired by the optimization plugin inside a training batch (their order is that plugin's business).
 OPTIMIZATION_EVENTS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
@@ -15,6 +16,25 @@ def quiet_trainer(**flags: Any) -> Trainer:
     defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     defaults.update(flags)
     return Trainer(**defaults)
+
+
+def fit_for_logs(model: Any, **flags: Any) -> Trainer:
+    """Fit ``model`` with ``flags`` (default: 2 epochs, no bar, summary, checkpoints or sanity check); the trainer."""
+    flags.setdefault("max_epochs", 2)
+    for flag in ("enable_progress_bar", "enable_model_summary", "enable_checkpointing"):
+        flags.setdefault(flag, False)
+    flags.setdefault("num_sanity_val_steps", 0)
+    trainer = Trainer(**flags)
+    trainer.fit(model)
+    return trainer
+
+
+class SecondRank:
+    """Makes this process global rank 1 (as a launcher would in the second process)."""
+
+    @hookimpl(tryfirst=True)
+    def setup_environment(self, trainer: Any) -> None:
+        trainer.global_rank = 1
 
 
 def _recorder(name: str) -> Any:

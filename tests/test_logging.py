@@ -16,6 +16,7 @@ from engine.errors import MisconfigurationException
 from plugins import CSVLogger, TensorBoardLogger
 from plugins.logger_base import DummyLogger, Logger
 from plugins.rank_zero import is_rank_zero, rank_zero_only
+from tests.core_support import SecondRank
 from tests.models import ModernModel
 
 
@@ -94,7 +95,8 @@ def test_logger_false_writes_nothing():
 def test_two_loggers_both_write():
     tb, csv_logger = TensorBoardLogger("."), CSVLogger(".", name="csv_logs")
     trainer = fit(ModernModel(n_train=64), logger=[tb, csv_logger], log_every_n_steps=1)
-    assert trainer.loggers == [tb, csv_logger] and trainer.logger is tb
+    assert trainer.loggers == [tb, csv_logger]
+    assert list(trainer.logger) == [tb, csv_logger] and trainer.logger.log_dir == tb.log_dir == trainer.log_dir
     acc = EventAccumulator(tb.log_dir)
     acc.Reload()
     _, rows = read_csv(os.path.join(csv_logger.log_dir, "metrics.csv"))
@@ -148,7 +150,7 @@ class SubclassLogger(Logger):
 def test_third_party_loggers_receive_the_logging_hooks():
     duck, sub, hooked = RecordingLogger(), SubclassLogger(), HookLogger()
     trainer = fit(ModernModel(n_train=64), max_epochs=1, logger=[duck, sub], plugins=[hooked], log_every_n_steps=1)
-    assert trainer.logger is duck
+    assert trainer.logger[0] is duck and trainer.loggers == [duck, sub]
     assert duck.params == {"lr": 0.05, "n_train": 64, "batch_size": 32}
     assert [s for s, _ in duck.metrics] == [0, 1, 1]  # two steps, then the epoch's values
     assert set(duck.metrics[-1][1]) == {"val_loss", "val_acc", "epoch"}
@@ -187,14 +189,6 @@ def test_fast_dev_run_disables_loggers_but_experiment_calls_still_work():
     trainer.fit(UsesExperiment(n_train=64))
     assert isinstance(trainer.logger, DummyLogger)
     assert not os.path.exists("lightning_logs")
-
-
-class SecondRank:
-    """Makes this process global rank 1 (as a launcher would in the second process)."""
-
-    @hookimpl(tryfirst=True)
-    def setup_environment(self, trainer):
-        trainer.global_rank = 1
 
 
 def test_only_rank_zero_writes_logs_draws_bars_and_prints(capsys):
