@@ -14,6 +14,7 @@ from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import resolve_seed_flags
+from hookloop.engine.seed_tuning import SeedTuningMethods
 from hookloop.engine.state import LoopState
 
 #: Modules whose frames a configuration error's traceback leaves out (the culprit is in the message).
@@ -22,7 +23,7 @@ _INTERNAL_MODULES = ("hookloop.", "pluggy.")
 _STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
 
 
-class Trainer(SeedTrainerAttributes):
+class Trainer(SeedTrainerAttributes, SeedTuningMethods):
     """Runs a :class:`engine.LightningModule`: ``fit``, ``validate``, ``test``, ``predict``.
 
     Every behaviour is a plugin (see ``python -m engine plugins``); the flags below
@@ -95,8 +96,10 @@ class Trainer(SeedTrainerAttributes):
         track_grad_norm: Seed-era; no effect (log norms in ``on_before_optimizer_step``).
         auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
         truncated_bptt_steps: Seed-era; not supported (an error when set).
-        auto_lr_find: Seed-era; not supported (an error when set).
-        auto_scale_batch_size: Seed-era; not supported (an error when set).
+        auto_lr_find: Seed-era (0.9): ``True`` sweeps the learning rate at the start of every ``fit`` and sets
+            ``model.lr``/``learning_rate`` (or ``hparams``) to the suggestion; a string names that attribute.
+        auto_scale_batch_size: Seed-era (0.9): ``True``/``'power'`` or ``'binsearch'`` sets ``model.batch_size``
+            (or ``hparams``/the datamodule's) to the largest that fits in memory at the start of every ``fit``.
         tpu_cores: Seed-era; not supported (an error when set).
     """
 
@@ -183,8 +186,7 @@ class Trainer(SeedTrainerAttributes):
                  test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
                  amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
                  track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus,
-                 truncated_bptt_steps=truncated_bptt_steps, auto_lr_find=auto_lr_find,
-                 auto_scale_batch_size=auto_scale_batch_size, tpu_cores=tpu_cores),
+                 truncated_bptt_steps=truncated_bptt_steps, tpu_cores=tpu_cores),
             dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
@@ -255,6 +257,9 @@ class Trainer(SeedTrainerAttributes):
         self.prepare_data_per_node = prepare_data_per_node
         self.max_time = max_time
         self.inference_mode = inference_mode
+        # Seed era: read by the built-in finders (plugins), which search at the start of fit.
+        self.auto_lr_find = auto_lr_find
+        self.auto_scale_batch_size = auto_scale_batch_size
         if fast_dev_run:
             n = fast_dev_run
             self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
