@@ -80,7 +80,7 @@ def test_a_subclass_may_search_during_training(tmp_path):
 
 def test_an_error_in_the_search_fails_the_fit_naming_the_finder(tmp_path):
     trainer = quiet_trainer(default_root_dir=str(tmp_path), callbacks=[LearningRateFinder(attr_name="rate")])
-    with pytest.raises(MisconfigurationException, match=r"LearningRateFinder\(attr_name='rate'\): ModernModel has no"):
+    with pytest.raises(MisconfigurationException, match=r"LearningRateFinder: ModernModel has no `rate`"):
         trainer.fit(ModernModel())
     assert torch.is_grad_enabled() and temporary_checkpoints(str(tmp_path)) == []
 

@@ -234,7 +234,7 @@ def test_bad_arguments_name_the_culprit(tmp_path):
     with pytest.raises(MisconfigurationException, match=r"Tuner.lr_find\(mode='exponentail'\).*Did you mean "
                                                         r"`exponential`"):
         tuner.lr_find(model, mode="exponentail")
-    with pytest.raises(MisconfigurationException, match=r"attr_name='rate'\): ModernModel has no `rate`"):
+    with pytest.raises(MisconfigurationException, match=r"Tuner.lr_find: ModernModel has no `rate`, the attribute named"):
         tuner.lr_find(model, attr_name="rate")
     with pytest.raises(MisconfigurationException, match="has neither `lr` nor `learning_rate`"):
         tuner.lr_find(nn_model_without_rate())

@@ -11,7 +11,7 @@ from typing import Any, List, Tuple
 
 
 def holders(model: Any, name: str, datamodule: Any = None) -> List[Tuple[str, Any]]:
-    """``(label, holder)`` for each object holding ``name``, in order: ``('model.lr', model)``, ``('model.hparams.lr', ...)``..."""
+    """``(label, holder)`` for each holder of ``name``, in order: ``('model.lr', model)``, ``('model.hparams.lr', ...)``."""
     found: List[Tuple[str, Any]] = []
     for owner, label in ((model, "model"), (datamodule, "datamodule")):
         if owner is None:

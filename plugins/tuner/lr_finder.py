@@ -64,8 +64,8 @@ def lr_attribute(model: Any, datamodule: Any, attr_name: str, culprit: str) -> s
     if attr_name:
         if not holders(model, attr_name, datamodule):
             raise MisconfigurationException(
-                f"{culprit}(attr_name={attr_name!r}): {model_name} has no `{attr_name}` (looked in "
-                f"{searched(datamodule)}). Name the attribute its configure_optimizers reads the learning rate from.")
+                f"{culprit}: {model_name} has no `{attr_name}`, the attribute named for the learning rate (looked in "
+                f"{searched(datamodule)}). Name the attribute its configure_optimizers reads the rate from.")
         return attr_name
     for name in LR_NAMES:
         if holders(model, name, datamodule):
@@ -80,7 +80,7 @@ def lr_find(trainer: Any, model: Any, loaders: Dict[str, Any], datamodule: Any, 
             max_lr: float = 1.0, num_training: int = 100, mode: str = "exponential",
             early_stop_threshold: Optional[float] = 4.0, update_attr: bool = True, attr_name: str = "",
             culprit: str = "lr_find") -> Optional[LRFinderResult]:
-    """Sweep the learning rate of ``model`` as ``trainer`` would train it; ``None`` (with a warning) under ``fast_dev_run``.
+    """Sweep the learning rate of ``model`` as ``trainer`` would train it (``None``, warning, under ``fast_dev_run``).
 
     ``loaders`` (``{'train': ..., 'val': ...}``) and ``datamodule`` are the data as ``fit`` takes it;
     ``culprit`` names the caller in messages.

@@ -77,7 +77,7 @@ def trial_trainer(trainer: Any, callbacks: Sequence[Any] = (), **flags: Any) -> 
 
 
 def run_trial(trial: Any, model: Any, stage: str, loaders: Dict[str, Any], datamodule: Any) -> None:
-    """Run ``stage`` of ``model`` on ``trial``; ``model.trainer`` (and the datamodule's) point back at their trainer after."""
+    """Run ``stage`` of ``model`` on ``trial``; then ``model.trainer`` (and the datamodule's) are what they were."""
     previous = model.trainer, getattr(datamodule, "trainer", None)
     try:
         if stage == "fit":
