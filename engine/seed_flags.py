@@ -3,7 +3,7 @@
 Renamed ones (``*_percent_check``, ``overfit_pct``) become their 0.8 successors; flags that only
 tuned what hookloop does another way (``log_save_interval``, ``amp_level``...) are accepted with a
 warning saying so; flags whose feature hookloop lacks, and that would change what is trained
-(``truncated_bptt_steps``, ``auto_lr_find``...), are refused naming the feature — a run must
+(``truncated_bptt_steps``, ``tpu_cores``), are refused naming the feature — a run must
 never silently train something else than asked.
 """
 from __future__ import annotations
@@ -34,8 +34,6 @@ IGNORED = {
 REFUSED = {
     "truncated_bptt_steps": "truncated back-propagation through time is not supported; split the sequence "
                             "in training_step",
-    "auto_lr_find": "the learning-rate finder is not supported; set the learning rate",
-    "auto_scale_batch_size": "batch-size scaling is not supported; set the batch size",
     "tpu_cores": "TPUs are not supported; use accelerator='gpu' or 'cpu'",
 }
 

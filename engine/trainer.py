@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hookloop.engine.builtins import provided
+from hookloop.engine.dataloader_kinds import LOADER_METHODS, STAGE_LOADERS
 from hookloop.engine.errors import (FlagError, MisconfigurationException, PluginError, UnknownFlagError, check_int_flag,
                                     did_you_mean)
 from hookloop.engine.loop import FitLoop, check_limit, check_val_check_interval, num_batches, run_evaluation
@@ -16,6 +17,7 @@ from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import resolve_seed_flags
+from hookloop.engine.seed_tuning import SeedTuningMethods
 from hookloop.engine.state import LoopState
 
 #: The name the LightningModule's own hooks are registered under (the ``module_plugin`` hook's adapter).
@@ -24,10 +26,9 @@ MODULE_PLUGIN_NAME = "lightning_module"
 #: Modules whose frames a configuration error's traceback leaves out (the culprit is in the message).
 _INTERNAL_MODULES = ("hookloop.", "pluggy.")
 
-_STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
 
 
-class Trainer(SeedTrainerAttributes):
+class Trainer(SeedTrainerAttributes, SeedTuningMethods):
     """Runs a :class:`engine.LightningModule`: ``fit``, ``validate``, ``test``, ``predict``.
 
     Every behaviour is a plugin (see ``python -m engine plugins``); the flags below
@@ -100,8 +101,10 @@ class Trainer(SeedTrainerAttributes):
         track_grad_norm: Seed-era; no effect (log norms in ``on_before_optimizer_step``).
         auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
         truncated_bptt_steps: Seed-era; not supported (an error when set).
-        auto_lr_find: Seed-era; not supported (an error when set).
-        auto_scale_batch_size: Seed-era; not supported (an error when set).
+        auto_lr_find: Seed-era (0.9): ``True`` sweeps the learning rate at the start of every ``fit`` and sets
+            ``model.lr``/``learning_rate`` (or ``hparams``) to the suggestion; a string names that attribute.
+        auto_scale_batch_size: Seed-era (0.9): ``True``/``'power'`` or ``'binsearch'`` sets ``model.batch_size``
+            (or ``hparams``/the datamodule's) to the largest that fits in memory at the start of every ``fit``.
         tpu_cores: Seed-era; not supported (an error when set).
     """
 
@@ -188,8 +191,7 @@ class Trainer(SeedTrainerAttributes):
                  test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
                  amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
                  track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus,
-                 truncated_bptt_steps=truncated_bptt_steps, auto_lr_find=auto_lr_find,
-                 auto_scale_batch_size=auto_scale_batch_size, tpu_cores=tpu_cores),
+                 truncated_bptt_steps=truncated_bptt_steps, tpu_cores=tpu_cores),
             dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
@@ -269,6 +271,9 @@ class Trainer(SeedTrainerAttributes):
         self.prepare_data_per_node = prepare_data_per_node
         self.max_time = max_time
         self.inference_mode = inference_mode
+        # Seed era: read by the built-in finders (plugins), which search at the start of fit.
+        self.auto_lr_find = auto_lr_find
+        self.auto_scale_batch_size = auto_scale_batch_size
         if fast_dev_run:
             n = fast_dev_run
             self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
@@ -541,7 +546,7 @@ class Trainer(SeedTrainerAttributes):
         model = model if model is not None else self.lightning_module
         if model is None:
             raise MisconfigurationException(f"trainer.{stage}() needs a model: pass trainer.{stage}(model, ...).")
-        self.dataloaders_given = {_STAGE_LOADERS[stage]: dataloaders}
+        self.dataloaders_given = {STAGE_LOADERS[stage]: dataloaders}
         self.ckpt_path = ckpt_path
         self._run(model, datamodule if datamodule is not None else self.datamodule, stage,
                   lambda: self._evaluate_body(stage))
@@ -646,7 +651,7 @@ class Trainer(SeedTrainerAttributes):
 
     def _evaluate_body(self, stage: str) -> None:
         def work() -> None:
-            kind = _STAGE_LOADERS[stage]
+            kind = STAGE_LOADERS[stage]
             loaders = self.load_dataloaders(kind)
             if not loaders:
                 name = {"val": "val_dataloader", "test": "test_dataloader", "predict": "predict_dataloader"}[kind]
@@ -780,8 +785,6 @@ def _check_flags(max_epochs: Any, min_epochs: Any, max_steps: Any, min_steps: An
         raise FlagError("deterministic", f"Trainer(deterministic={deterministic!r}): pass True, False, None or 'warn'.")
 
 
-_LOADER_METHODS = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader",
-                   "predict": "predict_dataloader"}
 _LOADER_ARGUMENTS = {"train": "train_dataloaders", "val": "val_dataloaders"}
 
 
@@ -793,7 +796,7 @@ def _check_iterable(trainer: "Trainer", loader: Any, kind: str) -> None:
     """
     if hasattr(type(loader), "__iter__"):
         return
-    method = _LOADER_METHODS[kind]
+    method = LOADER_METHODS[kind]
     stage = trainer.state.stage
     if trainer.dataloaders_given.get(kind) is not None:
         source = f"trainer.{stage}({_LOADER_ARGUMENTS.get(kind, 'dataloaders') if stage == 'fit' else 'dataloaders'}=...)"

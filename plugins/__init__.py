@@ -15,3 +15,4 @@ from hookloop.plugins.rank_zero import rank_zero_only  # noqa: E402
 from hookloop.plugins.seed_loggers import LightningLoggerBase, LoggerCollection  # noqa: E402  (0.8/0.9 names)
 from hookloop.plugins.wandb_logger import WandbLogger  # noqa: E402  (imports wandb when its run is first needed)
 from hookloop.plugins.mlflow_logger import MLFlowLogger  # noqa: E402  (imports mlflow when its run is first needed)
+from hookloop.plugins.tuner import BatchSizeFinder, LearningRateFinder, Tuner  # noqa: E402

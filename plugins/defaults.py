@@ -20,6 +20,7 @@ from hookloop.plugins.precision import precision_plugin_for
 from hookloop.plugins.profiler import make_profiler
 from hookloop.plugins.reporting import reporting_plugins
 from hookloop.plugins.timer import Timer
+from hookloop.plugins.tuner.seed_flags import tuning_plugins
 
 
 def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
@@ -43,6 +44,8 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     profiler = make_profiler(trainer.profiler)  # None when off: then no timer exists anywhere
     if profiler is not None:
         plugins.append(("profiler", profiler))
+    # Seed-era auto_lr_find/auto_scale_batch_size; last, so their setup searches before any other built-in's.
+    plugins.extend(tuning_plugins(trainer))
     return plugins
 
 

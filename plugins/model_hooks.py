@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from hookloop.engine import hookimpl
+from hookloop.engine.dataloader_kinds import LOADER_METHODS
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.module import LightningModule
 from hookloop.plugins.module_adapter import ModuleHooks, check_module_typos
@@ -22,8 +23,6 @@ __all__ = ["ModelHooksPlugin", "ModuleHooks", "finish_training_output", "validat
 
 _EVAL_STEP = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}
 _EVAL_STEP_END = {"validate": "validation_step_end", "test": "test_step_end"}
-_LOADER_METHOD = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader",
-                  "predict": "predict_dataloader"}
 
 
 def _takes(fn: Any, name: str) -> bool:
@@ -98,7 +97,7 @@ class ModelHooksPlugin:
         given = trainer.dataloaders_given.get(stage)
         if given is not None:
             return given
-        method = _LOADER_METHOD[stage]
+        method = LOADER_METHODS[stage]
         for owner in (trainer.datamodule, pl_module):
             if owner is None:
                 continue
