@@ -9,7 +9,10 @@ hook by hook:
   pickled into ``torch.multiprocessing`` spawned processes; under torchrun/SLURM the
   processes already exist and the body runs here.
 * ``setup_environment`` — reads the ranks (:mod:`plugins.environments`), joins the process group
-  and starts the failure :class:`~plugins.distributed_watchdog.Watchdog`.
+  and starts the :class:`~plugins.distributed_watchdog.Watchdog` (failed, killed and stalled ranks).
+* ``on_train_start``, ``on_*_start``, ``on_*_batch_start`` (evaluation), ``teardown`` — mark the
+  main loop's progress for the watchdog (:mod:`plugins.distributed_progress`); nothing per
+  training batch.
 * ``configure_model`` — wraps the module in DistributedDataParallel (``trainer.strategy_model``)
   around a tiny module whose ``forward`` is ``training_step``, so DDP's gradient hooks fire.
 * ``process_dataloader`` — inserts a ``DistributedSampler``; ``set_epoch`` every epoch.
@@ -40,7 +43,9 @@ from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.plugins.device import DeviceConfig
 from hookloop.plugins.distributed_sampler import distributed_loader
-from hookloop.plugins.distributed_watchdog import ChildMonitor, Watchdog, parent_watch
+from hookloop.plugins.distributed_progress import LoopProgress
+from hookloop.plugins.distributed_watchdog import ChildMonitor, Watchdog, before_forced_exit, parent_watch, \
+    seconds_from_env
 from hookloop.plugins.environments import (LAUNCHED_ENV, ClusterEnvironment, TorchElasticEnvironment, detect_environment,
                                   find_free_port)
 
@@ -71,6 +76,8 @@ class DistributedPlugin:
         self.config = config
         self.environment: Optional[ClusterEnvironment] = None
         self.watchdog: Optional[Watchdog] = None
+        #: This process's main-loop position, sampled by the watchdog thread.
+        self.progress = LoopProgress()
         self._children: List[subprocess.Popen] = []
         self._monitor: Optional[ChildMonitor] = None
         self._shut_down = False
@@ -123,9 +130,15 @@ class DistributedPlugin:
         # This process becomes local rank 0: later stages (test after fit) find the same variables.
         os.environ.update(common, LOCAL_RANK="0", RANK=str(node_rank * n))
         os.environ.pop(_PARENT_PID_ENV, None)
-        self._monitor = ChildMonitor(node_rank * n, self._children, ranks)
+        self._monitor = ChildMonitor(node_rank * n, self._children, ranks, on_failure=self._child_failed)
         self._monitor.start()
+        before_forced_exit(self._monitor.end_children)  # a watchdog ending this process ends the children too
         atexit.register(self._wait_for_children)
+
+    def _child_failed(self, message: str) -> None:
+        """A child exited non-zero: if the job already knows why (a stall, a reported failure), say that."""
+        if self.watchdog is not None:
+            self.watchdog.exit_if_job_ended()
 
     def _wait_for_children(self) -> None:
         self.shutdown()
@@ -159,6 +172,7 @@ class DistributedPlugin:
         """Set the trainer's ranks and join the process group (once per process)."""
         env = self.environment or detect_environment(self.config.processes_per_node, self.config.num_nodes)
         self.environment = env
+        self.progress.begin_stage(trainer.state)
         trainer.global_rank = env.global_rank()
         trainer.local_rank = env.local_rank()
         trainer.node_rank = env.node_rank()
@@ -177,14 +191,18 @@ class DistributedPlugin:
             if parent and isinstance(env, TorchElasticEnvironment) and env.launched_by_hookloop:
                 parent_watch(int(parent), trainer.global_rank)
             backend = "nccl" if self.config.accelerator == "cuda" else "gloo"
-            timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "1800")))
-            dist.init_process_group(backend, init_method="env://", rank=trainer.global_rank,
-                                    world_size=trainer.world_size, timeout=timeout)
+            timeout = timedelta(seconds=seconds_from_env(TIMEOUT_ENV, 1800.0))
+            watchdog = None
             if trainer.world_size > 1 and os.environ.get("HOOKLOOP_DDP_WATCHDOG", "1") != "0":
                 agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-                self.watchdog = Watchdog(address, port, trainer.global_rank, trainer.world_size,
-                                         store_host=trainer.global_rank == 0 and not agent_store)
-                self.watchdog.start()
+                # Built before the group forms: a bad limit in the environment fails here, on every rank.
+                watchdog = Watchdog(address, port, trainer.global_rank, trainer.world_size,
+                                    store_host=trainer.global_rank == 0 and not agent_store, progress=self.progress)
+            dist.init_process_group(backend, init_method="env://", rank=trainer.global_rank,
+                                    world_size=trainer.world_size, timeout=timeout)
+            if watchdog is not None:
+                self.watchdog = watchdog
+                watchdog.start()
             if not self._children:  # the launching process shuts down in _wait_for_children
                 atexit.register(self.shutdown)
 
@@ -236,6 +254,48 @@ class DistributedPlugin:
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Drop the DDP wrapper (the process group stays for the script's next stage)."""
         trainer.strategy_model = None
+        self.progress.end_stage()
+
+    # ---- progress marks for the watchdog (see plugins/distributed_progress.py) -------------------
+    @hookimpl
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """The first training batch is warm-up again (compilation, DDP's first bucket rebuild): not timed."""
+        self.progress.begin_training()
+
+    @hookimpl
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """A validation run starts: no batch of it has run yet."""
+        self.progress.begin_evaluation()
+
+    @hookimpl
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        """A test run starts: no batch of it has run yet."""
+        self.progress.begin_evaluation()
+
+    @hookimpl
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        """A predict run starts: no batch of it has run yet."""
+        self.progress.begin_evaluation()
+
+    # The evaluation loop writes no position of its own that a thread could tell apart batch from
+    # batch; these marks cost one call per evaluation batch (training batches need none).
+    @hookimpl
+    def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                                  dataloader_idx: int) -> None:
+        """Progress mark: this validation batch runs."""
+        self.progress.eval_batch(batch_idx, dataloader_idx)
+
+    @hookimpl
+    def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                            dataloader_idx: int) -> None:
+        """Progress mark: this test batch runs."""
+        self.progress.eval_batch(batch_idx, dataloader_idx)
+
+    @hookimpl
+    def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+                               dataloader_idx: int) -> None:
+        """Progress mark: this predict batch runs."""
+        self.progress.eval_batch(batch_idx, dataloader_idx)
 
     # ---- data -------------------------------------------------------------------------------------
     @hookimpl

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 from plugins.environments import find_free_port
 
 SCRIPT = r'''
-import json, os, signal, sys
+import json, os, signal, sys, time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -26,6 +26,27 @@ from plugins.early_stopping import EarlyStopping
 
 OUT = os.environ["HL_OUT"]
 FAIL = os.environ.get("HL_FAIL", "")
+# HL_HANG: comma-separated "action:rank:place:batch" (epoch 0 only; batch "*" is every batch).
+# action: hang (sleep forever), spin (busy loop forever), pause<seconds>, barrier (an extra
+# collective on that rank only); place: train (training_step) or val (validation_step).
+HANG = [item.split(":") for item in os.environ.get("HL_HANG", "").split(",") if item]
+
+
+def maybe_hang(module, place, batch_idx):
+    for action, rank, where, at in HANG:
+        if (where, int(rank)) != (place, module.global_rank) or module.current_epoch != 0 or \
+                at not in ("*", str(batch_idx)):
+            continue
+        if action.startswith("pause"):
+            time.sleep(float(action[len("pause"):]))
+        elif action == "barrier":
+            torch.distributed.barrier()
+        else:
+            with open(os.path.join(OUT, f"hang{module.global_rank}"), "w") as f:
+                f.write(str(time.time()))
+            while action == "spin":
+                pass
+            time.sleep(10 ** 6)
 
 
 def data(n, seed):
@@ -47,7 +68,12 @@ class Model(LightningModule):
             with open(os.path.join(target, f"prepared_by_rank{self.global_rank}"), "w") as f:
                 f.write("data")
 
+    def setup(self, stage):
+        with open(os.path.join(OUT, f"pid{self.global_rank}"), "w") as f:
+            f.write(str(os.getpid()))
+
     def training_step(self, batch, batch_idx):
+        maybe_hang(self, "train", batch_idx)
         if FAIL:
             kind, rank, at = FAIL.split(":")
             if self.global_rank == int(rank) and batch_idx == int(at):
@@ -60,6 +86,7 @@ class Model(LightningModule):
         return nn.functional.cross_entropy(self.layer(x), y)
 
     def validation_step(self, batch, batch_idx):
+        maybe_hang(self, "val", batch_idx)
         idx, x, y = batch
         self.log("val_loss", nn.functional.cross_entropy(self.layer(x), y))
         # Per step and per epoch: the epoch value is averaged across ranks under its returned name too.
