@@ -11,3 +11,5 @@ from hookloop.plugins.tensorboard import TensorBoardLogger  # noqa: E402  (impor
 from hookloop.plugins.checkpoint import ModelCheckpoint  # noqa: E402
 from hookloop.plugins.early_stopping import EarlyStopping  # noqa: E402
 from hookloop.plugins.lr_monitor import LearningRateLogger, LearningRateMonitor  # noqa: E402
+from hookloop.plugins.lambda_function import LambdaCallback  # noqa: E402
+from hookloop.plugins.finetuning import BackboneFinetuning, BaseFinetuning  # noqa: E402
