@@ -13,3 +13,4 @@ from hookloop.plugins.early_stopping import EarlyStopping  # noqa: E402
 from hookloop.plugins.lr_monitor import LearningRateLogger, LearningRateMonitor  # noqa: E402
 from hookloop.plugins.lambda_function import LambdaCallback  # noqa: E402
 from hookloop.plugins.finetuning import BackboneFinetuning, BaseFinetuning  # noqa: E402
+from hookloop.plugins.stochastic_weight_avg import StochasticWeightAveraging  # noqa: E402
