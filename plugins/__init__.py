@@ -15,3 +15,4 @@ from hookloop.plugins.lambda_function import LambdaCallback  # noqa: E402
 from hookloop.plugins.finetuning import BackboneFinetuning, BaseFinetuning  # noqa: E402
 from hookloop.plugins.stochastic_weight_avg import StochasticWeightAveraging  # noqa: E402
 from hookloop.plugins.prediction_writer import BasePredictionWriter  # noqa: E402
+from hookloop.plugins.device_stats_monitor import DeviceStatsMonitor  # noqa: E402
