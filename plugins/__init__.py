@@ -18,3 +18,4 @@ from hookloop.plugins.prediction_writer import BasePredictionWriter  # noqa: E40
 from hookloop.plugins.device_stats_monitor import DeviceStatsMonitor  # noqa: E402
 from hookloop.plugins.on_exception_checkpoint import OnExceptionCheckpoint  # noqa: E402
 from hookloop.plugins.pruning import ModelPruning  # noqa: E402
+from hookloop.plugins.timer import Timer  # noqa: E402
