@@ -189,8 +189,9 @@ class BaseFinetuning(Callback):
                 kept.append(param)
         if skipped:
             warnings.warn(
-                f"{skipped} parameter(s) to unfreeze are already in a parameter group of {type(optimizer).__name__} "
-                "and are skipped. Build the optimizer from the trainable parameters only: "
+                f"{skipped} parameter(s) to unfreeze already train in a parameter group of {type(optimizer).__name__} "
+                "and stay there (freeze(..., train_bn=True) leaves BatchNorm layers trainable). If frozen ones are "
+                "among them, build the optimizer from the trainable parameters only: "
                 f"{type(optimizer).__name__}(filter(lambda p: p.requires_grad, self.parameters()), ...).")
         return kept
 

@@ -79,6 +79,7 @@ class StochasticWeightAveraging(Callback):
         self._init_n_averaged = 0
         self._latest_update_epoch = -1
         self._max_epochs = 0
+        self._epochs_added = 0
         self._batch_norm_epoch = False
         #: BatchNorm layer -> its momentum, while the forward-only epoch recomputes their statistics.
         self.momenta: Dict[nn.Module, Optional[float]] = {}
@@ -122,7 +123,8 @@ class StochasticWeightAveraging(Callback):
         self._model_contains_batch_norm = self.pl_module_contains_batch_norm(pl_module)
         self._max_epochs = trainer.max_epochs
         if self._model_contains_batch_norm:
-            trainer.max_epochs += 1  # the forward-only epoch; restored at on_train_end
+            trainer.max_epochs += 1  # the forward-only epoch; restored at on_train_end (or teardown)
+            self._epochs_added = 1
         if self._scheduler_state is not None:
             # Resumed after the swap: the SWA scheduler is rebuilt from its state at the next epoch start.
             trainer.lr_scheduler_configs.clear()
@@ -181,15 +183,23 @@ class StochasticWeightAveraging(Callback):
         """Put the average into the model (after the BatchNorm epoch: restore ``max_epochs`` and the momenta)."""
         finished = trainer.current_epoch - 1  # the loop counted the last epoch already
         if self._model_contains_batch_norm and finished == self.swa_end + 1:
-            trainer.max_epochs -= 1
-            self.reset_momenta()
+            self._give_back(trainer)
         elif finished == self.swa_end:
             self.transfer_weights(self._average_model, pl_module)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """A fit that failed in the BatchNorm epoch leaves no forward-only runner behind."""
-        if stage == "fit" and trainer.registry.has_plugin(_BATCH_NORM_PASS):
+        """A fit that stopped early or failed gets ``max_epochs`` and the BatchNorm momenta back too."""
+        if stage != "fit":
+            return
+        if trainer.registry.has_plugin(_BATCH_NORM_PASS):
             trainer.registry.remove(_BATCH_NORM_PASS)
+        self._give_back(trainer)
+
+    def _give_back(self, trainer: Any) -> None:
+        trainer.max_epochs -= self._epochs_added
+        self._epochs_added = 0
+        self.reset_momenta()
+        self.momenta = {}
 
     # ---- the averaging ---------------------------------------------------------------------
     @staticmethod

@@ -89,7 +89,7 @@ def test_the_helpers_freeze_filter_and_add_groups():
     assert len(optimizer.param_groups[1]["params"]) == 4  # two Linear layers; not the BatchNorm
     BaseFinetuning.make_trainable(model.backbone)
     assert all(p.requires_grad for p in model.parameters())
-    with pytest.warns(UserWarning, match="already in a parameter group"):
+    with pytest.warns(UserWarning, match="already train in a parameter group"):
         assert BaseFinetuning.filter_on_optimizer(optimizer, model.head.parameters()) == []
 
 

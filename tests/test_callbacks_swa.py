@@ -109,3 +109,16 @@ def test_resume_continues_the_average(tmp_path):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(MisconfigurationException, match=match):
         StochasticWeightAveraging(**kwargs)
+
+
+def test_a_failed_fit_gives_max_epochs_back():
+    class Failing(BackboneModel):
+        def training_step(self, batch, batch_idx):
+            if self.current_epoch == 1:
+                raise RuntimeError("stop here")
+            return super().training_step(batch, batch_idx)
+
+    trainer = Trainer(max_epochs=4, callbacks=[StochasticWeightAveraging(swa_lrs=0.05)], **QUIET)
+    with pytest.raises(RuntimeError, match="stop here"):
+        trainer.fit(Failing(batch_norm=True))
+    assert trainer.max_epochs == 4
