@@ -16,3 +16,11 @@ from hookloop.plugins.seed_loggers import LightningLoggerBase, LoggerCollection 
 from hookloop.plugins.wandb_logger import WandbLogger  # noqa: E402  (imports wandb when its run is first needed)
 from hookloop.plugins.mlflow_logger import MLFlowLogger  # noqa: E402  (imports mlflow when its run is first needed)
 from hookloop.plugins.tuner import BatchSizeFinder, LearningRateFinder, Tuner  # noqa: E402
+from hookloop.plugins.lambda_function import LambdaCallback  # noqa: E402
+from hookloop.plugins.finetuning import BackboneFinetuning, BaseFinetuning  # noqa: E402
+from hookloop.plugins.stochastic_weight_avg import StochasticWeightAveraging  # noqa: E402
+from hookloop.plugins.prediction_writer import BasePredictionWriter  # noqa: E402
+from hookloop.plugins.device_stats_monitor import DeviceStatsMonitor  # noqa: E402
+from hookloop.plugins.on_exception_checkpoint import OnExceptionCheckpoint  # noqa: E402
+from hookloop.plugins.pruning import ModelPruning  # noqa: E402
+from hookloop.plugins.timer import Timer  # noqa: E402

@@ -19,7 +19,7 @@ from hookloop.plugins.optimization import OptimizationPlugin
 from hookloop.plugins.precision import precision_plugin_for
 from hookloop.plugins.profiler import make_profiler
 from hookloop.plugins.reporting import reporting_plugins
-from hookloop.plugins.timer import Timer
+from hookloop.plugins.timer import timer_for
 from hookloop.plugins.tuner.seed_flags import tuning_plugins
 
 
@@ -39,8 +39,9 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
     plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals
-    if trainer.max_time is not None:  # only then is there a per-batch clock check
-        plugins.append(("timer", Timer(trainer.max_time)))
+    timer = timer_for(trainer)  # None without max_time: then no per-batch clock check
+    if timer is not None:
+        plugins.append(("timer", timer))
     profiler = make_profiler(trainer.profiler)  # None when off: then no timer exists anywhere
     if profiler is not None:
         plugins.append(("profiler", profiler))

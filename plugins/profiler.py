@@ -171,15 +171,7 @@ class SimpleProfiler:
 
     def _report(self, trainer: Any, stage: str, report: str) -> None:
         self.last_report = report
-        if trainer.global_rank == 0:
-            print(report)
-        if self.filename:
-            dirpath = self.dirpath or getattr(trainer, "log_dir", None) or trainer.default_root_dir
-            os.makedirs(dirpath, exist_ok=True)
-            rank = f"-rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-            path = os.path.join(dirpath, f"{stage}-{self.filename}{rank}.txt")
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(report + "\n")
+        write_report(trainer, stage, report, self.dirpath, self.filename)
 
     # ---- the report ---------------------------------------------------------------------------
     def summary(self, stage: str = "") -> str:
@@ -282,15 +274,38 @@ class AdvancedProfiler(SimpleProfiler):
         self._report(trainer, stage, report)
 
 
-#: ``Trainer(profiler=NAME)`` choices.
-PROFILERS: Dict[str, type] = {"simple": SimpleProfiler, "advanced": AdvancedProfiler}
+def report_dir(trainer: Any, dirpath: Optional[str]) -> str:
+    """Where a profiler writes: ``dirpath``, else the trainer's ``log_dir``, else ``default_root_dir``."""
+    return dirpath or getattr(trainer, "log_dir", None) or trainer.default_root_dir
+
+
+def write_report(trainer: Any, stage: str, report: str, dirpath: Optional[str], filename: Optional[str]) -> None:
+    """Print ``report`` on rank zero; with ``filename``, write it to ``{dirpath}/{stage}-{filename}[-rankN].txt``."""
+    if trainer.global_rank == 0:
+        print(report)
+    if filename:
+        directory = report_dir(trainer, dirpath)
+        os.makedirs(directory, exist_ok=True)
+        rank = f"-rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        with open(os.path.join(directory, f"{stage}-{filename}{rank}.txt"), "w", encoding="utf-8") as handle:
+            handle.write(report + "\n")
+
+
+def _pytorch_profiler() -> type:
+    from hookloop.plugins.pytorch_profiler import PyTorchProfiler  # torch.profiler is imported only when asked for
+
+    return PyTorchProfiler
+
+
+#: ``Trainer(profiler=NAME)`` choices: a class, or a function returning one.
+PROFILERS: Dict[str, Any] = {"simple": SimpleProfiler, "advanced": AdvancedProfiler, "pytorch": _pytorch_profiler}
 
 
 def make_profiler(flag: Any) -> Optional[Any]:
     """The profiler plugin for ``Trainer(profiler=flag)``: ``None`` when off.
 
-    ``flag`` is ``None``/``False`` (off), ``True`` or ``"simple"``, ``"advanced"``, or a
-    profiler instance (any object with ``@hookimpl`` methods), used as it is.
+    ``flag`` is ``None``/``False`` (off), ``True`` or ``"simple"``, ``"advanced"``, ``"pytorch"``
+    (:class:`~hookloop.plugins.pytorch_profiler.PyTorchProfiler`), or a profiler instance (any object with ``@hookimpl`` methods), used as it is.
     """
     if flag is None or flag is False or flag == "":
         return None
@@ -303,7 +318,7 @@ def make_profiler(flag: Any) -> Optional[Any]:
                 "profiler", f"Trainer(profiler={flag!r}) is not a profiler name; use one of {sorted(PROFILERS)} "
                 "or pass a profiler instance." + did_you_mean(flag.lower(), list(PROFILERS))
             )
-        return cls()
+        return (cls if inspect.isclass(cls) else cls())()
     if inspect.isclass(flag):
         raise MisconfigurationException(
             f"Trainer(profiler={flag.__name__}) got a class; pass an instance, e.g. profiler={flag.__name__}().")
