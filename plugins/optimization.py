@@ -31,15 +31,18 @@ import torch
 from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.markers import SKIPPED_BATCH
-from hookloop.engine.module import LightningModule, is_overridden
+from hookloop.engine.module import LightningModule
 from hookloop.plugins.model_hooks import validated_loss
+from hookloop.plugins.module_overrides import ModuleOverrides, takes_optimizer_idx
 from hookloop.plugins.optimizer_config import LRSchedulerConfig, normalize_optimizers, step_scheduler
 from hookloop.plugins.precision import FULL_PRECISION, Precision
+from hookloop.plugins.step_settings import StepSettings, accumulating, accumulation_for_epoch, steps_optimizer
 
 #: Read once per batch on the fast path: a module global is one lookup, ``torch.Tensor`` two.
 _Tensor = torch.Tensor
 
-__all__ = ["OptimizationPlugin", "LightningOptimizer", "normalize_optimizers", "SKIPPED"]
+__all__ = ["OptimizationPlugin", "LightningOptimizer", "normalize_optimizers", "SKIPPED", "accumulating",
+           "steps_optimizer", "accumulation_for_epoch"]
 
 #: A non-``None`` stand-in for a skipped batch (firstresult hooks treat ``None`` as "not handled").
 SKIPPED = SKIPPED_BATCH
@@ -131,106 +134,6 @@ def _requires_closure(optimizer: Any) -> bool:
     return param is not None and param.default is inspect.Parameter.empty
 
 
-def _names(fn: Any) -> List[str]:
-    try:
-        return list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return []
-
-
-def _positional_names(fn: Any) -> List[str]:
-    """The parameters of ``fn`` that a positional argument can fill (not ``*args``/``**kwargs``)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def _module_backward_caller(trainer: Any, module: Any) -> Callable[..., Any]:
-    """Call the module's overridden ``backward`` with the arguments its signature asks for (0.8, 1.x or 2.x)."""
-    names = _names(module.backward)
-    if names and names[0] == "trainer":  # 0.8: backward(self, trainer, loss, optimizer, optimizer_idx)
-        return lambda loss, opt, idx: module.backward(trainer, loss, opt, idx)
-    if "optimizer_idx" in names:  # 1.x: backward(self, loss, optimizer, optimizer_idx)
-        return lambda loss, opt, idx: module.backward(loss, opt, idx)
-    if "optimizer" in names:
-        return lambda loss, opt, idx: module.backward(loss, opt)
-    return lambda loss, opt, idx: module.backward(loss)  # 2.x: backward(self, loss)
-
-
-def _module_step_caller(module: Any) -> Callable[..., Any]:
-    """Call the module's overridden ``optimizer_step`` in its era's signature."""
-    names = _names(module.optimizer_step)
-    positional = _positional_names(module.optimizer_step)
-    # Seed era: an optimizer index 4th (named optimizer_idx in 0.8/1.x, optimizer_i or anything else in
-    # older code), then the closure; 2.x: optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None).
-    seed = "optimizer_idx" in names or any(
-        n in names for n in ("second_order_closure", "on_tpu", "using_native_amp", "using_lbfgs")) or (
-        len(positional) >= 5 and "closure" not in positional[3])
-    if not seed:
-        return lambda epoch, batch_idx, opt, idx, closure: module.optimizer_step(epoch, batch_idx, opt, closure)
-    extras = [n for n in ("on_tpu", "using_native_amp", "using_lbfgs") if n in names]
-
-    def seed_step(epoch: int, batch_idx: int, opt: Any, idx: int, closure: Any) -> Any:
-        kwargs = {}
-        if extras:  # 0.8/1.x flags, computed only for overrides that ask for them
-            values = {"on_tpu": False, "using_native_amp": getattr(opt, "_plugin", None) is not None and
-                      opt._plugin._precision.scaler is not None,
-                      "using_lbfgs": isinstance(getattr(opt, "optimizer", opt), torch.optim.LBFGS)}
-            kwargs = {n: values[n] for n in extras}
-        return module.optimizer_step(epoch, batch_idx, opt, idx, closure, **kwargs)
-
-    return seed_step
-
-
-def _module_zero_grad_caller(module: Any) -> Callable[..., Any]:
-    """Call the module's overridden ``optimizer_zero_grad`` (2.x drops ``optimizer_idx``)."""
-    if "optimizer_idx" in _names(module.optimizer_zero_grad):
-        return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt, idx)
-    return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt)
-
-
-def steps_optimizer(batch_idx: int, k: int, total: float) -> bool:
-    """Whether batch ``batch_idx`` steps the optimizer when gradients accumulate over ``k`` batches:
-    a group of ``k`` is complete, or it is the epoch's last batch (of ``total``; an incomplete group)."""
-    return k == 1 or (batch_idx + 1) % k == 0 or batch_idx + 1 == total
-
-
-def accumulating(trainer: Any, pl_module: Any) -> bool:
-    """Lightning's ``_should_accumulate``: the current training batch (``trainer.state.batch_idx``)
-    added to the gradients without stepping the optimizer (automatic optimization only)."""
-    schedule = trainer.accumulate_grad_batches
-    if schedule == 1 or schedule is None or not pl_module.automatic_optimization:
-        return False
-    k = accumulation_for_epoch(schedule, trainer.current_epoch)
-    return not steps_optimizer(trainer.state.batch_idx, k, trainer.num_training_batches)
-
-
-def accumulation_for_epoch(schedule: Any, epoch: int) -> int:
-    """``accumulate_grad_batches`` for ``epoch``: an int, or the value of the last ``{epoch: k}`` key <= epoch."""
-    if isinstance(schedule, dict):
-        keys = [e for e in schedule if e <= epoch]
-        return schedule[max(keys)] if keys else 1
-    return schedule
-
-
-def _check_accumulation(schedule: Any) -> None:
-    def bad(k: Any) -> bool:
-        return not isinstance(k, int) or isinstance(k, bool) or k < 1
-
-    if isinstance(schedule, dict):
-        if not schedule or any(bad(k) or not isinstance(e, int) or isinstance(e, bool) or e < 0
-                               for e, k in schedule.items()):
-            raise MisconfigurationException(
-                f"accumulate_grad_batches={schedule!r}: a schedule maps epochs (int >= 0) to batch counts (int >= 1), "
-                "e.g. {0: 1, 4: 2, 8: 4}."
-            )
-    elif bad(schedule):
-        raise MisconfigurationException(
-            f"accumulate_grad_batches must be an int >= 1 or a dict {{epoch: k}}, got {schedule!r}.")
-
-
 class OptimizationPlugin:
     """Built-in ``optimization``: automatic and manual optimization (see the module docstring)."""
 
@@ -283,19 +186,22 @@ class OptimizationPlugin:
         self._precision = getattr(trainer, "precision_plugin", None) or FULL_PRECISION
         self._scale = self._precision.pre_backward if self._precision.scaler is not None else None
         self._manual = not pl_module.automatic_optimization
-        self._module_backward = _module_backward_caller(trainer, pl_module) if is_overridden("backward", pl_module) else None
-        self._module_step = _module_step_caller(pl_module) if is_overridden("optimizer_step", pl_module) else None
-        self._module_zero_grad = (_module_zero_grad_caller(pl_module)
-                                  if is_overridden("optimizer_zero_grad", pl_module) else None)
-        self._configure_accumulation_and_clipping(trainer, pl_module)
-        self._check_finite = bool(trainer.terminate_on_nan or trainer.detect_anomaly)
-        self._anomaly = bool(trainer.detect_anomaly)
+        overrides = ModuleOverrides.of(trainer, pl_module, self._precision)
+        self._module_backward = overrides.backward
+        self._module_step = overrides.optimizer_step
+        self._module_zero_grad = overrides.optimizer_zero_grad
+        settings = StepSettings.of(trainer, pl_module)
+        self._accumulate = settings.accumulate
+        self._k = accumulation_for_epoch(settings.accumulate, trainer.current_epoch)
+        self._clip = settings.clip
+        self._check_finite = settings.check_finite
+        self._anomaly = settings.anomaly
         if self._anomaly:
             self._anomaly_before = torch.is_anomaly_enabled()
             torch.autograd.set_detect_anomaly(True)
         self._step_schedulers = [c for c in setup.lr_scheduler_configs if c.interval == "step"]
         n = len(setup.optimizers)
-        if n > 1 and not self._manual and not _takes_optimizer_idx(pl_module):
+        if n > 1 and not self._manual and not takes_optimizer_idx(pl_module):
             raise MisconfigurationException(
                 f"`configure_optimizers` returned {n} optimizers, but {type(pl_module).__name__}.training_step "
                 "takes no `optimizer_idx`. Add it (seed-era: training_step(self, batch, batch_idx, optimizer_idx)) "
@@ -316,37 +222,6 @@ class OptimizationPlugin:
         if not self._manual:
             for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
                 opt.zero_grad()
-
-    def _configure_accumulation_and_clipping(self, trainer: Any, pl_module: LightningModule) -> None:
-        schedule = trainer.accumulate_grad_batches if trainer.accumulate_grad_batches is not None else 1
-        _check_accumulation(schedule)
-        self._accumulate = schedule
-        self._k = accumulation_for_epoch(schedule, trainer.current_epoch)
-        value = trainer.gradient_clip_val
-        algorithm = trainer.gradient_clip_algorithm or "norm"
-        if algorithm not in ("norm", "value"):
-            raise MisconfigurationException(
-                f"gradient_clip_algorithm={algorithm!r} is unknown; use 'norm' or 'value'.")
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise MisconfigurationException(f"gradient_clip_val must be a number >= 0, got {value!r}.")
-        if self._manual:
-            if schedule != 1:
-                raise MisconfigurationException(
-                    "accumulate_grad_batches is not supported with manual optimization "
-                    "(automatic_optimization=False): accumulate in training_step yourself, or remove the flag.")
-            if value:
-                raise MisconfigurationException(
-                    "gradient_clip_val is not supported with manual optimization (automatic_optimization=False): "
-                    "call self.clip_gradients(optimizer, gradient_clip_val=..., gradient_clip_algorithm=...) "
-                    "in training_step before opt.step(), or remove the flag.")
-            self._clip = None
-            return
-        if is_overridden("configure_gradient_clipping", pl_module):
-            self._clip = lambda opt: pl_module.configure_gradient_clipping(opt, value, algorithm)
-        elif value:
-            self._clip = lambda opt: pl_module.clip_gradients(opt, value, algorithm)
-        else:
-            self._clip = None
 
     @hookimpl
     def on_train_start(self, trainer: Any) -> None:
@@ -741,10 +616,6 @@ def _defined_by_one_class(obj: Any, *names: str) -> bool:
     """True when the class that gives ``obj`` each of ``names`` is the same for all of them."""
     owners = {next((cls for cls in type(obj).__mro__ if name in vars(cls)), None) for name in names}
     return len(owners) == 1 and None not in owners
-
-
-def _takes_optimizer_idx(module: LightningModule) -> bool:
-    return "optimizer_idx" in _names(module.training_step)
 
 
 def _position(trainer: Any, batch_idx: int) -> str:
