@@ -24,7 +24,7 @@ import torch
 from hookloop.engine.module import LightningModule, is_overridden
 from hookloop.plugins.precision import Precision
 
-__all__ = ["ModuleOverrides", "takes_optimizer_idx"]
+__all__ = ["ModuleOverrides", "NO_OVERRIDES", "takes_optimizer_idx"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,7 @@ def _zero_grad_caller(module: Any) -> Callable[..., Any]:
     if "optimizer_idx" in _names(module.optimizer_zero_grad):
         return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt, idx)
     return lambda epoch, batch_idx, opt, idx: module.optimizer_zero_grad(epoch, batch_idx, opt)
+
+
+#: A module that overrides none of the three (also the plugin's value before its first fit).
+NO_OVERRIDES = ModuleOverrides(None, None, None)
