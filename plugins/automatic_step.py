@@ -57,6 +57,7 @@ class CachedClosure:
         self.batch_idx, self.optimizer, self.idx, self.loss, self.calls = batch_idx, optimizer, idx, loss, 0
 
     def __call__(self) -> Any:
+        """The step's loss: the one computed already at the first call, a fresh one at every later call."""
         self.calls += 1
         if self.calls == 1:
             return self.loss
