@@ -159,29 +159,3 @@ def test_plain_single_optimizer_run_takes_the_fast_path():
     assert trainer.plugin("optimization")._fast
     assert "precision" not in trainer.registry.names()
     assert not fit(Regressor(), max_epochs=1, gradient_clip_val=1.0).plugin("optimization")._fast
-
-
-def test_each_configuration_gets_its_step_variant_for_the_fit():
-    from plugins.automatic_step import AutomaticStep
-    from plugins.fast_step import FastStep
-    from plugins.manual_step import ManualStep
-
-    class Manual(Regressor):
-        def __init__(self):
-            super().__init__()
-            self.automatic_optimization = False
-
-        def training_step(self, batch, batch_idx):
-            opt = self.optimizers()
-            self.manual_backward(super().training_step(batch, batch_idx))
-            opt.step()
-            opt.zero_grad()
-
-    cases = [(Regressor(), {}, FastStep, 8), (Regressor(), {"accumulate_grad_batches": 2}, AutomaticStep, 4),
-             (Manual(), {}, ManualStep, 8)]
-    for model, flags, variant, steps in cases:
-        trainer = fit(model, max_epochs=1, **flags)
-        plugin = trainer.plugin("optimization")
-        assert type(plugin._variant) is variant
-        assert trainer.lightning_optimizers is plugin._variant.wrapped  # self.optimizers() step through it
-        assert trainer.global_step == steps
