@@ -33,7 +33,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
-from hookloop.plugins.optimization import accumulating
+from hookloop.plugins.step_settings import accumulating
 from hookloop.plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
 #: File name (in ``default_root_dir``) of the checkpoint saved when a signal interrupts training.

@@ -12,7 +12,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.plugins.logger_base import logger_values
-from hookloop.plugins.optimization import accumulating
+from hookloop.plugins.step_settings import accumulating
 from hookloop.plugins.rank_zero import is_rank_zero
 
 

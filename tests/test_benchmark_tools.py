@@ -1,4 +1,4 @@
-"""The benchmarks' own logic (no timing is asserted): the noise warning and the epoch-boundary clock."""
+"""The benchmarks' own logic (no timing is asserted): the noise warning, the epoch-boundary clock, the bytecode count."""
 from __future__ import annotations
 
 import os
@@ -19,7 +19,7 @@ def bench():
         yield bench_step, bench_epoch
     finally:
         sys.path.remove(BENCHMARKS)
-        for name in ("bench_step", "bench_epoch", "common", "paired"):  # generic names: leave no trace for other tests
+        for name in ("bench_step", "bench_epoch", "common", "paired", "count_bytecodes"):  # generic names: leave no trace
             sys.modules.pop(name, None)
 
 
@@ -174,3 +174,13 @@ def test_bench_step_runs_the_paired_method_end_to_end(bench, capsys, monkeypatch
     assert "each run paired with a plain loop" in out and "to the plain loop run in alternation with it" in out
     rows = [line for line in out.splitlines() if line.startswith(("plain PyTorch loop", "plain loop, module's"))]
     assert len(rows) == 2
+
+
+def test_the_bytecode_count_of_a_step_is_deterministic_and_sees_the_trainer(bench, monkeypatch):
+    """count_bytecodes.py: two counts agree exactly; hookloop's fast path counts more than the loop it wraps."""
+    import count_bytecodes
+
+    monkeypatch.setenv("ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    module_loop = count_bytecodes.per_step(count_bytecodes.run_plain_module, 10, 20)
+    assert module_loop > 0 and module_loop == count_bytecodes.per_step(count_bytecodes.run_plain_module, 10, 20)
+    assert count_bytecodes.per_step(count_bytecodes.hookloop_runner(**count_bytecodes.OFF), 10, 20) > module_loop

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from engine import Callback, LightningModule, MisconfigurationException
-from tests.optim_support import assert_same_weights, batches, fit, loader, twin
+from tests.optim_support import Regressor, assert_same_weights, batches, fit, loader, twin
 
 
 class TwoPart(nn.Module):
@@ -163,6 +163,21 @@ def test_manual_optimization_matches_torch_loop_and_counts_every_step():
     assert len(steps) == 32 and steps[0] is trainer.optimizers[0] and steps[1] is trainer.optimizers[1]
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
     assert model.optimizers(use_pl_optimizer=False) == trainer.optimizers
+
+
+def test_each_configuration_gets_its_step_variant_for_the_fit():
+    from plugins.automatic_step import AutomaticStep
+    from plugins.fast_step import FastStep
+    from plugins.manual_step import ManualStep
+
+    cases = [(Regressor(), {}, FastStep, 8), (Regressor(), {"accumulate_grad_batches": 2}, AutomaticStep, 4),
+             (ManualGAN(), {}, ManualStep, 2 * 8)]
+    for model, flags, variant, steps in cases:
+        trainer = fit(model, max_epochs=1, **flags)
+        plugin = trainer.plugin("optimization")
+        assert type(plugin._variant) is variant
+        assert trainer.lightning_optimizers is plugin._variant.wrapped  # self.optimizers() step through it
+        assert trainer.global_step == steps
 
 
 def test_manual_optimization_rejects_accumulation_and_clipping_and_manual_backward_needs_it():
