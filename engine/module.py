@@ -11,6 +11,7 @@ from torch import nn
 
 from hookloop.engine.catalogue import add_noop_hooks, module_hooks
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.metric_objects import dictionary_items
 from hookloop.engine.results import DATALOADER_SUFFIX
 from hookloop.engine.seed_attributes import derived
 
@@ -216,6 +217,10 @@ class LightningModule(nn.Module):
         reduces them across processes. ``prog_bar=True`` shows it in the progress bar.
         While a validation/test loop runs several dataloaders, ``name`` becomes
         ``name/dataloader_idx_N`` unless ``add_dataloader_idx=False``. Outside a run, calls are ignored.
+
+        ``value`` may be a torchmetrics ``Metric`` (as in Lightning 2.x): the step value is what its
+        ``forward`` returned for the batch, the epoch value its ``compute()`` at the epoch's end, after
+        which it is ``reset()``; it syncs across processes itself (``sync_dist``/``reduce_fx`` do not apply).
         """
         trainer = self._trainer
         if trainer is None:
@@ -228,9 +233,13 @@ class LightningModule(nn.Module):
             enable_graph=enable_graph,
         )
 
-    def log_dict(self, dictionary: Dict[str, Any], **kwargs: Any) -> None:
-        """Call :meth:`log` for every item of ``dictionary`` with the same options."""
-        for name, value in dictionary.items():
+    def log_dict(self, dictionary: Any, **kwargs: Any) -> None:
+        """Call :meth:`log` for every item of ``dictionary`` with the same options.
+
+        ``dictionary`` is a dict of name -> value, or a torchmetrics ``MetricCollection``, whose
+        metrics are logged under their names with the collection's ``prefix``/``postfix``.
+        """
+        for name, value in dictionary_items(dictionary):
             self.log(name, value, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:

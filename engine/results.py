@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import torch
 
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.metric_objects import as_metric_object, epoch_value, reset_all, step_value
 
 _REDUCE_FX = ("mean", "sum", "max", "min")
 #: What ``self.log`` appends to names logged while several evaluation dataloaders run (then the index).
@@ -72,6 +73,8 @@ class LoggedMetric:
     sync_dist: bool
     total: Optional[torch.Tensor] = None
     weight: float = 0.0
+    #: A torchmetrics ``Metric`` logged as such: it keeps the epoch's state itself (see engine/metric_objects.py).
+    metric_object: Any = None
 
     def accumulate(self, value: torch.Tensor, batch_size: float) -> None:
         """Fold ``value`` (of a batch of ``batch_size``) into the epoch reduction."""
@@ -89,7 +92,9 @@ class LoggedMetric:
             self.total = torch.minimum(self.total, value)
 
     def compute(self) -> Optional[torch.Tensor]:
-        """The epoch's reduced value, or ``None`` if nothing was accumulated."""
+        """The epoch's reduced value (a metric object's ``compute()``), or ``None`` if nothing was accumulated."""
+        if self.metric_object is not None:
+            return epoch_value(self.name, self.metric_object)
         if self.total is None:
             return None
         if self.reduce_fx == "mean":
@@ -149,12 +154,29 @@ class ResultCollection:
             on_epoch = (not step_default) if on_epoch is None else on_epoch
         if reduce_fx != "mean":  # the default needs no check (this runs for every logged value)
             reduce_fx = normalize_reduce_fx(name, reduce_fx)
-        value = _as_tensor(name, value, hook, detach=not enable_graph)
+        metric_object = None
+        if isinstance(value, torch.Tensor):  # the common case, checked here rather than in a call
+            if value.numel() != 1:
+                raise _not_scalar(name, value, hook)
+            if value.requires_grad and not enable_graph:
+                value = value.detach()  # only a value with a graph needs a detached copy
+        else:
+            metric_object = as_metric_object(name, value)
+            if metric_object is None:
+                value = _as_tensor(name, value, hook, detach=not enable_graph)
         metric = self.metrics.get(name)
         if metric is None:
             metric = self.metrics[name] = LoggedMetric(
                 name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist
             )
+        if metric_object is not None:
+            metric.metric_object = metric_object  # its epoch value is its compute(); nothing to accumulate
+            value = step_value(name, metric_object, detach=not enable_graph) if on_step else None
+            if value is None:
+                return
+            on_epoch_value = False
+        else:
+            on_epoch_value = on_epoch
         state = self.state
         if on_step:
             key = (f"{name}_step" if state.dataloader_idx is None else suffixed(name, "_step")) if on_epoch else name
@@ -168,7 +190,7 @@ class ResultCollection:
                     self._first_step_value()
             if prog_bar:
                 state.progress_bar_metrics[key] = value
-        if on_epoch:
+        if on_epoch_value:
             metric.accumulate(value, float(batch_size) if batch_size else _batch_size(state.batch))
 
     def log_seed_dict(self, output: Mapping[str, Any], hook: str, epoch_end: bool) -> Optional[Dict[str, Any]]:
@@ -235,8 +257,8 @@ class ResultCollection:
             value = metric.compute()
             if value is None:
                 continue
-            if metric.sync_dist and reduce is not None:
-                value = reduce(value, metric.reduce_fx)
+            if metric.sync_dist and reduce is not None and metric.metric_object is None:
+                value = reduce(value, metric.reduce_fx)  # a metric object has synced its own state
             key = suffixed(metric.name, "_epoch") if metric.on_step else metric.name
             state.callback_metrics[metric.name] = value
             state.callback_metrics[key] = value
@@ -248,6 +270,12 @@ class ResultCollection:
             if metric.prog_bar:
                 state.progress_bar_metrics[key] = value
         return to_log
+
+    def reset_metric_objects(self) -> None:
+        """``reset()`` every torchmetrics ``Metric`` logged this epoch, once its values are out (as Lightning does)."""
+        objects = {m.name: m.metric_object for m in self.metrics.values() if m.metric_object is not None}
+        if objects:
+            reset_all(objects)
 
     def take_pending(self) -> Dict[str, Any]:
         """Hand over the logger-bound step values gathered since the last call."""
@@ -268,13 +296,17 @@ def suffixed(name: str, suffix: str) -> str:
     return f"{base}{suffix}{marker}{index}" if marker and index.isdigit() else f"{name}{suffix}"
 
 
+def _not_scalar(name: str, value: torch.Tensor, hook: str) -> MisconfigurationException:
+    return MisconfigurationException(
+        f"`{hook or 'self.log'}` logged {name!r} as a tensor of shape {tuple(value.shape)}; "
+        "logged values must be scalars (one element). Reduce it first, e.g. with .mean()."
+    )
+
+
 def _as_tensor(name: str, value: Any, hook: str, detach: bool = True) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise MisconfigurationException(
-                f"`{hook or 'self.log'}` logged {name!r} as a tensor of shape {tuple(value.shape)}; "
-                "logged values must be scalars (one element). Reduce it first, e.g. with .mean()."
-            )
+            raise _not_scalar(name, value, hook)
         # Only a value with a graph needs a detached copy (``requires_grad`` is cheaper than a copy).
         return value.detach() if detach and value.requires_grad else value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
