@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
@@ -25,11 +25,12 @@ _REDUCE_ALIASES: Dict[Any, str] = {
 }
 
 
-def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
+def normalize_reduce_fx(name: str, reduce_fx: Any, custom: bool = False) -> Any:
     """``reduce_fx`` as one of ``"mean"``, ``"sum"``, ``"max"``, ``"min"``.
 
     Accepts those names (any case), ``"avg"``, ``torch.mean/sum/max/min`` and the built-in
-    ``sum/max/min``, as Lightning does; anything else raises a ``MisconfigurationException``.
+    ``sum/max/min``, as Lightning does; anything else raises a ``MisconfigurationException``, except,
+    with ``custom=True`` (0.9's Results API), a function of the stacked step values, returned as it is.
     """
     key = reduce_fx.lower() if isinstance(reduce_fx, str) else reduce_fx
     if key in _REDUCE_FX:
@@ -37,6 +38,8 @@ def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
     try:
         return _REDUCE_ALIASES[key]
     except (KeyError, TypeError):  # TypeError: an unhashable value
+        if custom and callable(reduce_fx):
+            return reduce_fx
         raise MisconfigurationException(
             f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}, "
             "'avg', torch.mean/torch.sum/torch.max/torch.min or the built-in sum/max/min."
@@ -69,12 +72,14 @@ class LoggedMetric:
     logger: bool
     on_step: bool
     on_epoch: bool
-    reduce_fx: str
+    reduce_fx: Any  # "mean", "sum", "max", "min", or (Results API only) a function
     sync_dist: bool
     total: Optional[torch.Tensor] = None
     weight: float = 0.0
     #: A torchmetrics ``Metric`` logged as such: it keeps the epoch's state itself (see engine/metric_objects.py).
     metric_object: Any = None
+    #: The step values, kept only for a custom ``reduce_fx`` (a function of all of them).
+    values: Optional[List[torch.Tensor]] = None
 
     def accumulate(self, value: torch.Tensor, batch_size: float) -> None:
         """Fold ``value`` (of a batch of ``batch_size``) into the epoch reduction."""
@@ -82,6 +87,10 @@ class LoggedMetric:
             value = value * batch_size
             self.total = value if self.total is None else self.total + value
             self.weight += batch_size
+        elif not isinstance(self.reduce_fx, str):
+            if self.values is None:
+                self.values = []
+            self.values.append(value)
         elif self.total is None:
             self.total = value.clone()
         elif self.reduce_fx == "sum":
@@ -95,6 +104,8 @@ class LoggedMetric:
         """The epoch's reduced value (a metric object's ``compute()``), or ``None`` if nothing was accumulated."""
         if self.metric_object is not None:
             return epoch_value(self.name, self.metric_object)
+        if self.values is not None:
+            return torch.as_tensor(self.reduce_fx(torch.stack(self.values)))
         if self.total is None:
             return None
         if self.reduce_fx == "mean":
@@ -146,14 +157,19 @@ class ResultCollection:
         batch_size: Optional[int] = None,
         hook: str = "",
         enable_graph: bool = False,
+        custom_reduce: bool = False,
     ) -> None:
-        """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`."""
+        """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`.
+
+        ``custom_reduce=True`` also takes a function of the stacked step values as ``reduce_fx``
+        (0.9's Results API did).
+        """
         if on_step is None or on_epoch is None:
             step_default = self.training and self.state.phase == "train_batch"
             on_step = step_default if on_step is None else on_step
             on_epoch = (not step_default) if on_epoch is None else on_epoch
         if reduce_fx != "mean":  # the default needs no check (this runs for every logged value)
-            reduce_fx = normalize_reduce_fx(name, reduce_fx)
+            reduce_fx = normalize_reduce_fx(name, reduce_fx, custom_reduce)
         metric_object = None
         if isinstance(value, torch.Tensor):  # the common case, checked here rather than in a call
             if value.numel() != 1:
@@ -257,7 +273,7 @@ class ResultCollection:
             value = metric.compute()
             if value is None:
                 continue
-            if metric.sync_dist and reduce is not None and metric.metric_object is None:
+            if metric.sync_dist and reduce is not None and metric.metric_object is None and metric.values is None:
                 value = reduce(value, metric.reduce_fx)  # a metric object has synced its own state
             key = suffixed(metric.name, "_epoch") if metric.on_step else metric.name
             state.callback_metrics[metric.name] = value
