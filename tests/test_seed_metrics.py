@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import engine as pl
-from engine.metrics import Accuracy, MSE, SklearnMetric, TensorMetric
+from engine.metrics import MSE, Accuracy, NumpyMetric, SklearnMetric, TensorMetric, numpy_metric, tensor_metric
 from engine.metrics.functional import (accuracy, auc, auroc, average_precision, bleu_score, confusion_matrix,
                                        dice_score, f1_score, fbeta_score, iou, mae, mse, precision,
                                        precision_recall, psnr, recall, rmse, roc, ssim, stat_scores,
@@ -101,6 +101,24 @@ def test_a_0_9_custom_tensor_metric_and_sklearn_metric():
             return (a + b).sum().item()  # a number: returned as a tensor
 
     assert torch.equal(Sum("sum")(torch.ones(3), 1.0), torch.tensor(6.0))
+
+    class NumpyMax(NumpyMetric):
+        def forward(self, a):
+            assert type(a).__name__ == "ndarray"
+            return a.max()
+
+    assert float(NumpyMax("max")(torch.tensor([1.0, 5.0]))) == 5.0
+
+    @numpy_metric()
+    def numpy_mean(a):
+        return a.mean()
+
+    @tensor_metric()
+    def tensor_first(a):
+        return a[0]
+
+    assert float(numpy_mean(torch.tensor([1.0, 2.0]))) == 1.5 and isinstance(numpy_mean(torch.ones(1)), torch.Tensor)
+    assert tensor_first([3.0]) == 3.0 and numpy_mean.__name__ == "numpy_mean"
     assert float(SklearnMetric("accuracy_score")(Y, X)) == pytest.approx(0.75)
     assert float(Accuracy(reduction="elementwise_mean")(X, Y)) == pytest.approx(0.75) and float(MSE()(X, Y)) == 0.25
 

@@ -35,58 +35,52 @@ class Metric(nn.Module, ABC):
         """Compute the metric of the given inputs."""
 
 
-class TensorMetric(Metric):
+class _Converting(Metric):
+    """A metric whose inputs are converted with ``_input`` and whose output is made tensors and reduced
+    across processes with ``reduce_op`` over ``reduce_group``."""
+
+    _input: Callable[[Any], Any] = staticmethod(lambda value: value)
+
+    def __init__(self, name: str, reduce_group: Any = None, reduce_op: Any = None) -> None:
+        super().__init__(name)
+        self.reduce_group = reduce_group
+        self.reduce_op = reduce_op
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _converted(super().__call__, type(self)._input, self.reduce_group, self.reduce_op)(*args, **kwargs)
+
+
+class TensorMetric(_Converting):
     """A metric of tensors: numbers and arrays among the inputs become tensors, the output a tensor reduced
     across processes with ``reduce_op`` over ``reduce_group``."""
 
-    def __init__(self, name: str, reduce_group: Any = None, reduce_op: Any = None) -> None:
-        super().__init__(name)
-        self.reduce_group = reduce_group
-        self.reduce_op = reduce_op
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        args = tuple(_to_tensor(a) for a in args)
-        kwargs = {k: _to_tensor(v) for k, v in kwargs.items()}
-        output = _to_tensor(super().__call__(*args, **kwargs))
-        return apply_to_tensors(output, lambda t: sync_across_processes(t, self.reduce_group, self.reduce_op))
+    _input = staticmethod(lambda value: _to_tensor(value))
 
 
-class NumpyMetric(Metric):
+class NumpyMetric(_Converting):
     """A metric computed on numpy arrays: tensors among the inputs become arrays, the output tensors
     (reduced across processes as a :class:`TensorMetric`'s)."""
 
-    def __init__(self, name: str, reduce_group: Any = None, reduce_op: Any = None) -> None:
-        super().__init__(name)
-        self.reduce_group = reduce_group
-        self.reduce_op = reduce_op
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        args = tuple(_to_numpy(a) for a in args)
-        kwargs = {k: _to_numpy(v) for k, v in kwargs.items()}
-        output = super().__call__(*args, **kwargs)
-        return sync_across_processes(_to_tensor(output), self.reduce_group, self.reduce_op)
+    _input = staticmethod(lambda value: _to_numpy(value))
 
 
 def tensor_metric(group: Any = None, reduce_op: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a metric function as a :class:`TensorMetric`'s ``forward`` is treated (0.9's converter)."""
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            output = function(*(_to_tensor(a) for a in args), **{k: _to_tensor(v) for k, v in kwargs.items()})
-            return apply_to_tensors(_to_tensor(output), lambda t: sync_across_processes(t, group, reduce_op))
-        return wrapped
-    return decorate
+    return lambda function: functools.wraps(function)(_converted(function, _to_tensor, group, reduce_op))
 
 
 def numpy_metric(group: Any = None, reduce_op: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a numpy metric function as a :class:`NumpyMetric`'s ``forward`` is treated (0.9's converter)."""
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            output = function(*(_to_numpy(a) for a in args), **{k: _to_numpy(v) for k, v in kwargs.items()})
-            return sync_across_processes(_to_tensor(output), group, reduce_op)
-        return wrapped
-    return decorate
+    return lambda function: functools.wraps(function)(_converted(function, _to_numpy, group, reduce_op))
+
+
+def _converted(function: Callable[..., Any], to_input: Callable[[Any], Any], group: Any,
+               reduce_op: Any) -> Callable[..., Any]:
+    """``function`` with its inputs converted by ``to_input`` and its output tensors reduced across processes."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        output = function(*(to_input(a) for a in args), **{k: to_input(v) for k, v in kwargs.items()})
+        return apply_to_tensors(_to_tensor(output), lambda t: sync_across_processes(t, group, reduce_op))
+    return call
 
 
 def sync_across_processes(value: torch.Tensor, group: Any = None, reduce_op: Any = None) -> torch.Tensor:
