@@ -15,7 +15,7 @@ import functools
 import numbers
 import sys
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import nn
