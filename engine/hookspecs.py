@@ -414,6 +414,20 @@ def on_validation_end(trainer, pl_module) -> None:
 
 
 @hookspec
+@user_hook(callback=False)
+def on_pre_performance_check(trainer, pl_module) -> None:
+    """Seed-era (0.9) module hook: before each validation or test run (the sanity check's too), before
+    ``on_validation_start``/``on_test_start`` and before the module is put in ``eval()`` mode."""
+
+
+@hookspec
+@user_hook(callback=False)
+def on_post_performance_check(trainer, pl_module) -> None:
+    """Seed-era (0.9) module hook: after each validation or test run, after ``on_validation_end``/``on_test_end``
+    and once the module's modes and the grad mode are restored."""
+
+
+@hookspec
 @user_hook()
 def on_validation_epoch_start(trainer, pl_module) -> None:
     """Called before the first validation batch of a run."""

@@ -303,6 +303,9 @@ def run_evaluation(
     module = trainer.lightning_module
     state = trainer.state
     start_ev, epoch_start_ev, batch_start_ev, batch_end_ev, epoch_end_ev, end_ev = _EVAL_EVENTS[stage]
+    performance_check = stage != "predict"  # 0.9's on_pre/post_performance_check wrap validation and test runs
+    if performance_check:
+        _emit(trainer.hooks.on_pre_performance_check, trainer, module)
     modes = [(m, m.training) for m in module.modules()]
     previous_phase = state.phase
     state.phase = f"{stage}_start"  # the run's start hooks are epoch-level (what self.log may do there)
@@ -349,6 +352,8 @@ def run_evaluation(
             submodule.training = training
         state.phase = previous_phase
         state.dataloader_idx = None
+    if performance_check:
+        _emit(trainer.hooks.on_post_performance_check, trainer, module)
     return predictions
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from hookloop.engine.catalogue import add_noop_hooks, module_hooks
 from hookloop.engine.errors import MisconfigurationException, UnknownFlagError, did_you_mean
+from hookloop.engine.metric_objects import dictionary_items
 from hookloop.engine.results import DATALOADER_SUFFIX
 from hookloop.engine.seed_attributes import derived
 
@@ -242,8 +243,12 @@ class LightningModule(nn.Module):
         keywords are accepted: ``sync_dist_op`` (1.x's ``reduce_fx`` of the sync, used as ``reduce_fx``
         when that is left at its default), ``rank_zero_only`` (values are logged from rank zero anyway),
         ``sync_dist_group`` (ignored with a warning: the reduction covers every process), and
-        ``metric_attribute``, ``tbptt_reduce_fx``, ``tbptt_pad_token`` (no effect: no torchmetrics
-        objects, no truncated back-propagation). Any other keyword is an error with the closest one.
+        ``metric_attribute``, ``tbptt_reduce_fx``, ``tbptt_pad_token`` (no effect: a metric object is
+        found by its value). Any other keyword is an error with the closest one.
+
+        ``value`` may be a torchmetrics ``Metric`` (as in Lightning 2.x): the step value is what its
+        ``forward`` returned for the batch, the epoch value its ``compute()`` at the epoch's end, after
+        which it is ``reset()``; it syncs across processes itself (``sync_dist``/``reduce_fx`` do not apply).
         """
         if unknown:
             raise _unknown_log_keywords(name, unknown)
@@ -266,9 +271,13 @@ class LightningModule(nn.Module):
             enable_graph=enable_graph,
         )
 
-    def log_dict(self, dictionary: Dict[str, Any], **kwargs: Any) -> None:
-        """Call :meth:`log` for every item of ``dictionary`` with the same options."""
-        for name, value in dictionary.items():
+    def log_dict(self, dictionary: Any, **kwargs: Any) -> None:
+        """Call :meth:`log` for every item of ``dictionary`` with the same options.
+
+        ``dictionary`` is a dict of name -> value, or a torchmetrics ``MetricCollection``, whose
+        metrics are logged under their names with the collection's ``prefix``/``postfix``.
+        """
+        for name, value in dictionary_items(dictionary):
             self.log(name, value, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:

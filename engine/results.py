@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.metric_objects import as_metric_object, epoch_value, reset_all, step_value
 
 _REDUCE_FX = ("mean", "sum", "max", "min")
 #: What ``self.log`` appends to names logged while several evaluation dataloaders run (then the index).
@@ -41,11 +42,12 @@ EPOCH_LEVEL_PHASES = frozenset(("train_epoch_start", "train_epoch_end", "validat
                                 "test_start", "test_epoch_end"))
 
 
-def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
+def normalize_reduce_fx(name: str, reduce_fx: Any, custom: bool = False) -> Any:
     """``reduce_fx`` as one of ``"mean"``, ``"sum"``, ``"max"``, ``"min"``.
 
     Accepts those names (any case), ``"avg"``, ``torch.mean/sum/max/min`` and the built-in
-    ``sum/max/min``, as Lightning does; anything else raises a ``MisconfigurationException``.
+    ``sum/max/min``, as Lightning does; anything else raises a ``MisconfigurationException``, except,
+    with ``custom=True`` (0.9's Results API), a function of the stacked step values, returned as it is.
     """
     key = reduce_fx.lower() if isinstance(reduce_fx, str) else reduce_fx
     if key in _REDUCE_FX:
@@ -53,6 +55,8 @@ def normalize_reduce_fx(name: str, reduce_fx: Any) -> str:
     try:
         return _REDUCE_ALIASES[key]
     except (KeyError, TypeError):  # TypeError: an unhashable value
+        if custom and callable(reduce_fx):
+            return reduce_fx
         raise MisconfigurationException(
             f"self.log({name!r}, ...): reduce_fx={reduce_fx!r} is not supported; use one of {_REDUCE_FX}, "
             "'avg', torch.mean/torch.sum/torch.max/torch.min or the built-in sum/max/min."
@@ -85,12 +89,16 @@ class LoggedMetric:
     logger: bool
     on_step: bool
     on_epoch: bool
-    reduce_fx: str
+    reduce_fx: Any  # "mean", "sum", "max", "min", or (Results API only) a function
     sync_dist: bool
     total: Optional[torch.Tensor] = None
     weight: float = 0.0
     #: The loop phase it was first logged in this epoch (see :data:`PHASE_HOOKS`).
     phase: str = ""
+    #: A torchmetrics ``Metric`` logged as such: it keeps the epoch's state itself (see engine/metric_objects.py).
+    metric_object: Any = None
+    #: The step values, kept only for a custom ``reduce_fx`` (a function of all of them).
+    values: Optional[List[torch.Tensor]] = None
 
     def accumulate(self, value: torch.Tensor, batch_size: float) -> None:
         """Fold ``value`` (of a batch of ``batch_size``) into the epoch reduction."""
@@ -98,6 +106,10 @@ class LoggedMetric:
             value = value * batch_size
             self.total = value if self.total is None else self.total + value
             self.weight += batch_size
+        elif not isinstance(self.reduce_fx, str):
+            if self.values is None:
+                self.values = []
+            self.values.append(value)
         elif self.total is None:
             self.total = value.clone()
         elif self.reduce_fx == "sum":
@@ -108,7 +120,11 @@ class LoggedMetric:
             self.total = torch.minimum(self.total, value)
 
     def compute(self) -> Optional[torch.Tensor]:
-        """The epoch's reduced value, or ``None`` if nothing was accumulated."""
+        """The epoch's reduced value (a metric object's ``compute()``), or ``None`` if nothing was accumulated."""
+        if self.metric_object is not None:
+            return epoch_value(self.name, self.metric_object)
+        if self.values is not None:
+            return torch.as_tensor(self.reduce_fx(torch.stack(self.values)))
         if self.total is None:
             return None
         if self.reduce_fx == "mean":
@@ -160,8 +176,13 @@ class ResultCollection:
         batch_size: Optional[int] = None,
         hook: str = "",
         enable_graph: bool = False,
+        custom_reduce: bool = False,
     ) -> None:
-        """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`."""
+        """Record ``value`` under ``name``; see :meth:`engine.LightningModule.log`.
+
+        ``custom_reduce=True`` also takes a function of the stacked step values as ``reduce_fx``
+        (0.9's Results API did).
+        """
         state = self.state
         if (on_step or on_epoch is False) and state.phase in EPOCH_LEVEL_PHASES:
             option = "on_step=True" if on_step else "on_epoch=False"
@@ -175,8 +196,17 @@ class ResultCollection:
             on_step = step_default if on_step is None else on_step
             on_epoch = (not step_default) if on_epoch is None else on_epoch
         if reduce_fx != "mean":  # the default needs no check (this runs for every logged value)
-            reduce_fx = normalize_reduce_fx(name, reduce_fx)
-        value = _as_tensor(name, value, hook, detach=not enable_graph)
+            reduce_fx = normalize_reduce_fx(name, reduce_fx, custom_reduce)
+        metric_object = None
+        if isinstance(value, torch.Tensor):  # the common case, checked here rather than in a call
+            if value.numel() != 1:
+                raise _not_scalar(name, value, hook)
+            if value.requires_grad and not enable_graph:
+                value = value.detach()  # only a value with a graph needs a detached copy
+        else:
+            metric_object = as_metric_object(name, value)
+            if metric_object is None:
+                value = _as_tensor(name, value, hook, detach=not enable_graph)
         metric = self.metrics.get(name)
         if metric is None:
             metric = self.metrics[name] = LoggedMetric(
@@ -192,6 +222,14 @@ class ResultCollection:
             metric = self.metrics[name] = LoggedMetric(
                 name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist, phase=state.phase
             )
+        if metric_object is not None:
+            metric.metric_object = metric_object  # its epoch value is its compute(); nothing to accumulate
+            value = step_value(name, metric_object, detach=not enable_graph) if on_step else None
+            if value is None:
+                return
+            on_epoch_value = False
+        else:
+            on_epoch_value = on_epoch
         if on_step:
             key = (f"{name}_step" if state.dataloader_idx is None else suffixed(name, "_step")) if on_epoch else name
             state.callback_metrics[name] = value
@@ -204,7 +242,7 @@ class ResultCollection:
                     self._first_step_value()
             if prog_bar:
                 state.progress_bar_metrics[key] = value
-        if on_epoch:
+        if on_epoch_value:
             metric.accumulate(value, float(batch_size) if batch_size else _batch_size(state.batch))
 
     def log_seed_dict(self, output: Mapping[str, Any], hook: str, epoch_end: bool) -> Optional[Dict[str, Any]]:
@@ -271,8 +309,8 @@ class ResultCollection:
             value = metric.compute()
             if value is None:
                 continue
-            if metric.sync_dist and reduce is not None:
-                value = reduce(value, metric.reduce_fx)
+            if metric.sync_dist and reduce is not None and metric.metric_object is None and metric.values is None:
+                value = reduce(value, metric.reduce_fx)  # a metric object has synced its own state
             key = suffixed(metric.name, "_epoch") if metric.on_step else metric.name
             state.callback_metrics[metric.name] = value
             state.callback_metrics[key] = value
@@ -284,6 +322,12 @@ class ResultCollection:
             if metric.prog_bar:
                 state.progress_bar_metrics[key] = value
         return to_log
+
+    def reset_metric_objects(self) -> None:
+        """``reset()`` every torchmetrics ``Metric`` logged this epoch, once its values are out (as Lightning does)."""
+        objects = {m.name: m.metric_object for m in self.metrics.values() if m.metric_object is not None}
+        if objects:
+            reset_all(objects)
 
     def take_pending(self) -> Dict[str, Any]:
         """Hand over the logger-bound step values gathered since the last call."""
@@ -318,13 +362,17 @@ def suffixed(name: str, suffix: str) -> str:
     return f"{base}{suffix}{marker}{index}" if marker and index.isdigit() else f"{name}{suffix}"
 
 
+def _not_scalar(name: str, value: torch.Tensor, hook: str) -> MisconfigurationException:
+    return MisconfigurationException(
+        f"`{hook or 'self.log'}` logged {name!r} as a tensor of shape {tuple(value.shape)}; "
+        "logged values must be scalars (one element). Reduce it first, e.g. with .mean()."
+    )
+
+
 def _as_tensor(name: str, value: Any, hook: str, detach: bool = True) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise MisconfigurationException(
-                f"`{hook or 'self.log'}` logged {name!r} as a tensor of shape {tuple(value.shape)}; "
-                "logged values must be scalars (one element). Reduce it first, e.g. with .mean()."
-            )
+            raise _not_scalar(name, value, hook)
         # Only a value with a graph needs a detached copy (``requires_grad`` is cheaper than a copy).
         return value.detach() if detach and value.requires_grad else value
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -127,9 +127,10 @@ class ModelCheckpoint(Callback):
         self.every_n_train_steps = every_n_train_steps or 0
         self.every_n_epochs = every_n_epochs
         self.prefix = prefix
-        self.best_k_models: Dict[str, float] = {}
+        #: path -> its monitored value, a tensor as in 0.9 (and 2.x); the step for ``monitor=None``.
+        self.best_k_models: Dict[str, torch.Tensor] = {}
         self.kth_best_model_path = ""
-        self.kth_value: Optional[float] = None
+        self.kth_value: Optional[torch.Tensor] = None
         self.best_model_path = ""
         self.best_model_score: Optional[torch.Tensor] = None
         self.current_score: Optional[torch.Tensor] = None
@@ -260,6 +261,8 @@ class ModelCheckpoint(Callback):
     def _save_top_k(self, trainer: Any, metrics: Dict[str, Any]) -> List[str]:
         if self.save_top_k == 0:
             return []
+        if self._auto_monitor:
+            self._follow_results_api(metrics)
         if self.monitor is None:
             path = self._new_path(metrics)
             older = [p for p in self.best_k_models if p != path] if self.save_top_k == 1 else []
@@ -296,6 +299,14 @@ class ModelCheckpoint(Callback):
             print(f"Epoch {metrics['epoch']}, step {metrics['step']}: {self.monitor} reached {current:.5f}; saved {path}")
         return [path]
 
+    def _follow_results_api(self, metrics: Dict[str, Any]) -> None:
+        """0.9: a default (or seed-era, monitor-less) checkpoint ranks by the Results API's ``checkpoint_on``
+        when a module returns one, a validation's (``val_checkpoint_on``) first."""
+        for name in ("val_checkpoint_on", "checkpoint_on"):
+            if name in metrics:
+                self.monitor = name
+                return
+
     def _missing_monitor_message(self, trainer: Any) -> str:
         return (f"ModelCheckpoint(monitor={self.monitor!r}) could not find {self.monitor!r} in the logged metrics. "
                 f"Log it with self.log({self.monitor!r}, ...), or monitor one of: "
@@ -312,7 +323,7 @@ class ModelCheckpoint(Callback):
                  self.kth_best_model_path, self.kth_value)
         for old in replaced:
             self.best_k_models.pop(old, None)
-        self.best_k_models[path] = score
+        self.best_k_models[path] = torch.tensor(score)
         if self.monitor is not None:
             self._update_best()
         try:
@@ -364,7 +375,7 @@ class ModelCheckpoint(Callback):
         if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
             return True
         kth = self.best_k_models[self._worst()]
-        return current < kth if self.mode == "min" else current > kth
+        return bool(current < kth) if self.mode == "min" else bool(current > kth)
 
     def _worst(self) -> str:
         pick = max if self.mode == "min" else min
@@ -373,7 +384,7 @@ class ModelCheckpoint(Callback):
     def _update_best(self) -> None:
         pick = min if self.mode == "min" else max
         self.best_model_path = pick(self.best_k_models, key=self.best_k_models.__getitem__)
-        self.best_model_score = torch.tensor(self.best_k_models[self.best_model_path])
+        self.best_model_score = self.best_k_models[self.best_model_path].clone()
         self.kth_best_model_path = self._worst()
         self.kth_value = self.best_k_models[self.kth_best_model_path]
 
@@ -427,7 +438,8 @@ class ModelCheckpoint(Callback):
     def state_dict(self) -> Dict[str, Any]:
         """What is ranked and where (plain data)."""
         return {
-            "monitor": self.monitor, "dirpath": self.dirpath, "best_k_models": dict(self.best_k_models),
+            "monitor": self.monitor, "dirpath": self.dirpath,
+            "best_k_models": {path: float(score) for path, score in self.best_k_models.items()},
             "best_model_path": self.best_model_path, "kth_best_model_path": self.kth_best_model_path,
             "best_model_score": None if self.best_model_score is None else float(self.best_model_score),
             "last_model_path": self.last_model_path, "last_saved_step": self._last_saved_step,
@@ -436,7 +448,8 @@ class ModelCheckpoint(Callback):
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore the ranking; files of another directory are not ranked against this run's."""
         if state_dict.get("dirpath") == self.dirpath or self.dirpath is None:
-            self.best_k_models = dict(state_dict.get("best_k_models", {}))
+            self.best_k_models = {path: torch.tensor(float(score))
+                                  for path, score in state_dict.get("best_k_models", {}).items()}
             self.kth_best_model_path = state_dict.get("kth_best_model_path", "")
             self.last_model_path = state_dict.get("last_model_path", "")
             if self.best_k_models and self.monitor is not None:

@@ -659,7 +659,9 @@ def _epoch_metrics(trainer: Any) -> Dict[str, Any]:
     results = getattr(trainer, "train_results", None)
     if results is None:
         return {}
-    return {name: dataclasses.asdict(metric) for name, metric in results.metrics.items()}
+    # A torchmetrics object keeps its own running state (not plain data): its entry goes without it.
+    return {name: {k: v for k, v in dataclasses.asdict(metric).items() if k != "metric_object"}
+            for name, metric in results.metrics.items() if metric.metric_object is None}
 
 
 def _restore_epoch_metrics(trainer: Any, saved: Dict[str, Any]) -> None:

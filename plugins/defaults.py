@@ -80,5 +80,6 @@ def checkpoint_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     if isinstance(early, EarlyStopping):
         found.append(("early_stopping", early))
     elif early is True:
-        found.append(("early_stopping", EarlyStopping(monitor="val_loss", patience=3, mode="min")))
+        # monitor not given: val_loss, or the Results API's early_stop_on when a module returns one (as 0.9's)
+        found.append(("early_stopping", EarlyStopping(patience=3, mode="min")))
     return found

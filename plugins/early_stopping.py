@@ -21,7 +21,9 @@ class EarlyStopping(Callback):
     the up-to-date state (``wait_count``, ``best_score``), which is restored on resume.
 
     Args:
-        monitor: Metric in ``trainer.callback_metrics`` (seed-era default ``'val_loss'``).
+        monitor: Metric in ``trainer.callback_metrics``. Not given: ``'val_loss'``, or, as in 0.9, the
+            Results API's ``early_stop_on`` when a module returns one (``val_early_stop_on`` of an
+            ``EvalResult`` first, else a ``TrainResult``'s ``early_stop_on``).
         min_delta: Smallest change that counts as an improvement.
         patience: Checks without improvement before stopping.
         verbose: Print why training stops.
@@ -37,7 +39,7 @@ class EarlyStopping(Callback):
 
     def __init__(
         self,
-        monitor: str = "val_loss",
+        monitor: Optional[str] = None,
         min_delta: float = 0.0,
         patience: int = 3,
         verbose: bool = False,
@@ -48,10 +50,14 @@ class EarlyStopping(Callback):
         divergence_threshold: Optional[float] = None,
         check_on_train_epoch_end: Optional[bool] = None,
     ) -> None:
+        #: Not given: 'val_loss', or what a Results API module names (see :meth:`_follow_results_api`).
+        self._auto_monitor = monitor is None
+        monitor = "val_loss" if monitor is None else monitor
         mode = resolve_mode(mode, monitor, "EarlyStopping")
         if patience < 0:
             raise MisconfigurationException(f"EarlyStopping(patience={patience}) must be >= 0.")
         self.monitor = monitor
+        self._key_monitor = monitor
         self.min_delta = abs(float(min_delta))
         self.patience = patience
         self.verbose = verbose
@@ -71,7 +77,7 @@ class EarlyStopping(Callback):
     @property
     def state_key(self) -> str:
         """Key of this callback's state; differs between differently configured instances."""
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+        return self._generate_state_key(monitor=self._key_monitor, mode=self.mode)
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Decide where to check: after validation when the run validates, else at training epoch end."""
@@ -98,6 +104,8 @@ class EarlyStopping(Callback):
         if trainer.fast_dev_run:
             return
         metrics = trainer.callback_metrics
+        if self._auto_monitor:
+            self._follow_results_api(metrics)
         if self.monitor not in metrics:
             message = (f"Early stopping conditioned on metric {self.monitor!r}, which is not available. "
                        f"Log it (self.log({self.monitor!r}, ...)) or monitor one of the available metrics: "
@@ -114,6 +122,13 @@ class EarlyStopping(Callback):
             self.stopping_reason = reason
             if self.verbose and trainer.is_global_zero:
                 print(f"[EarlyStopping] {reason}")
+
+    def _follow_results_api(self, metrics: Dict[str, Any]) -> None:
+        """0.9: stop on the Results API's ``early_stop_on`` when a module returns one, a validation's first."""
+        for name in ("val_early_stop_on", "early_stop_on"):
+            if name in metrics:
+                self.monitor = name
+                return
 
     def _better(self, a: torch.Tensor, b: torch.Tensor) -> bool:
         return bool(a < b) if self.mode == "min" else bool(a > b)

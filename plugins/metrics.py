@@ -57,7 +57,9 @@ class MetricsPlugin:
     @hookimpl
     def on_train_epoch_end(self, trainer: Any) -> None:
         """Reduce the epoch's values (after the module's epoch-end hooks have logged) and send them."""
-        to_log = trainer.train_results.epoch_end(_reducer(trainer))
+        results = trainer.train_results
+        to_log = results.epoch_end(_reducer(trainer))
+        results.reset_metric_objects()  # torchmetrics objects start the next epoch empty, as in Lightning
         if to_log:
             _send(trainer, to_log, max(trainer.global_step - 1, 0))
 
@@ -96,7 +98,9 @@ class MetricsPlugin:
         self._eval_end(trainer)
 
     def _eval_end(self, trainer: Any) -> None:
-        to_log = trainer.eval_results.epoch_end(_reducer(trainer))
+        results = trainer.eval_results
+        to_log = results.epoch_end(_reducer(trainer))
+        results.reset_metric_objects()  # the next run (the sanity check's too) starts them empty
         if to_log and not trainer.sanity_checking:
             _send(trainer, to_log, max(trainer.global_step - 1, 0))
 

@@ -17,7 +17,9 @@ from hookloop.engine import hookimpl
 from hookloop.engine.dataloader_kinds import LOADER_METHODS
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.module import LightningModule
+from hookloop.engine.step_result import Result
 from hookloop.plugins.module_adapter import ModuleHooks, check_module_typos
+from hookloop.plugins.step_results import take_eval_result, take_training_result
 
 __all__ = ["ModelHooksPlugin", "ModuleHooks", "finish_training_output", "validated_loss"]
 
@@ -33,9 +35,13 @@ def _takes(fn: Any, name: str) -> bool:
 
 
 def finish_training_output(trainer: Any, output: Any) -> Any:
-    """What the ``training_step`` hook does with the module's output: log a seed-era dict; return ``output``."""
-    if isinstance(output, dict) and ("log" in output or "progress_bar" in output or len(output) > 1):
-        trainer.train_results.log_seed_dict(output, "training_step", epoch_end=False)
+    """What the ``training_step`` hook does with the module's output: log a seed-era dict or a 0.9
+    ``TrainResult``; return ``output``."""
+    if isinstance(output, dict):
+        if isinstance(output, Result):
+            take_training_result(trainer, output)
+        elif "log" in output or "progress_bar" in output or len(output) > 1:
+            trainer.train_results.log_seed_dict(output, "training_step", epoch_end=False)
     return output
 
 
@@ -48,6 +54,13 @@ def validated_loss(output: Any, hook: str = "training_step") -> Optional[torch.T
         return None
     if isinstance(output, torch.Tensor):
         loss = output
+    elif isinstance(output, Result):  # 0.9's TrainResult(minimize=loss)
+        loss = output.get("minimize")
+        if loss is None:
+            raise MisconfigurationException(
+                f"`{hook}` returned a {type(output).__name__} without `minimize`; return "
+                "TrainResult(minimize=loss), or None to skip the batch."
+            )
     elif isinstance(output, dict):
         if "loss" not in output:
             raise MisconfigurationException(
@@ -182,4 +195,6 @@ class ModelHooksPlugin:
         step_end = getattr(pl_module, _EVAL_STEP_END.get(stage, ""), None)
         if step_end is not None:
             output = step_end(output)
+        if isinstance(output, Result) and stage != "predict":
+            take_eval_result(trainer, output, stage)
         return output

@@ -26,11 +26,13 @@ import inspect
 from typing import Any, Callable, Dict, List, Set, Tuple
 
 from hookloop.engine import hookimpl
-from hookloop.engine.apply import detach_all, move_to_device
+from hookloop.engine.apply import move_to_device
 from hookloop.engine.catalogue import module_hooks
 from hookloop.engine.errors import MisconfigurationException, PluginError, closest
 from hookloop.engine.module import LightningModule, is_overridden
+from hookloop.engine.step_result import Result
 from hookloop.plugins.logger_base import logger_values
+from hookloop.plugins.step_results import gathered, kept, take_epoch_result
 
 #: Seed-era epoch-end aggregations: module method -> (event whose batches it collects, epoch-end event).
 AGGREGATIONS: Dict[str, Tuple[str, str]] = {
@@ -180,24 +182,24 @@ class ModuleHooks:
     def collect_training_outputs(self, outputs: Any) -> None:
         """Keep the batch's outputs (detached) for ``training_epoch_end``."""
         if outputs is not None:
-            self._train_outputs.append(detach_all(outputs))
+            self._train_outputs.append(kept(outputs))
 
     @hookimpl(specname="on_train_epoch_end", tryfirst=True)
     def aggregate_training_epoch(self, trainer: Any) -> None:
         """Seed-era ``training_epoch_end(outputs)``, before every ``on_train_epoch_end``."""
         outputs, self._train_outputs = self._train_outputs, []
-        result = self.module.training_epoch_end(outputs)
+        result = self.module.training_epoch_end(gathered(outputs))
         del outputs  # free the epoch's outputs before anything else runs
         take_epoch_end_dict(trainer, result, "training_epoch_end", trainer.train_results)
 
     def _collect_eval(self, outputs: Any, dataloader_idx: int) -> None:
         if outputs is not None:
-            self._eval_outputs.setdefault(dataloader_idx, []).append(detach_all(outputs))
+            self._eval_outputs.setdefault(dataloader_idx, []).append(kept(outputs))
 
     def _aggregate_eval(self, trainer: Any, aggregate: str) -> None:
         per_loader, self._eval_outputs = self._eval_outputs, {}
         n_loaders = max(trainer.state.num_dataloaders, len(per_loader), 1)
-        outputs = [per_loader.get(i, []) for i in range(n_loaders)]
+        outputs = [gathered(per_loader.get(i, [])) for i in range(n_loaders)]
         result = getattr(self.module, aggregate)(outputs[0] if len(outputs) == 1 else outputs)
         take_epoch_end_dict(trainer, result, aggregate, trainer.eval_results)
 
@@ -228,8 +230,12 @@ def event_arguments(event: str) -> Tuple[str, ...]:
 
 
 def take_epoch_end_dict(trainer: Any, result: Any, hook: str, results: Any) -> None:
-    """A seed-era ``*_epoch_end`` may return ``{'val_loss': ..., 'log': {...}, 'progress_bar': {...}}``."""
+    """A seed-era ``*_epoch_end`` may return ``{'val_loss': ..., 'log': {...}, 'progress_bar': {...}}``, or a 0.9
+    ``TrainResult``/``EvalResult``."""
     if result is None:
+        return
+    if isinstance(result, Result):
+        take_epoch_result(trainer, result, hook, results)
         return
     if not isinstance(result, dict):
         raise MisconfigurationException(

@@ -386,6 +386,8 @@ class _LineBar:
 def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
     if isinstance(outputs, dict):  # the common case first: ``{'loss': ...}`` from the optimization plugin
         loss = outputs.get("loss")
+        if loss is None:
+            loss = outputs.get("minimize")  # 0.9's TrainResult(minimize=loss)
         return loss if isinstance(loss, torch.Tensor) else None
     if isinstance(outputs, torch.Tensor):
         return outputs
