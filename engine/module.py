@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch
 from torch import nn
 
+from hookloop.engine.apply import apply_to_tensors
 from hookloop.engine.catalogue import add_noop_hooks, module_hooks
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.hparams import AttributeDict, HyperparametersMixin  # noqa: F401  (AttributeDict: its old home)
@@ -177,6 +178,21 @@ class LightningModule(HyperparametersMixin, nn.Module):
         """``print`` on global rank zero only."""
         if self.global_rank == 0:
             print(*args, **kwargs)
+
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """``data`` of every process: each tensor (numbers become tensors on ``self.device``) stacked along a
+        new first dimension of size ``world_size``, inside the same lists, dicts... (``trainer.strategy.all_gather``).
+
+        In a single process the tensors come back as they are, as in Lightning. ``sync_grads=True`` lets
+        gradients flow back through the gather.
+        """
+        device = self.device
+        data = apply_to_tensors(data, lambda v: torch.as_tensor(v, device=device), (torch.Tensor, bool, int, float))
+        trainer = self._trainer
+        if trainer is None:
+            return data
+        strategy = trainer.strategy
+        return apply_to_tensors(data, lambda t: strategy.all_gather(t, group=group, sync_grads=sync_grads))
 
     def get_progress_bar_dict(self) -> Dict[str, Any]:
         """Seed era (0.8/0.9): the progress bar's standard items, the running-mean ``loss`` and ``v_num``.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 from types import TracebackType
@@ -9,12 +10,15 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hookloop.engine.builtins import provided
 from hookloop.engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
-from hookloop.engine.loop import FitLoop, num_batches, run_evaluation
+from hookloop.engine.combined_loader import combine_train_loaders, evaluation_loaders
+from hookloop.engine.loop import FitLoop, num_batches, run_evaluation, setup_train_dataloader
+from hookloop.engine.loop_views import EvaluationLoopView, FitLoopView, PredictionLoopView
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import resolve_seed_flags
-from hookloop.engine.state import LoopState
+from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
+from hookloop.engine.strategy import Strategy
 
 #: The name the LightningModule's own hooks are registered under (the ``module_plugin`` hook's adapter).
 MODULE_PLUGIN_NAME = "lightning_module"
@@ -46,9 +50,11 @@ class Trainer(SeedTrainerAttributes):
         num_nodes: Number of nodes for distributed training.
         num_processes: Seed-era: number of CPU processes (with ``distributed_backend='ddp_cpu'``).
         gpus: Seed-era: an int (how many GPUs), a list or a string (``'1, 2'``: which ones), -1 for all.
-        accelerator: ``'cpu'``, ``'gpu'``/``'cuda'``, ``'mps'`` or ``'auto'``.
+        accelerator: ``'cpu'``, ``'gpu'``/``'cuda'``, ``'mps'`` or ``'auto'`` (kept as ``trainer.accelerator_flag``;
+            ``trainer.accelerator`` is the object, e.g. a ``CPUAccelerator``).
         devices: Number of devices, a list of device ids, or ``'auto'``.
-        strategy: ``'auto'``, ``'ddp'`` or ``'ddp_spawn'``.
+        strategy: ``'auto'``, ``'ddp'`` or ``'ddp_spawn'`` (kept as ``trainer.strategy_flag``; ``trainer.strategy``
+            is the object, e.g. a ``DDPStrategy``).
         distributed_backend: Seed-era name for the strategy: ``'ddp'``, ``'ddp_spawn'`` or ``'ddp_cpu'``.
         sync_batchnorm: Convert BatchNorm layers to SyncBatchNorm under DDP.
         enable_progress_bar: Show the tqdm progress bar (default on).
@@ -211,9 +217,10 @@ class Trainer(SeedTrainerAttributes):
         self.num_nodes = num_nodes
         self.num_processes = num_processes
         self.gpus = gpus
-        self.accelerator = accelerator
+        #: The ``accelerator``/``strategy`` flags as given (``trainer.accelerator``/``strategy`` are the objects).
+        self.accelerator_flag = accelerator
         self.devices = devices
-        self.strategy = distributed_backend if distributed_backend is not None and strategy == "auto" else strategy
+        self.strategy_flag = distributed_backend if distributed_backend is not None and strategy == "auto" else strategy
         self.distributed_backend = distributed_backend
         self.sync_batchnorm = sync_batchnorm
         fast_dev_run = int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run
@@ -276,8 +283,10 @@ class Trainer(SeedTrainerAttributes):
         self.lr_scheduler_configs: List[Any] = []
         #: ``self.optimizers()`` of the module: the optimizers wrapped so ``step()`` goes through the trainer.
         self.lightning_optimizers: List[Any] = []
-        #: The active precision plugin (set by it in ``configure_model``); ``None``: full precision.
-        self.precision_plugin: Any = None
+        # trainer.strategy / accelerator / precision_plugin, made by the plugins when first read.
+        self._strategy: Any = None
+        self._accelerator: Any = None
+        self._precision_plugin: Any = None
         self.loggers: List[Any] = []
         self.root_device: Any = None
         self.strategy_model: Any = None
@@ -309,6 +318,11 @@ class Trainer(SeedTrainerAttributes):
         self.run_results: Any = None
         #: The callbacks passed to ``Trainer(callbacks=...)``, in order.
         self.user_callbacks = list(callbacks or [])
+        #: Lightning's loop objects, their progress counters derived from ``state`` (engine/loop_views.py).
+        self.fit_loop = FitLoopView(self)
+        self.validate_loop = EvaluationLoopView(self, "validate")
+        self.test_loop = EvaluationLoopView(self, "test")
+        self.predict_loop = PredictionLoopView(self)
 
         # ---- plugins ----------------------------------------------------------------------
         self.registry = PluginRegistry()
@@ -371,6 +385,75 @@ class Trainer(SeedTrainerAttributes):
         return plugin
 
     # ------------------------------------------------------------------------------------
+    # the object model (Lightning's trainer.strategy, accelerator, precision_plugin)
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def strategy(self) -> Strategy:
+        """How the model runs across devices and processes (``SingleDeviceStrategy``, ``DDPStrategy``, ...).
+
+        Made by the ``make_strategy`` hook when first read; its collectives ask the behaviour hooks
+        (``barrier``, ``broadcast``, ``reduce_metric``, ``all_gather``). The flag is ``strategy_flag``.
+        """
+        if self._strategy is None:
+            made = self.hooks.make_strategy(self) if self.hooks.make_strategy is not None else None
+            self._strategy = made if made is not None else Strategy(self)
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, strategy: Strategy) -> None:
+        self._strategy = strategy
+
+    @property
+    def accelerator(self) -> Any:
+        """The kind of device this run uses (``CPUAccelerator``, ``CUDAAccelerator``, ...), made by the
+        ``make_accelerator`` hook when first read (``None`` when no plugin makes one). The flag is
+        ``accelerator_flag``."""
+        if self._accelerator is None and self.hooks.make_accelerator is not None:
+            self._accelerator = self.hooks.make_accelerator(self)
+        return self._accelerator
+
+    @accelerator.setter
+    def accelerator(self, accelerator: Any) -> None:
+        self._accelerator = accelerator
+
+    @property
+    def precision_plugin(self) -> Any:
+        """The active precision (a ``Precision``; also at 32 bits), made by the ``make_precision_plugin`` hook
+        when first read (``None`` when no plugin makes one)."""
+        if self._precision_plugin is None and self.hooks.make_precision_plugin is not None:
+            self._precision_plugin = self.hooks.make_precision_plugin(self)
+        return self._precision_plugin
+
+    @precision_plugin.setter
+    def precision_plugin(self, plugin: Any) -> None:
+        self._precision_plugin = plugin
+
+    @property
+    def estimated_stepping_batches(self) -> Union[int, float]:
+        """How many optimizer steps this ``fit`` will take at most (Lightning's): the training batches per
+        epoch over ``accumulate_grad_batches`` (rounded up), times ``max_epochs``, capped by ``max_steps``.
+
+        Read in ``configure_optimizers`` (e.g. ``OneCycleLR(total_steps=...)``), it loads the training
+        data early, once: the loop then uses the same loaders. ``math.inf`` for unbounded training.
+        """
+        max_steps = self.max_steps if self.max_steps is not None and self.max_steps >= 0 else -1
+        if self.max_epochs is None or self.max_epochs < 0:
+            return math.inf if max_steps == -1 else max_steps
+        if self.train_dataloader is None:
+            if self.lightning_module is None:
+                raise MisconfigurationException(
+                    "trainer.estimated_stepping_batches counts the training batches of a fit: read it during "
+                    "`fit` (e.g. in configure_optimizers), or after one.")
+            setup_train_dataloader(self)
+        per_epoch = self.num_training_batches
+        if per_epoch == math.inf:
+            return math.inf if max_steps == -1 else max_steps
+        schedule = self.accumulate_grad_batches
+        steps = sum(math.ceil(per_epoch / _accumulation_at(schedule, epoch)) for epoch in range(max(self.max_epochs, 1)))
+        return steps if max_steps == -1 else min(steps, max_steps)
+
+    # ------------------------------------------------------------------------------------
     # state shortcuts (Lightning's names)
     # ------------------------------------------------------------------------------------
 
@@ -415,8 +498,24 @@ class Trainer(SeedTrainerAttributes):
 
     @property
     def training(self) -> bool:
-        """True while the training loop runs (not validation inside it)."""
-        return self.state.phase.startswith("train")
+        """True while ``fit`` trains (``state.stage`` is ``RunningStage.TRAINING``; not during validation inside it)."""
+        return self.state.stage == RunningStage.TRAINING
+
+    @property
+    def validating(self) -> bool:
+        """True while a validation runs (inside ``fit`` or ``validate()``; not the sanity check)."""
+        return self.state.stage == RunningStage.VALIDATING
+
+    @property
+    def predicting(self) -> bool:
+        """True while ``predict()`` runs."""
+        return self.state.stage == RunningStage.PREDICTING
+
+    @property
+    def evaluating(self) -> bool:
+        """True while a validation or test runs."""
+        stage = self.state.stage
+        return stage is not None and stage.evaluating
 
     @property
     def is_global_zero(self) -> bool:
@@ -491,6 +590,7 @@ class Trainer(SeedTrainerAttributes):
         if _looks_like_datamodule(train_dataloaders) and datamodule is None:
             datamodule, train_dataloaders = train_dataloaders, None
         self.dataloaders_given = {"train": train_dataloaders, "val": val_dataloaders}
+        self.train_dataloader = None  # loaded by this fit (early if estimated_stepping_batches asks)
         self.ckpt_path = ckpt_path if ckpt_path is not None else self.resume_from_checkpoint
         self._run(model, datamodule, "fit", self._fit_body)
 
@@ -544,8 +644,12 @@ class Trainer(SeedTrainerAttributes):
         model.trainer = self
         if datamodule is not None:
             datamodule.trainer = self
-        self.state.stage = stage
-        self.state.should_stop = False
+        state = self.state
+        state.fn = TrainerFn(stage)
+        state.status = TrainerStatus.RUNNING
+        state.running = True
+        state.phase = ""  # the loop sets it once it starts; state.stage derives from both
+        state.should_stop = False
         self.run_results = None
         # The module's hooks join for this run and stay until the next run replaces them, so that what is
         # fired between runs (trainer.save_checkpoint() after fit: on_save_checkpoint) reaches the module too.
@@ -561,8 +665,16 @@ class Trainer(SeedTrainerAttributes):
             if launched is None:
                 body()
         except MisconfigurationException as exc:
+            state.status = TrainerStatus.INTERRUPTED
             # A configuration error names its culprit; the engine's own frames would only bury it.
             raise exc.with_traceback(_without_engine_frames(exc.__traceback__))
+        except BaseException:
+            state.status = TrainerStatus.INTERRUPTED
+            raise
+        else:
+            state.status = TrainerStatus.FINISHED
+        finally:
+            state.running = False
 
     def _guarded(self, stage: str, work: Any) -> None:
         """Run ``work`` between setup and teardown; on error run ``on_exception`` everywhere and re-raise."""
@@ -648,17 +760,34 @@ class Trainer(SeedTrainerAttributes):
         self._guarded(stage, work)
 
     def load_dataloaders(self, kind: str) -> List[Any]:
-        """Ask ``get_dataloader`` and ``process_dataloader`` for the ``kind`` loaders (``train``, ``val``, ...)."""
+        """Ask ``get_dataloader`` and ``process_dataloader`` for the ``kind`` loaders (``train``, ``val``, ...).
+
+        Training takes one loader; several (a dict or list of them, or a ``CombinedLoader``) become one
+        ``CombinedLoader`` whose batches hold a batch of each (``max_size_cycle`` unless given one). The
+        other kinds return their loaders in order (a dict's values; a ``CombinedLoader('sequential')``'s).
+        ``process_dataloader`` sees each loader on its own.
+        """
         module = self.lightning_module
         loaders = self.hooks.get_dataloader(self, module, kind)
         if loaders is None:
             return []
-        if not isinstance(loaders, (list, tuple)):
-            loaders = [loaders]
         process = self.hooks.process_dataloader
-        return [process(self, module, dl, kind) if process is not None else dl for dl in loaders]
+
+        def processed(dataloaders: List[Any]) -> List[Any]:
+            return [process(self, module, dl, kind) if process is not None else dl for dl in dataloaders]
+
+        if kind == "train":
+            combined = combine_train_loaders(loaders)
+            if combined is not None:
+                combined.flattened = processed(combined.flattened)
+                return [combined]
+            if isinstance(loaders, (list, tuple)):
+                return processed(list(loaders))
+            return processed([loaders])
+        return processed(evaluation_loaders(loaders))
 
     def _handle_exception(self, exc: BaseException) -> None:
+        self.state.status = TrainerStatus.INTERRUPTED  # before on_exception, as in Lightning
         self.state.interrupted = isinstance(exc, KeyboardInterrupt)
         # A MisconfigurationException names its culprit itself; others get the plugin that raised.
         # A plugin that ran a hook's work outside its own frame (the optimization plugin's direct
@@ -726,6 +855,14 @@ class Trainer(SeedTrainerAttributes):
         from hookloop.engine.argparse_support import default_attributes
 
         return default_attributes(cls)
+
+
+def _accumulation_at(schedule: Any, epoch: int) -> int:
+    """``accumulate_grad_batches`` in ``epoch``: an int, or the value of the last ``{epoch: k}`` key reached (else 1)."""
+    if isinstance(schedule, dict):
+        reached = [e for e in schedule if e <= epoch]
+        return max(1, int(schedule[max(reached)])) if reached else 1
+    return max(1, int(schedule or 1))
 
 
 def _check_log_every_n_steps(log_every_n_steps: Any, row_log_interval: Any) -> int:
