@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import sys
 import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
@@ -22,6 +23,9 @@ from hookloop.engine.markers import SKIPPED_BATCH
 
 if TYPE_CHECKING:
     from hookloop.engine.trainer import Trainer
+
+#: A ``CombinedLoader``'s item is ``(batch, batch_idx, dataloader_idx)``; training takes the batch (in C, per batch).
+_first_item = operator.itemgetter(0)
 
 # Event names per evaluation stage: start, epoch_start, batch_start, batch_end, epoch_end, end.
 _EVAL_EVENTS = {
@@ -185,7 +189,7 @@ class FitLoop:
         start = state.start_batch
         batches = iter(hooks.iterate_dataloader(trainer, module, loader, "train", start))
         if type(loader) is CombinedLoader:  # it yields (batch, batch_idx, dataloader_idx): train on the batch
-            batches = map(_first, batches)
+            batches = map(_first_item, batches)
         # The epoch's batch count is kept by islice rather than tested per batch.
         epoch = batches if total == math.inf else itertools.islice(batches, max(0, total - start))
         device = trainer.root_device
@@ -367,10 +371,6 @@ def _count_eval_run(state: Any, stage: str) -> None:
     key = eval_run_key(state, stage)
     total = state.eval_runs.get(key, (0, 0))[1]
     state.eval_runs[key] = [ran, total + ran]
-
-
-def _first(item: Any) -> Any:
-    return item[0]
 
 
 def _is_zero(limit: Union[int, float]) -> bool:

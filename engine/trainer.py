@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import sys
 from types import TracebackType
@@ -11,14 +10,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from hookloop.engine.builtins import provided
 from hookloop.engine.errors import MisconfigurationException, PluginError, UnknownFlagError, did_you_mean
 from hookloop.engine.combined_loader import combine_train_loaders, evaluation_loaders
-from hookloop.engine.loop import FitLoop, num_batches, run_evaluation, setup_train_dataloader
+from hookloop.engine.loop import FitLoop, num_batches, run_evaluation
 from hookloop.engine.loop_views import EvaluationLoopView, FitLoopView, PredictionLoopView
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import resolve_seed_flags
 from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
-from hookloop.engine.strategy import Strategy
+from hookloop.engine.trainer_objects import TrainerObjects
 
 #: The name the LightningModule's own hooks are registered under (the ``module_plugin`` hook's adapter).
 MODULE_PLUGIN_NAME = "lightning_module"
@@ -29,7 +28,7 @@ _INTERNAL_MODULES = ("hookloop.", "pluggy.")
 _STAGE_LOADERS = {"validate": "val", "test": "test", "predict": "predict"}
 
 
-class Trainer(SeedTrainerAttributes):
+class Trainer(TrainerObjects, SeedTrainerAttributes):
     """Runs a :class:`engine.LightningModule`: ``fit``, ``validate``, ``test``, ``predict``.
 
     Every behaviour is a plugin (see ``python -m engine plugins``); the flags below
@@ -283,10 +282,6 @@ class Trainer(SeedTrainerAttributes):
         self.lr_scheduler_configs: List[Any] = []
         #: ``self.optimizers()`` of the module: the optimizers wrapped so ``step()`` goes through the trainer.
         self.lightning_optimizers: List[Any] = []
-        # trainer.strategy / accelerator / precision_plugin, made by the plugins when first read.
-        self._strategy: Any = None
-        self._accelerator: Any = None
-        self._precision_plugin: Any = None
         self.loggers: List[Any] = []
         self.root_device: Any = None
         self.strategy_model: Any = None
@@ -383,75 +378,6 @@ class Trainer(SeedTrainerAttributes):
         if plugin is None:
             raise PluginError(f"No plugin named {name!r}." + did_you_mean(name, self.registry.names()))
         return plugin
-
-    # ------------------------------------------------------------------------------------
-    # the object model (Lightning's trainer.strategy, accelerator, precision_plugin)
-    # ------------------------------------------------------------------------------------
-
-    @property
-    def strategy(self) -> Strategy:
-        """How the model runs across devices and processes (``SingleDeviceStrategy``, ``DDPStrategy``, ...).
-
-        Made by the ``make_strategy`` hook when first read; its collectives ask the behaviour hooks
-        (``barrier``, ``broadcast``, ``reduce_metric``, ``all_gather``). The flag is ``strategy_flag``.
-        """
-        if self._strategy is None:
-            made = self.hooks.make_strategy(self) if self.hooks.make_strategy is not None else None
-            self._strategy = made if made is not None else Strategy(self)
-        return self._strategy
-
-    @strategy.setter
-    def strategy(self, strategy: Strategy) -> None:
-        self._strategy = strategy
-
-    @property
-    def accelerator(self) -> Any:
-        """The kind of device this run uses (``CPUAccelerator``, ``CUDAAccelerator``, ...), made by the
-        ``make_accelerator`` hook when first read (``None`` when no plugin makes one). The flag is
-        ``accelerator_flag``."""
-        if self._accelerator is None and self.hooks.make_accelerator is not None:
-            self._accelerator = self.hooks.make_accelerator(self)
-        return self._accelerator
-
-    @accelerator.setter
-    def accelerator(self, accelerator: Any) -> None:
-        self._accelerator = accelerator
-
-    @property
-    def precision_plugin(self) -> Any:
-        """The active precision (a ``Precision``; also at 32 bits), made by the ``make_precision_plugin`` hook
-        when first read (``None`` when no plugin makes one)."""
-        if self._precision_plugin is None and self.hooks.make_precision_plugin is not None:
-            self._precision_plugin = self.hooks.make_precision_plugin(self)
-        return self._precision_plugin
-
-    @precision_plugin.setter
-    def precision_plugin(self, plugin: Any) -> None:
-        self._precision_plugin = plugin
-
-    @property
-    def estimated_stepping_batches(self) -> Union[int, float]:
-        """How many optimizer steps this ``fit`` will take at most (Lightning's): the training batches per
-        epoch over ``accumulate_grad_batches`` (rounded up), times ``max_epochs``, capped by ``max_steps``.
-
-        Read in ``configure_optimizers`` (e.g. ``OneCycleLR(total_steps=...)``), it loads the training
-        data early, once: the loop then uses the same loaders. ``math.inf`` for unbounded training.
-        """
-        max_steps = self.max_steps if self.max_steps is not None and self.max_steps >= 0 else -1
-        if self.max_epochs is None or self.max_epochs < 0:
-            return math.inf if max_steps == -1 else max_steps
-        if self.train_dataloader is None:
-            if self.lightning_module is None:
-                raise MisconfigurationException(
-                    "trainer.estimated_stepping_batches counts the training batches of a fit: read it during "
-                    "`fit` (e.g. in configure_optimizers), or after one.")
-            setup_train_dataloader(self)
-        per_epoch = self.num_training_batches
-        if per_epoch == math.inf:
-            return math.inf if max_steps == -1 else max_steps
-        schedule = self.accumulate_grad_batches
-        steps = sum(math.ceil(per_epoch / _accumulation_at(schedule, epoch)) for epoch in range(max(self.max_epochs, 1)))
-        return steps if max_steps == -1 else min(steps, max_steps)
 
     # ------------------------------------------------------------------------------------
     # state shortcuts (Lightning's names)
@@ -855,14 +781,6 @@ class Trainer(SeedTrainerAttributes):
         from hookloop.engine.argparse_support import default_attributes
 
         return default_attributes(cls)
-
-
-def _accumulation_at(schedule: Any, epoch: int) -> int:
-    """``accumulate_grad_batches`` in ``epoch``: an int, or the value of the last ``{epoch: k}`` key reached (else 1)."""
-    if isinstance(schedule, dict):
-        reached = [e for e in schedule if e <= epoch]
-        return max(1, int(schedule[max(reached)])) if reached else 1
-    return max(1, int(schedule or 1))
 
 
 def _check_log_every_n_steps(log_every_n_steps: Any, row_log_interval: Any) -> int:
