@@ -49,17 +49,16 @@ class BatchProgress(Progress):
     is_last_batch: bool = False
 
 
-def _batches(ran: int, in_flight: bool) -> Tracker:
-    """Counts of ``ran`` batches, the last of which is still running when ``in_flight``."""
-    return Tracker(ran, ran, ran, ran - 1 if in_flight and ran > 0 else ran)
+def _settled(count: int) -> Tracker:
+    """Counts of ``count`` events, all completed."""
+    return Tracker(count, count, count, count)
 
 
-def _progress(current: Tracker, before: int, is_last: Optional[bool] = None) -> Progress:
-    """``current`` and a total of ``before`` (earlier epochs or runs) plus ``current``."""
-    total = Tracker(*(before + getattr(current, name) for name in ("ready", "started", "processed", "completed")))
-    if is_last is None:
-        return Progress(total, current)
-    return BatchProgress(total, current, is_last)
+def _in_batch(ran: int, before: int, is_last: bool) -> BatchProgress:
+    """A batch loop inside the hooks of its ``ran``-th batch (ready, started and processed count it; completed
+    does not yet), after ``before`` batches of earlier epochs or runs."""
+    return BatchProgress(Tracker(before + ran, before + ran, before + ran, before + ran - 1),
+                         Tracker(ran, ran, ran, ran - 1), is_last)
 
 
 def _in_training_epoch(state: LoopState) -> bool:
@@ -92,7 +91,7 @@ class EvaluationLoopView:
         return f"{type(self).__name__}({self.key!r})"
 
     @property
-    def _running(self) -> bool:
+    def _runs_now(self) -> bool:
         state = self.trainer.state
         return state.running and state.phase.startswith(self.stage) and eval_run_key(state, self.stage) == self.key
 
@@ -105,14 +104,14 @@ class EvaluationLoopView:
         """
         state = self.trainer.state
         last, before = state.eval_runs.get(self.key, (0, 0))
-        if not self._running:
-            return BatchProgress(Tracker(before, before, before, before), Tracker(last, last, last, last), last > 0)
+        if not self._runs_now:
+            return BatchProgress(_settled(before), _settled(last), last > 0)
         ran = state.eval_batches_before + state.eval_batch_idx + 1
-        in_flight = state.phase == self.stage and state.eval_batch_idx >= 0
+        if state.phase != self.stage or state.eval_batch_idx < 0:  # at its start, between loaders, its end hooks
+            return BatchProgress(_settled(before + ran), _settled(ran), state.phase != self.stage and ran > 0)
         limits = self.max_batches
         loader = state.dataloader_idx or 0
-        is_last = bool(limits) and loader < len(limits) and state.eval_batch_idx + 1 >= limits[loader]
-        return _progress(_batches(ran, in_flight), before, is_last)  # type: ignore[return-value]
+        return _in_batch(ran, before, loader < len(limits) and state.eval_batch_idx + 1 >= limits[loader])
 
     @property
     def max_batches(self) -> List[Union[int, float]]:
@@ -163,14 +162,15 @@ class TrainingEpochLoopView:
         """Training batches of this epoch (``current``) and of every epoch (``total``)."""
         trainer = self.trainer
         state = trainer.state
-        if _in_training_epoch(state):
-            ran = state.batch_idx + 1
-            total = trainer.num_training_batches
-            return _progress(_batches(ran, state.phase == "train_batch"), state.trained_batches,  # type: ignore
-                             ran >= total)
-        last, before = state.epoch_batches, state.trained_batches
-        return BatchProgress(Tracker(before, before, before, before), Tracker(last, last, last, last),
-                             last > 0 and state.epoch_ending)
+        if not _in_training_epoch(state):
+            return BatchProgress(_settled(state.trained_batches), _settled(state.epoch_batches),
+                                 state.epoch_batches > 0 and state.epoch_ending)
+        ran = state.batch_idx + 1
+        is_last = ran >= trainer.num_training_batches
+        if state.phase == "train_batch":
+            return _in_batch(ran, state.trained_batches, is_last)
+        # A validation inside the epoch: the batches so far are done (the epoch's count comes at its end).
+        return BatchProgress(_settled(state.trained_batches + ran), _settled(ran), is_last)
 
     @property
     def batch_idx(self) -> int:

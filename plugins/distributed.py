@@ -39,14 +39,14 @@ from torch import nn
 
 from hookloop.engine import hookimpl
 from hookloop.engine.combined_loader import CombinedLoader
-from hookloop.engine.rank_zero import rank_zero_only
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.rank_zero import rank_zero_only
 from hookloop.plugins.device import DeviceConfig
 from hookloop.plugins.distributed_sampler import distributed_loader
-from hookloop.plugins.strategies import DDPStrategy
 from hookloop.plugins.distributed_watchdog import ChildMonitor, Watchdog, parent_watch
 from hookloop.plugins.environments import (LAUNCHED_ENV, ClusterEnvironment, TorchElasticEnvironment, detect_environment,
                                   find_free_port)
+from hookloop.plugins.strategies import DDPStrategy
 
 #: Seconds a collective (and the rendezvous) may wait before torch.distributed gives up.
 TIMEOUT_ENV = "HOOKLOOP_DDP_TIMEOUT"
