@@ -188,6 +188,13 @@ class TrainingEpochLoopView:
         return self.trainer.global_step
 
     @property
+    def _batches_that_stepped(self) -> int:
+        """Lightning's (private, but widely read) logging step: the batches that stepped the optimizers. That is
+        ``global_step``, except under manual optimization stepping several optimizers in one batch (each
+        ``opt.step()`` counts there)."""
+        return self.trainer.global_step
+
+    @property
     def max_steps(self) -> int:
         """``Trainer(max_steps=...)`` (assignable, as in Lightning; -1: none)."""
         return self.trainer.max_steps

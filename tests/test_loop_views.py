@@ -76,6 +76,7 @@ def test_fit_progress_counters_follow_lightnings_meaning():
     assert counts(fit_loop.epoch_loop.batch_progress.current) == (3, 3, 3, 3)
     assert counts(fit_loop.epoch_loop.batch_progress.total) == (6, 6, 6, 6)
     assert (fit_loop.batch_idx, fit_loop.total_batch_idx, fit_loop.epoch_loop.global_step) == (2, 5, 6)
+    assert fit_loop.epoch_loop._batches_that_stepped == 6  # what loggers in callbacks use as the step
     assert counts(fit_loop.epoch_loop.val_loop.batch_progress.total) == (4, 4, 4, 4)
     assert fit_loop.epoch_loop.val_loop.max_batches == [2] and fit_loop.epoch_loop.val_loop.num_dataloaders == 1
 
