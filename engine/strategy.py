@@ -86,7 +86,8 @@ class Strategy:
 
     @property
     def model(self) -> Any:
-        """The model as the strategy runs it: the DDP wrapper during a distributed ``fit``, else the module."""
+        """The model as the strategy runs it: the wrapper a plugin set as ``trainer.strategy_model`` (DDP's during a
+        distributed ``fit``), else the module."""
         wrapped = self.trainer.strategy_model
         return wrapped if wrapped is not None else self.trainer.lightning_module
 
