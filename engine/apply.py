@@ -3,31 +3,32 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Tuple, Union
 
 import torch
 
 
-def apply_to_tensors(data: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
-    """Return ``data`` with ``fn`` applied to every tensor in it.
+def apply_to_tensors(data: Any, fn: Callable[[Any], Any], types: Union[type, Tuple[type, ...]] = torch.Tensor) -> Any:
+    """Return ``data`` with ``fn`` applied to every tensor in it (every instance of ``types``, if given).
 
     Recurses into lists, tuples, namedtuples, mappings (keeping their type where it can be
     rebuilt) and dataclass instances; everything else is returned unchanged.
     """
-    if isinstance(data, torch.Tensor):
+    if isinstance(data, types):
         return fn(data)
     if isinstance(data, Mapping):
-        items = {k: apply_to_tensors(v, fn) for k, v in data.items()}
+        items = {k: apply_to_tensors(v, fn, types) for k, v in data.items()}
         try:
             return type(data)(items)
         except TypeError:  # a mapping type that cannot be built from a dict
             return items
     if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
-        return type(data)(*(apply_to_tensors(v, fn) for v in data))
+        return type(data)(*(apply_to_tensors(v, fn, types) for v in data))
     if isinstance(data, (list, tuple)):
-        return type(data)(apply_to_tensors(v, fn) for v in data)
+        return type(data)(apply_to_tensors(v, fn, types) for v in data)
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        changes = {f.name: apply_to_tensors(getattr(data, f.name), fn) for f in dataclasses.fields(data) if f.init}
+        changes = {f.name: apply_to_tensors(getattr(data, f.name), fn, types)
+                   for f in dataclasses.fields(data) if f.init}
         return dataclasses.replace(data, **changes)
     return data
 

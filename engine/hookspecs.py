@@ -73,6 +73,32 @@ def module_plugin(trainer, pl_module) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def make_strategy(trainer) -> Any:
+    """Behaviour: return the object ``trainer.strategy`` is (an :class:`engine.strategy.Strategy`).
+
+    Asked once, the first time ``trainer.strategy`` is read. The device plugin answers with a
+    ``SingleDeviceStrategy``, the distributed plugin (called first) with a ``DDPStrategy``.
+    """
+
+
+@hookspec(firstresult=True)
+def make_accelerator(trainer) -> Any:
+    """Behaviour: return the object ``trainer.accelerator`` is (``CPUAccelerator``, ``CUDAAccelerator``...).
+
+    Asked once, the first time ``trainer.accelerator`` is read; the device plugin answers.
+    """
+
+
+@hookspec(firstresult=True)
+def make_precision_plugin(trainer) -> Any:
+    """Behaviour: return the object ``trainer.precision_plugin`` is (a ``Precision``, also at 32 bits).
+
+    Asked once, the first time ``trainer.precision_plugin`` is read; the precision plugin answers
+    with itself.
+    """
+
+
 @hookspec
 def setup_environment(trainer, pl_module, stage: str) -> None:
     """Called first inside the launched function, in every process, before ``prepare_data``.
@@ -579,6 +605,15 @@ def save_checkpoint(trainer, filepath: str, weights_only: bool) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def remove_checkpoint(trainer, filepath: str) -> Any:
+    """Behaviour: delete the checkpoint file ``filepath`` (on global rank zero). Return ``True``.
+
+    ``trainer.strategy.remove_checkpoint(path)`` calls this; ``ModelCheckpoint`` removes the files
+    that fall out of its top-k through it.
+    """
+
+
 @hookspec
 @user_hook()
 def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
@@ -600,6 +635,16 @@ def barrier(trainer, name: str) -> Any:
 @hookspec(firstresult=True)
 def broadcast(trainer, obj: Any, src: int) -> Any:
     """Behaviour: return ``obj`` as held by process ``src``. Single-process runs return ``obj``."""
+
+
+@hookspec(firstresult=True)
+def all_gather(trainer, tensor: Any, sync_grads: bool) -> Any:
+    """Behaviour: every process's ``tensor``, stacked along a new first dimension (``world_size`` long).
+
+    Single-process runs return ``tensor`` unchanged (as Lightning's single-device strategy does).
+    ``sync_grads=True``: gradients flow back through the gather. ``trainer.strategy.all_gather``
+    and the module's ``self.all_gather`` call this.
+    """
 
 
 def event_names() -> List[str]:

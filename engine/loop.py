@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import sys
 import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import torch
 
+from hookloop.engine.combined_loader import CombinedLoader
 from hookloop.engine.errors import FlagError, MisconfigurationException
+from hookloop.engine.loop_views import eval_run_key
 from hookloop.engine.markers import SKIPPED_BATCH
 
 if TYPE_CHECKING:
     from hookloop.engine.trainer import Trainer
+
+#: A ``CombinedLoader``'s item is ``(batch, batch_idx, dataloader_idx)``; training takes the batch (in C, per batch).
+_first_item = operator.itemgetter(0)
 
 # Event names per evaluation stage: start, epoch_start, batch_start, batch_end, epoch_end, end.
 _EVAL_EVENTS = {
@@ -94,6 +100,7 @@ class FitLoop:
             state.epoch += 1
             state.start_batch = 0
             state.batch_idx = 0
+        state.phase = "train_end"
         _emit(trainer.hooks.on_train_end, trainer, module)
 
     @property
@@ -123,24 +130,10 @@ class FitLoop:
         return True
 
     # ----------------------------------------------------------------------------------
-    def _setup_dataloaders(self) -> None:
+    def _setup_dataloaders(self, reload: bool = False) -> None:
         trainer = self.trainer
-        train = trainer.load_dataloaders("train")
-        if not train:
-            raise MisconfigurationException(
-                f"No training data: {type(trainer.lightning_module).__name__} has no `train_dataloader()` "
-                "and none was passed to `fit(model, train_dataloaders=...)` or through a datamodule."
-            )
-        if len(train) > 1:
-            raise MisconfigurationException("fit() takes one training dataloader; got a list of "
-                                            f"{len(train)}. Combine them into one.")
-        trainer.train_dataloader = train[0]
-        trainer.num_training_batches = num_batches(train[0], trainer.limit_train_batches, "limit_train_batches")
-        if trainer.num_training_batches == 0 and not _is_zero(trainer.limit_train_batches):
-            raise MisconfigurationException(
-                "The training dataloader yields no batch (its length is 0, or limit_train_batches is 0). "
-                "Check the dataset and the batch size (drop_last=True with fewer samples than one batch?)."
-            )
+        if reload or trainer.train_dataloader is None:  # else loaded for this fit already (estimated_stepping_batches)
+            setup_train_dataloader(trainer)
         trainer.val_dataloaders = trainer.load_dataloaders("val") if trainer.has_validation else []
         trainer.num_val_batches = [num_batches(dl, trainer.limit_val_batches, "limit_val_batches")
                                    for dl in trainer.val_dataloaders]
@@ -196,7 +189,7 @@ class FitLoop:
         state.epoch_ending = False
         every = trainer.reload_dataloaders_every_n_epochs
         if every and state.epoch != self._loaded_at_epoch and state.epoch % every == 0:
-            self._setup_dataloaders()  # ask the module/datamodule for fresh loaders
+            self._setup_dataloaders(reload=True)  # ask the module/datamodule for fresh loaders
             self._loaded_at_epoch = state.epoch
         state.phase = "train_epoch_start"
         _emit(hooks.on_epoch_start, trainer, module)
@@ -207,6 +200,8 @@ class FitLoop:
         total = trainer.num_training_batches
         start = state.start_batch
         batches = iter(hooks.iterate_dataloader(trainer, module, loader, "train", start))
+        if type(loader) is CombinedLoader:  # it yields (batch, batch_idx, dataloader_idx): train on the batch
+            batches = map(_first_item, batches)
         # The epoch's batch count is kept by islice rather than tested per batch.
         epoch = batches if total == math.inf else itertools.islice(batches, max(0, total - start))
         device = trainer.root_device
@@ -272,6 +267,9 @@ class FitLoop:
         # An epoch of unknown length validates once its iterable is exhausted (as in Lightning).
         if validate_now and val_every == math.inf and validated_at != batch_idx and batch_idx >= start:
             self._validate()
+        # Once per epoch, what trainer.fit_loop's progress counters derive from.
+        state.epoch_batches = batch_idx + 1
+        state.trained_batches += state.epoch_batches
         state.phase = "train_epoch_end"
         _emit(trainer.hooks.on_train_epoch_end, trainer, module)
         _emit(trainer.hooks.on_epoch_end, trainer, module)
@@ -310,8 +308,11 @@ def run_evaluation(
     previous_phase = state.phase
     state.phase = f"{stage}_start"  # the run's start hooks are epoch-level (what self.log may do there)
     state.num_dataloaders = len(dataloaders)
-    predictions: List[Any] = []
+    state.eval_batch_idx, state.eval_batches_before = -1, 0
     keep_predictions = stage == "predict"
+    predictions: List[Any] = []
+    if keep_predictions:
+        state.predictions = predictions  # trainer.predict_loop.predictions, filled as batches run
     module.eval()
     try:
         with torch.no_grad():
@@ -319,15 +320,20 @@ def run_evaluation(
             _emit(getattr(trainer.hooks, epoch_start_ev), trainer, module)
             state.phase = stage
             device = trainer.root_device
+            # The Dispatch is rebuilt in place when a plugin registers mid-run: ``hooks`` stays current.
+            hooks = trainer.hooks
             for dataloader_idx, (loader, limit) in enumerate(zip(dataloaders, limits)):
-                hooks = trainer.hooks
                 state.dataloader_idx = dataloader_idx if len(dataloaders) > 1 else None
+                state.eval_batches_before += state.eval_batch_idx + 1
+                state.eval_batch_idx = -1
                 outputs_of_loader: List[Any] = []
+                if keep_predictions:
+                    predictions.append(outputs_of_loader)
                 batches = hooks.iterate_dataloader(trainer, module, loader, stage, 0)
                 for batch_idx, batch in enumerate(batches):
                     if batch_idx >= limit:
                         break
-                    hooks = trainer.hooks
+                    state.eval_batch_idx = batch_idx  # what the loops' progress counters derive from
                     on_start = getattr(hooks, batch_start_ev)
                     if on_start is not None:
                         on_start(trainer, module, batch, batch_idx, dataloader_idx)
@@ -340,13 +346,13 @@ def run_evaluation(
                         on_end(trainer, module, output, batch, batch_idx, dataloader_idx)
                     if keep_predictions:
                         outputs_of_loader.append(output)
-                if keep_predictions:
-                    predictions.append(outputs_of_loader)
             state.dataloader_idx = None
             state.batch = None
             state.phase = f"{stage}_epoch_end"
             _emit(getattr(trainer.hooks, epoch_end_ev), trainer, module)
             _emit(getattr(trainer.hooks, end_ev), trainer, module)
+            if not state.sanity_checking:
+                _count_eval_run(state, stage)
     finally:
         for submodule, training in modes:
             submodule.training = training
@@ -355,6 +361,34 @@ def run_evaluation(
     if performance_check:
         _emit(trainer.hooks.on_post_performance_check, trainer, module)
     return predictions
+
+
+def setup_train_dataloader(trainer: "Trainer") -> None:
+    """Load the training data of this ``fit`` into ``trainer.train_dataloader`` and count ``num_training_batches``.
+
+    Several loaders (a dict or list of them) become one ``CombinedLoader`` (see ``Trainer.load_dataloaders``).
+    """
+    train = trainer.load_dataloaders("train")
+    if not train:
+        raise MisconfigurationException(
+            f"No training data: {type(trainer.lightning_module).__name__} has no `train_dataloader()` "
+            "and none was passed to `fit(model, train_dataloaders=...)` or through a datamodule."
+        )
+    trainer.train_dataloader = train[0]
+    trainer.num_training_batches = num_batches(train[0], trainer.limit_train_batches, "limit_train_batches")
+    if trainer.num_training_batches == 0 and not _is_zero(trainer.limit_train_batches):
+        raise MisconfigurationException(
+            "The training dataloader yields no batch (its length is 0, or limit_train_batches is 0). "
+            "Check the dataset and the batch size (drop_last=True with fewer samples than one batch?)."
+        )
+
+
+def _count_eval_run(state: Any, stage: str) -> None:
+    """Once per evaluation run: its batches, for the evaluation loops' progress counters."""
+    ran = state.eval_batches_before + state.eval_batch_idx + 1
+    key = eval_run_key(state, stage)
+    total = state.eval_runs.get(key, (0, 0))[1]
+    state.eval_runs[key] = [ran, total + ran]
 
 
 def _is_zero(limit: Union[int, float]) -> bool:

@@ -1,16 +1,16 @@
 """``LightningModule``: an ``nn.Module`` that also says how it trains (the research code)."""
 from __future__ import annotations
 
-import copy
-import inspect
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
+from hookloop.engine.apply import apply_to_tensors
 from hookloop.engine.catalogue import add_noop_hooks, module_hooks
 from hookloop.engine.errors import MisconfigurationException, UnknownFlagError, did_you_mean
+from hookloop.engine.hparams import AttributeDict, HyperparametersMixin  # noqa: F401  (AttributeDict: its old home)
 from hookloop.engine.metric_objects import dictionary_items
 from hookloop.engine.results import DATALOADER_SUFFIX
 from hookloop.engine.seed_attributes import derived
@@ -29,19 +29,6 @@ def _unknown_log_keywords(name: str, unknown: Dict[str, Any]) -> UnknownFlagErro
     return UnknownFlagError(" ".join(problems) + f" self.log takes: {', '.join(_LOG_KEYWORDS)}.")
 
 
-class AttributeDict(dict):
-    """A dict whose keys are also attributes (``self.hparams.lr``)."""
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError as exc:
-            raise AttributeError(f"hparams has no {key!r}; it has {sorted(self)}") from exc
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        self[key] = value
-
-
 def _trainer_flag(name: str, doc: str) -> derived:
     """A module attribute that reads the trainer's ``name`` (``False`` outside a run) until assigned."""
     def compute(module: Any) -> bool:
@@ -51,7 +38,7 @@ def _trainer_flag(name: str, doc: str) -> derived:
     return derived(compute)
 
 
-class LightningModule(nn.Module):
+class LightningModule(HyperparametersMixin, nn.Module):
     """Research code: the model (``forward``), one step of training, and its optimizers.
 
     It stays a plain ``nn.Module``: ``model.eval(); model(x)`` and every ``nn.Module``
@@ -62,9 +49,7 @@ class LightningModule(nn.Module):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Optional[Any] = None
-        self._hparams: AttributeDict = AttributeDict()
         self._automatic_optimization: bool = True
-        self._hparams_initial: Dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------
     # pickling: a module travels to other processes without its trainer
@@ -155,50 +140,6 @@ class LightningModule(nn.Module):
     def automatic_optimization(self, value: bool) -> None:
         self._automatic_optimization = bool(value)
 
-    @property
-    def hparams(self) -> AttributeDict:
-        """Hyperparameters saved by :meth:`save_hyperparameters` (or assigned)."""
-        return self._hparams
-
-    @hparams.setter
-    def hparams(self, value: Any) -> None:
-        # Seed era: ``self.hparams = hparams`` in ``__init__(self, hparams)``. Remembered so that
-        # ``load_from_checkpoint`` can rebuild the same kind of object for that argument.
-        self._hparams_assigned = "dict" if isinstance(value, dict) else "Namespace"
-        if not isinstance(value, dict):
-            value = vars(value)  # an argparse.Namespace, as in the seed era
-        self._hparams = AttributeDict(value)
-        self._hparams_initial = copy.deepcopy(dict(value))
-
-    @property
-    def hparams_assigned(self) -> Optional[str]:
-        """Seed era: ``"dict"`` or ``"Namespace"`` once ``self.hparams = ...`` was assigned (0.8 checkpoints
-        record it, to rebuild that argument as such), else ``None``."""
-        return self.__dict__.get("_hparams_assigned")
-
-    @property
-    def hparams_initial(self) -> AttributeDict:
-        """The hyperparameters as they were first saved."""
-        return AttributeDict(copy.deepcopy(self._hparams_initial))
-
-    def save_hyperparameters(self, *args: Any, ignore: Optional[Sequence[str]] = None, frame: Any = None) -> None:
-        """Store the caller's ``__init__`` arguments (or the named ones) in ``self.hparams``.
-
-        Call it from ``__init__``. With no arguments every init argument is saved; with
-        names, only those; with a dict or ``Namespace``, its contents. ``ignore`` drops names.
-        """
-        ignore = set(ignore or ())
-        if len(args) == 1 and not isinstance(args[0], str):
-            source = args[0]
-            values = dict(source) if isinstance(source, dict) else dict(vars(source))
-        else:
-            frame = frame or inspect.currentframe().f_back
-            init_args = _init_args(frame)
-            values = {k: init_args[k] for k in args} if args else init_args
-        values = {k: v for k, v in values.items() if k not in ignore}
-        self._hparams.update(values)
-        self._hparams_initial.update(copy.deepcopy(values))
-
     # ----------------------------------------------------------------------------------
     # logging
     # ----------------------------------------------------------------------------------
@@ -284,6 +225,21 @@ class LightningModule(nn.Module):
         """``print`` on global rank zero only."""
         if self.global_rank == 0:
             print(*args, **kwargs)
+
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """``data`` of every process: each tensor (numbers become tensors on ``self.device``) stacked along a
+        new first dimension of size ``world_size``, inside the same lists, dicts... (``trainer.strategy.all_gather``).
+
+        In a single process the tensors come back as they are, as in Lightning. ``sync_grads=True`` lets
+        gradients flow back through the gather.
+        """
+        device = self.device
+        data = apply_to_tensors(data, lambda v: torch.as_tensor(v, device=device), (torch.Tensor, bool, int, float))
+        trainer = self._trainer
+        if trainer is None:
+            return data
+        strategy = trainer.strategy
+        return apply_to_tensors(data, lambda t: strategy.all_gather(t, group=group, sync_grads=sync_grads))
 
     def get_progress_bar_dict(self) -> Dict[str, Any]:
         """Seed era (0.8/0.9): the progress bar's standard items, the running-mean ``loss`` and ``v_num``.
@@ -521,18 +477,3 @@ def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:
     if attr is None:
         return False
     return attr is not getattr(parent, name, None)
-
-
-def _init_args(frame: Any) -> Dict[str, Any]:
-    """The named arguments of the ``__init__`` running in ``frame`` (and of its callers' ``__init__``s)."""
-    values: Dict[str, Any] = {}
-    while frame is not None and frame.f_code.co_name == "__init__":
-        info = inspect.getargvalues(frame)
-        local = info.locals
-        for name in info.args[1:]:
-            values.setdefault(name, local[name])
-        if info.keywords and isinstance(local.get(info.keywords), dict):
-            for k, v in local[info.keywords].items():
-                values.setdefault(k, v)
-        frame = frame.f_back
-    return values

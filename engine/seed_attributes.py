@@ -86,7 +86,7 @@ class SeedTrainerAttributes:
     @derived
     def testing(self) -> bool:
         """Seed era: whether the test loop is running (``trainer.test()``)."""
-        return getattr(self, "state").stage == "test"
+        return getattr(self, "state").stage == "test"  # RunningStage.TESTING
 
     @derived
     def disable_validation(self) -> bool:

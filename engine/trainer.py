@@ -8,17 +8,20 @@ from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hookloop.engine.builtins import provided
+from hookloop.engine.combined_loader import CombinedLoader, combine_train_loaders, evaluation_loaders
 from hookloop.engine.dataloader_kinds import LOADER_METHODS, STAGE_LOADERS
 from hookloop.engine.errors import (FlagError, MisconfigurationException, PluginError, UnknownFlagError, check_int_flag,
                                     did_you_mean)
 from hookloop.engine.loop import FitLoop, check_limit, check_val_check_interval, num_batches, run_evaluation
+from hookloop.engine.loop_views import EvaluationLoopView, FitLoopView, PredictionLoopView
 from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import resolve_seed_flags
 from hookloop.engine.seed_tuning import SeedTuningMethods
-from hookloop.engine.state import LoopState
+from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
+from hookloop.engine.trainer_objects import TrainerObjects
 
 #: The name the LightningModule's own hooks are registered under (the ``module_plugin`` hook's adapter).
 MODULE_PLUGIN_NAME = "lightning_module"
@@ -28,7 +31,7 @@ _INTERNAL_MODULES = ("hookloop.", "pluggy.")
 
 
 
-class Trainer(SeedTrainerAttributes, SeedTuningMethods):
+class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
     """Runs a :class:`engine.LightningModule`: ``fit``, ``validate``, ``test``, ``predict``.
 
     Every behaviour is a plugin (see ``python -m engine plugins``); the flags below
@@ -49,9 +52,11 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         num_nodes: Number of nodes for distributed training.
         num_processes: Seed-era: number of CPU processes (with ``distributed_backend='ddp_cpu'``).
         gpus: Seed-era: an int (how many GPUs), a list or a string (``'1, 2'``: which ones), -1 for all.
-        accelerator: ``'cpu'``, ``'gpu'``/``'cuda'``, ``'mps'`` or ``'auto'``.
+        accelerator: ``'cpu'``, ``'gpu'``/``'cuda'``, ``'mps'`` or ``'auto'`` (kept as ``trainer.accelerator_flag``;
+            ``trainer.accelerator`` is the object, e.g. a ``CPUAccelerator``).
         devices: Number of devices, a list of device ids, or ``'auto'``.
-        strategy: ``'auto'``, ``'ddp'`` or ``'ddp_spawn'``.
+        strategy: ``'auto'``, ``'ddp'`` or ``'ddp_spawn'`` (kept as ``trainer.strategy_flag``; ``trainer.strategy``
+            is the object, e.g. a ``DDPStrategy``).
         distributed_backend: Seed-era name for the strategy: ``'ddp'``, ``'ddp_spawn'`` or ``'ddp_cpu'``.
         sync_batchnorm: Convert BatchNorm layers to SyncBatchNorm under DDP.
         enable_progress_bar: Show the tqdm progress bar (default on).
@@ -215,9 +220,10 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         self.num_nodes = num_nodes
         self.num_processes = num_processes
         self.gpus = gpus
-        self.accelerator = accelerator
+        #: The ``accelerator``/``strategy`` flags as given (``trainer.accelerator``/``strategy`` are the objects).
+        self.accelerator_flag = accelerator
         self.devices = devices
-        self.strategy = distributed_backend if distributed_backend is not None and strategy == "auto" else strategy
+        self.strategy_flag = distributed_backend if distributed_backend is not None and strategy == "auto" else strategy
         self.distributed_backend = distributed_backend
         self.sync_batchnorm = sync_batchnorm
         fast_dev_run = int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run
@@ -292,8 +298,6 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         self.lr_scheduler_configs: List[Any] = []
         #: ``self.optimizers()`` of the module: the optimizers wrapped so ``step()`` goes through the trainer.
         self.lightning_optimizers: List[Any] = []
-        #: The active precision plugin (set by it in ``configure_model``); ``None``: full precision.
-        self.precision_plugin: Any = None
         self.loggers: List[Any] = []
         #: ``trainer.logger`` when there are several loggers (the reporting plugin sets their collection,
         #: as in 0.8/0.9); ``None``: the first logger, as in 2.x.
@@ -328,6 +332,11 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         self.run_results: Any = None
         #: The callbacks passed to ``Trainer(callbacks=...)``, in order.
         self.user_callbacks = list(callbacks or [])
+        #: Lightning's loop objects, their progress counters derived from ``state`` (engine/loop_views.py).
+        self.fit_loop = FitLoopView(self)
+        self.validate_loop = EvaluationLoopView(self, "validate")
+        self.test_loop = EvaluationLoopView(self, "test")
+        self.predict_loop = PredictionLoopView(self)
 
         # ---- plugins ----------------------------------------------------------------------
         self.registry = PluginRegistry()
@@ -436,8 +445,24 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
 
     @property
     def training(self) -> bool:
-        """True while the training loop runs (not validation inside it)."""
-        return self.state.phase.startswith("train")
+        """True while ``fit`` trains (``state.stage`` is ``RunningStage.TRAINING``; not during validation inside it)."""
+        return self.state.stage == RunningStage.TRAINING
+
+    @property
+    def validating(self) -> bool:
+        """True while a validation runs (inside ``fit`` or ``validate()``; not the sanity check)."""
+        return self.state.stage == RunningStage.VALIDATING
+
+    @property
+    def predicting(self) -> bool:
+        """True while ``predict()`` runs."""
+        return self.state.stage == RunningStage.PREDICTING
+
+    @property
+    def evaluating(self) -> bool:
+        """True while a validation or test runs."""
+        stage = self.state.stage
+        return stage is not None and stage.evaluating
 
     @property
     def is_global_zero(self) -> bool:
@@ -515,6 +540,7 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         if _looks_like_datamodule(train_dataloaders) and datamodule is None:
             datamodule, train_dataloaders = train_dataloaders, None
         self.dataloaders_given = {"train": train_dataloaders, "val": val_dataloaders}
+        self.train_dataloader = None  # loaded by this fit (early if estimated_stepping_batches asks)
         self.ckpt_path = ckpt_path if ckpt_path is not None else self.resume_from_checkpoint
         self._run(model, datamodule, "fit", self._fit_body)
 
@@ -568,8 +594,12 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         model.trainer = self
         if datamodule is not None:
             datamodule.trainer = self
-        self.state.stage = stage
-        self.state.should_stop = False
+        state = self.state
+        state.fn = TrainerFn(stage)
+        state.status = TrainerStatus.RUNNING
+        state.running = True
+        state.phase = ""  # the loop sets it once it starts; state.stage derives from both
+        state.should_stop = False
         self.run_results = None
         # The module's hooks join for this run and stay until the next run replaces them, so that what is
         # fired between runs (trainer.save_checkpoint() after fit: on_save_checkpoint) reaches the module too.
@@ -585,8 +615,16 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
             if launched is None:
                 body()
         except MisconfigurationException as exc:
+            state.status = TrainerStatus.INTERRUPTED
             # A configuration error names its culprit; the engine's own frames would only bury it.
             raise exc.with_traceback(_without_engine_frames(exc.__traceback__))
+        except BaseException:
+            state.status = TrainerStatus.INTERRUPTED
+            raise
+        else:
+            state.status = TrainerStatus.FINISHED
+        finally:
+            state.running = False
 
     def _guarded(self, stage: str, work: Any) -> None:
         """Run ``work`` between setup and teardown; on error run ``on_exception`` everywhere and re-raise."""
@@ -672,19 +710,36 @@ class Trainer(SeedTrainerAttributes, SeedTuningMethods):
         self._guarded(stage, work)
 
     def load_dataloaders(self, kind: str) -> List[Any]:
-        """Ask ``get_dataloader`` and ``process_dataloader`` for the ``kind`` loaders (``train``, ``val``, ...)."""
+        """Ask ``get_dataloader`` and ``process_dataloader`` for the ``kind`` loaders (``train``, ``val``, ...).
+
+        Training takes one loader; several (a dict or list of them, or a ``CombinedLoader``) become one
+        ``CombinedLoader`` whose batches hold a batch of each (``max_size_cycle`` unless given one). The
+        other kinds return their loaders in order (a dict's values; a ``CombinedLoader('sequential')``'s).
+        ``process_dataloader`` sees each loader on its own.
+        """
         module = self.lightning_module
         loaders = self.hooks.get_dataloader(self, module, kind)
         if loaders is None:
             return []
-        if not isinstance(loaders, (list, tuple)):
-            loaders = [loaders]
-        for loader in loaders:
+        for loader in _each_loader(loaders):
             _check_iterable(self, loader, kind)
         process = self.hooks.process_dataloader
-        return [process(self, module, dl, kind) if process is not None else dl for dl in loaders]
+
+        def processed(dataloaders: List[Any]) -> List[Any]:
+            return [process(self, module, dl, kind) if process is not None else dl for dl in dataloaders]
+
+        if kind == "train":
+            combined = combine_train_loaders(loaders)
+            if combined is not None:
+                combined.flattened = processed(combined.flattened)
+                return [combined]
+            if isinstance(loaders, (list, tuple)):
+                return processed(list(loaders))
+            return processed([loaders])
+        return processed(evaluation_loaders(loaders))
 
     def _handle_exception(self, exc: BaseException) -> None:
+        self.state.status = TrainerStatus.INTERRUPTED  # before on_exception, as in Lightning
         self.state.interrupted = isinstance(exc, KeyboardInterrupt)
         # A MisconfigurationException names its culprit itself; others get the plugin that raised.
         # A plugin that ran a hook's work outside its own frame (the optimization plugin's direct
@@ -788,6 +843,17 @@ def _check_flags(max_epochs: Any, min_epochs: Any, max_steps: Any, min_steps: An
 _LOADER_ARGUMENTS = {"train": "train_dataloaders", "val": "val_dataloaders"}
 
 
+def _each_loader(loaders: Any) -> List[Any]:
+    """The single loaders in what a ``*_dataloader()`` returned: a loader, a dict or list of them, a CombinedLoader."""
+    if isinstance(loaders, CombinedLoader):
+        return loaders.flattened
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        return list(loaders)
+    return [loaders]
+
+
 def _check_iterable(trainer: "Trainer", loader: Any, kind: str) -> None:
     """Raise naming where ``loader`` came from unless it is an iterable of batches (it has ``__iter__``).
 
@@ -797,7 +863,7 @@ def _check_iterable(trainer: "Trainer", loader: Any, kind: str) -> None:
     if hasattr(type(loader), "__iter__"):
         return
     method = LOADER_METHODS[kind]
-    stage = trainer.state.stage
+    stage = str(trainer.state.fn)
     if trainer.dataloaders_given.get(kind) is not None:
         source = f"trainer.{stage}({_LOADER_ARGUMENTS.get(kind, 'dataloaders') if stage == 'fit' else 'dataloaders'}=...)"
     else:

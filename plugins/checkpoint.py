@@ -199,7 +199,7 @@ class ModelCheckpoint(Callback):
         validation is rewritten after it (resuming skips that validation). A validation at an
         epoch's end leaves the save to ``on_train_epoch_end``, after the epoch-end hooks."""
         state = trainer.state
-        if state.sanity_checking or state.stage != "fit":
+        if state.sanity_checking or state.fn != "fit":
             return
         self._validated = True
         (step, batch_idx), paths = self._written
@@ -363,7 +363,7 @@ class ModelCheckpoint(Callback):
         resumed_from = getattr(trainer, "ckpt_path", None)
         if resumed_from is not None and os.path.isfile(resumed_from) and os.path.samefile(path, resumed_from):
             return  # the file this run resumed from is the user's: it is never deleted (as in Lightning)
-        os.remove(path)
+        trainer.strategy.remove_checkpoint(path)  # as Lightning's does: a plugin may store files elsewhere
 
     def _score(self, value: Any) -> float:
         score = float(value)

@@ -409,7 +409,7 @@ def load_weights(module: torch.nn.Module, state_dict: Dict[str, Any], path: str,
 
 
 class CheckpointIO:
-    """Builds, writes and restores checkpoints; makes a resumed epoch continue at the next batch."""
+    """Builds, writes, removes and restores checkpoints; makes a resumed epoch continue at the next batch."""
 
     def __init__(self) -> None:
         #: Generator states captured when the current training epoch's iterator was created.
@@ -432,6 +432,16 @@ class CheckpointIO:
         if trainer.is_global_zero:
             atomic_save(checkpoint, os.fspath(filepath))
         return os.fspath(filepath)
+
+    @hookimpl(trylast=True)
+    def remove_checkpoint(self, trainer: Any, filepath: str) -> bool:
+        """Delete ``filepath`` on global rank zero (where checkpoints are written); a missing file is no error."""
+        if trainer.is_global_zero:
+            try:
+                os.remove(os.fspath(filepath))
+            except FileNotFoundError:
+                pass
+        return True
 
     def dump_checkpoint(self, trainer: Any, weights_only: bool = False) -> Dict[str, Any]:
         """The checkpoint dict of the run's current state."""

@@ -33,9 +33,9 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
         ("optimization", OptimizationPlugin()),
         ("model_hooks", ModelHooksPlugin()),
     ]
-    precision = precision_plugin_for(trainer)  # None for 32: full precision costs no hook at all
-    if precision is not None:
-        plugins.append(("precision", precision))  # before optimization: it converts the module first
+    # Before optimization: it converts the module first. At 32 bits its one hook names it
+    # trainer.precision_plugin: full precision costs nothing per batch.
+    plugins.append(("precision", precision_plugin_for(trainer)))
     plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
     plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals

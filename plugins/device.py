@@ -17,6 +17,8 @@ from hookloop.engine import hookimpl
 from hookloop.engine.apply import move_to_device
 from hookloop.engine.errors import FlagError
 from hookloop.engine.module import LightningModule
+from hookloop.plugins.accelerators import ACCELERATORS, Accelerator, MPSAccelerator
+from hookloop.plugins.strategies import SingleDeviceStrategy
 
 #: Strategy names accepted (2.x ``strategy`` and seed-era ``distributed_backend``) -> canonical name.
 _STRATEGIES = {
@@ -151,7 +153,7 @@ def _process_count(value: Any, flag: str) -> int:
 
 def resolve_devices(trainer: Any) -> DeviceConfig:
     """Resolve ``accelerator``, ``devices``, ``gpus``, ``num_processes``, ``num_nodes`` and ``strategy``."""
-    raw_strategy = trainer.strategy
+    raw_strategy = trainer.strategy_flag
     key = raw_strategy.lower() if isinstance(raw_strategy, str) else raw_strategy
     if key == "dp" or key == "ddp2":
         raise FlagError(
@@ -164,10 +166,11 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
         )
     strategy = _STRATEGIES[key]
     find_unused = isinstance(key, str) and key.endswith("find_unused_parameters_true")
-    accel_flag = str(trainer.accelerator or "auto").lower()
+    accel_flag = str(trainer.accelerator_flag or "auto").lower()
     if accel_flag not in _ACCELERATORS:
         raise FlagError(
-            "accelerator", f"accelerator={trainer.accelerator!r} is unknown; use 'cpu', 'gpu' (or 'cuda'), 'mps' or 'auto'."
+            "accelerator",
+            f"accelerator={trainer.accelerator_flag!r} is unknown; use 'cpu', 'gpu' (or 'cuda'), 'mps' or 'auto'."
         )
     accelerator = _ACCELERATORS[accel_flag]
     if key == "ddp_cpu":  # the seed's CPU-only multi-process backend
@@ -177,7 +180,7 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     if gpu_ids is not None:
         if accelerator in ("cpu", "mps"):
             raise FlagError(
-                "gpus", f"gpus={trainer.gpus!r} asks for CUDA GPUs but accelerator={trainer.accelerator!r} "
+                "gpus", f"gpus={trainer.gpus!r} asks for CUDA GPUs but accelerator={trainer.accelerator_flag!r} "
                 f"{'(distributed_backend=ddp_cpu) ' if key == 'ddp_cpu' else ''}asks for another device; pass one."
             )
         accelerator = "cuda"
@@ -225,8 +228,7 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
 
 
 def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
+    return MPSAccelerator.is_available()
 
 
 def batches_may_need_moving(trainer: Any) -> bool:
@@ -258,8 +260,9 @@ class DevicePlugin:
         """Pick the device from ``accelerator``/``devices``/``gpus``; apply ``deterministic``/``benchmark``."""
         if trainer.root_device is None:
             trainer.root_device = select_root_device(trainer)
-        if trainer.root_device.type == "cuda":
-            torch.cuda.set_device(trainer.root_device)
+        accelerator = trainer.accelerator
+        if accelerator is not None and accelerator.device_type == trainer.root_device.type:
+            accelerator.setup_device(trainer.root_device)  # CUDA: torch.cuda.set_device
         if trainer.deterministic or trainer.benchmark is not None:
             self._flags_before = (torch.are_deterministic_algorithms_enabled(),
                                   torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -270,6 +273,16 @@ class DevicePlugin:
             torch.backends.cudnn.deterministic = True
         if trainer.benchmark is not None:
             torch.backends.cudnn.benchmark = bool(trainer.benchmark)
+
+    @hookimpl(trylast=True)
+    def make_strategy(self, trainer: Any) -> Any:
+        """``trainer.strategy`` of a one-process run: a ``SingleDeviceStrategy`` (the distributed plugin answers first)."""
+        return SingleDeviceStrategy(trainer, select_root_device(trainer))
+
+    @hookimpl(trylast=True)
+    def make_accelerator(self, trainer: Any) -> Accelerator:
+        """``trainer.accelerator``: the class of the resolved device kind (``CPUAccelerator``, ...)."""
+        return ACCELERATORS[resolve_devices(trainer).accelerator]()
 
     @hookimpl
     def teardown(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:

@@ -16,7 +16,8 @@ hook by hook:
 * ``configure_model`` — wraps the module in DistributedDataParallel (``trainer.strategy_model``)
   around a tiny module whose ``forward`` is ``training_step``, so DDP's gradient hooks fire.
 * ``process_dataloader`` — inserts a ``DistributedSampler``; ``set_epoch`` every epoch.
-* ``barrier``/``broadcast``/``reduce_metric`` — the collectives; validation metrics and
+* ``make_strategy`` — ``trainer.strategy`` is a ``DDPStrategy`` (:mod:`plugins.strategies`).
+* ``barrier``/``broadcast``/``reduce_metric``/``all_gather`` — the collectives; validation metrics and
   ``should_stop`` are made equal on every rank so that all ranks stop together.
 """
 from __future__ import annotations
@@ -40,7 +41,9 @@ import torch.distributed as dist
 from torch import nn
 
 from hookloop.engine import hookimpl
+from hookloop.engine.combined_loader import CombinedLoader
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.engine.rank_zero import rank_zero_only
 from hookloop.plugins.device import DeviceConfig
 from hookloop.plugins.distributed_sampler import distributed_loader
 from hookloop.plugins.distributed_progress import LoopProgress
@@ -48,6 +51,7 @@ from hookloop.plugins.distributed_watchdog import ChildMonitor, Watchdog, before
     seconds_from_env
 from hookloop.plugins.environments import (LAUNCHED_ENV, ClusterEnvironment, TorchElasticEnvironment, detect_environment,
                                   find_free_port)
+from hookloop.plugins.strategies import DDPStrategy
 
 #: Seconds a collective (and the rendezvous) may wait before torch.distributed gives up.
 TIMEOUT_ENV = "HOOKLOOP_DDP_TIMEOUT"
@@ -87,6 +91,19 @@ class DistributedPlugin:
         state = dict(self.__dict__)
         state.update(watchdog=None, _children=[], _monitor=None, environment=None)
         return state
+
+    @property
+    def backend(self) -> str:
+        """The process group's backend: ``nccl`` on CUDA, else ``gloo``."""
+        return "nccl" if self.config.accelerator == "cuda" else "gloo"
+
+    @hookimpl
+    def make_strategy(self, trainer: Any) -> DDPStrategy:
+        """``trainer.strategy``: a ``DDPStrategy`` (``start_method='spawn'`` for ``ddp_spawn``, as in Lightning 2.x)."""
+        cfg = self.config
+        return DDPStrategy(trainer, [cfg.device_for(i) for i in range(cfg.processes_per_node)],
+                           start_method="spawn" if cfg.strategy == "ddp_spawn" else "popen",
+                           process_group_backend=self.backend, find_unused_parameters=cfg.find_unused_parameters)
 
     # ---- launching ----------------------------------------------------------------------------
     @hookimpl
@@ -177,6 +194,7 @@ class DistributedPlugin:
         trainer.local_rank = env.local_rank()
         trainer.node_rank = env.node_rank()
         trainer.world_size = env.world_size()
+        rank_zero_only.rank = trainer.global_rank  # decides for functions wrapped without a trainer
         if env.creates_processes_externally and trainer.world_size != self.config.world_size and \
                 self.config.world_size > 1 and not self._warned:
             self._warned = True
@@ -190,7 +208,7 @@ class DistributedPlugin:
             parent = os.environ.get(_PARENT_PID_ENV)
             if parent and isinstance(env, TorchElasticEnvironment) and env.launched_by_hookloop:
                 parent_watch(int(parent), trainer.global_rank)
-            backend = "nccl" if self.config.accelerator == "cuda" else "gloo"
+            backend = self.backend
             timeout = timedelta(seconds=seconds_from_env(TIMEOUT_ENV, 1800.0))
             watchdog = None
             if trainer.world_size > 1 and os.environ.get("HOOKLOOP_DDP_WATCHDOG", "1") != "0":
@@ -307,10 +325,12 @@ class DistributedPlugin:
 
     @hookimpl
     def on_train_epoch_start(self, trainer: Any) -> None:
-        """Reshuffle each epoch: ``set_epoch`` on the training sampler."""
-        sampler = getattr(trainer.train_dataloader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(trainer.current_epoch)
+        """Reshuffle each epoch: ``set_epoch`` on the training sampler (of every loader of a ``CombinedLoader``)."""
+        loader = trainer.train_dataloader
+        for each in loader.flattened if isinstance(loader, CombinedLoader) else [loader]:
+            sampler = getattr(each, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(trainer.current_epoch)
 
     # ---- collectives --------------------------------------------------------------------------------
     @hookimpl
@@ -339,7 +359,27 @@ class DistributedPlugin:
         dist.all_reduce(tensor, _REDUCE_OPS[reduce_fx])
         if reduce_fx == "mean":
             tensor = tensor / dist.get_world_size()
-        return tensor.to(value.device) if isinstance(value, torch.Tensor) else tensor
+        if not isinstance(value, torch.Tensor):
+            return tensor
+        # A sum, max or min of integers stays integral (the collective ran in float).
+        keep = value.dtype if reduce_fx != "mean" or value.is_floating_point() else tensor.dtype
+        return tensor.to(device=value.device, dtype=keep)
+
+    @hookimpl
+    def all_gather(self, trainer: Any, tensor: Any, sync_grads: bool) -> Any:
+        """Every rank's ``tensor`` stacked along a new first dimension (through autograd with ``sync_grads``)."""
+        if not dist.is_initialized():
+            return None
+        device = trainer.root_device if self.backend == "nccl" else torch.device("cpu")
+        local = tensor.contiguous().to(device)  # non-contiguous inputs gather wrong (pytorch#73515)
+        if sync_grads:
+            from torch.distributed.nn.functional import all_gather as differentiable_all_gather
+
+            gathered = list(differentiable_all_gather(local))
+        else:
+            gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+            dist.all_gather(gathered, local.detach())
+        return torch.stack(gathered).to(tensor.device)
 
     # ---- same decisions on every rank ------------------------------------------------------------
     @hookimpl(specname="on_validation_end", tryfirst=True)
@@ -510,7 +550,7 @@ def _spawned_main(local_rank: int, payload: bytes, per_node: int, world_size: in
                       NODE_RANK=str(node_rank), RANK=str(node_rank * per_node + local_rank))
     os.environ[LAUNCHED_ENV] = "1"
     trainer = pickle.loads(payload)
-    stage = trainer.state.stage
+    stage = trainer.state.fn.value
     trainer.lightning_module.trainer = trainer  # modules do not pickle their trainer reference
     if trainer.datamodule is not None:
         trainer.datamodule.trainer = trainer

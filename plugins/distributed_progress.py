@@ -151,7 +151,7 @@ class LoopProgress:
             return None
         phase = state.phase or ""
         at = self.eval_at if phase.split("_", 1)[0] in _EVAL_NAMES and self.eval_at is not None else (-1, -1)
-        return Position(self._stage_index, str(state.stage), phase, bool(state.sanity_checking), state.epoch,
+        return Position(self._stage_index, str(state.fn), phase, bool(state.sanity_checking), state.epoch,
                         state.global_step, state.batch_idx, at[0], at[1], state.num_dataloaders)
 
     def armed(self) -> bool:

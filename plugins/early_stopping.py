@@ -89,7 +89,7 @@ class EarlyStopping(Callback):
     @hookimpl(trylast=True)
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Check after a validation run (not the sanity check) when checking on validation."""
-        if not self._on_train_end and not trainer.state.sanity_checking and trainer.state.stage == "fit":
+        if not self._on_train_end and not trainer.state.sanity_checking and trainer.state.fn == "fit":
             self._check(trainer)
 
     @hookimpl(trylast=True)

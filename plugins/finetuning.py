@@ -76,7 +76,7 @@ class BaseFinetuning(Callback):
         This runs before the optimizers' states are loaded (which need the same groups), as Lightning
         restores them before its optimizer states too.
         """
-        if trainer.state.stage != "fit":
+        if trainer.state.fn != "fit":
             return
         saved = checkpoint.get("callbacks", {}).get(self.state_key)
         if not saved:

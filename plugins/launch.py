@@ -1,4 +1,5 @@
-"""Built-in ``launcher``: runs a stage's body in this process (distributed plugins launch others)."""
+"""Built-in ``launcher``: runs a stage's body in this process (distributed plugins launch others), and answers
+the collectives (``barrier``, ``broadcast``, ``reduce_metric``, ``all_gather``) for a single process."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -29,3 +30,8 @@ class LocalLauncher:
     def reduce_metric(self, trainer: Any, value: Any, reduce_fx: str) -> Any:
         """A single process's value is already reduced."""
         return value
+
+    @hookimpl(trylast=True)
+    def all_gather(self, trainer: Any, tensor: Any, sync_grads: bool) -> Any:
+        """A single process gathers only its own ``tensor`` (returned as it is, as in Lightning)."""
+        return tensor

@@ -68,7 +68,7 @@ class MetricsPlugin:
         """Every validation run accumulates from zero; ``trainer.validate()`` alone also sends the
         hyperparameters, as in Lightning (a fit sent them at its start)."""
         _start_eval_run(trainer)
-        if trainer.state.stage == "validate":
+        if trainer.state.fn == "validate":
             _log_hyperparams(trainer, pl_module)
 
     @hookimpl(tryfirst=True)

@@ -1,8 +1,9 @@
 """Built-in ``precision``: float64 runs and mixed precision (bf16 autocast, fp16 autocast + GradScaler).
 
-``Trainer(precision=...)`` takes ``32`` (default: this plugin is not registered at all),
-``64``, ``'bf16-mixed'`` or ``'16-mixed'`` (seed-era ``16``; Lightning 2.x strings such as
-``'32-true'`` work too). What each does:
+``Trainer(precision=...)`` takes ``32`` (default: the registered plugin is a :class:`Precision`
+whose only hook makes it ``trainer.precision_plugin``; nothing per batch), ``64``, ``'bf16-mixed'``
+or ``'16-mixed'`` (seed-era ``16``; Lightning 2.x strings such as ``'32-true'`` work too). What
+each does:
 
 * ``64``: the module is converted with ``.double()``, floating tensors in every batch become
   float64, and tensors created inside a step default to float64.
@@ -15,8 +16,10 @@
 
 The optimization plugin asks the active precision (``trainer.precision_plugin``, or
 :data:`FULL_PRECISION` when none is registered) to scale the loss and to step optimizers.
-To run fp16 with a GradScaler on another device (e.g. to test on a CPU), register
-``MixedPrecisionPlugin('16-mixed', device='cpu')`` with ``Trainer(plugins=[...])``.
+``trainer.precision_plugin`` is a :class:`Precision` (32), :class:`DoublePrecision` (64) or
+:class:`MixedPrecision` (16/bf16), Lightning's classes. To run fp16 with a GradScaler on another
+device (e.g. to test on a CPU), register ``MixedPrecision('16-mixed', device='cpu')`` (also called
+``MixedPrecisionPlugin``) with ``Trainer(plugins=[...])``.
 """
 from __future__ import annotations
 
@@ -69,6 +72,9 @@ class Precision:
     precision: str = "32-true"
     scaler: Optional[Any] = None
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.precision!r})"
+
     def pre_backward(self, loss: torch.Tensor) -> torch.Tensor:
         """Return the tensor to call backward on (the loss itself in full precision)."""
         return loss
@@ -85,6 +91,11 @@ class Precision:
             return optimizer.step(closure=closure_then_hooks)
         closure_then_hooks()
         return optimizer.step()
+
+    @hookimpl(trylast=True)
+    def make_precision_plugin(self, trainer: Any) -> "Precision":
+        """This precision is ``trainer.precision_plugin``."""
+        return self
 
 
 #: The precision used when no precision plugin is registered.
@@ -109,7 +120,7 @@ class PrecisionPlugin(Precision):
         self.scaler = scaler
         self._explicit_device = device is not None
         self._pending_scaler_state: Optional[Dict[str, Any]] = None
-        hooks = {"configure_model", "training_step", "evaluation_step"}
+        hooks = {"make_precision_plugin", "configure_model", "training_step", "evaluation_step"}
         if self.precision == "64-true":
             hooks.add("transfer_batch_to_device")
         if self.precision == "16-mixed":
@@ -117,14 +128,11 @@ class PrecisionPlugin(Precision):
         #: Register only the hooks this precision needs.
         self.__engine_hooks__ = hooks
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.precision!r})"
-
     # ---- set-up ---------------------------------------------------------------------------
     @hookimpl
     def configure_model(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Check the device, convert the module (64), build the GradScaler (16) and publish ``trainer.precision_plugin``."""
-        others = [p for p in trainer.registry.get_plugins() if isinstance(p, Precision) and p is not self]
+        """Check the device, convert the module (64) and build the GradScaler (16)."""
+        others = [p for p in trainer.registry.get_plugins() if isinstance(p, PrecisionPlugin) and p is not self]
         if others:
             raise MisconfigurationException(
                 f"Two precision plugins are registered ({self!r} and {others[0]!r}). Pass either "
@@ -146,7 +154,6 @@ class PrecisionPlugin(Precision):
                 self._pending_scaler_state = None
         if self.precision == "64-true":
             pl_module.double()
-        trainer.precision_plugin = self
 
     # ---- the step's forward ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -227,11 +234,30 @@ class PrecisionPlugin(Precision):
             self._pending_scaler_state = dict(state)
 
 
-#: What a user may also call it (Lightning's names).
-MixedPrecisionPlugin = PrecisionPlugin
+class MixedPrecision(PrecisionPlugin):
+    """``'16-mixed'`` or ``'bf16-mixed'`` (Lightning's ``MixedPrecision``; 1.x: ``MixedPrecisionPlugin``)."""
+
+    def __init__(self, precision: Union[int, str], device: Optional[str] = None, scaler: Optional[Any] = None) -> None:
+        super().__init__(precision, device, scaler)
+        if self.precision not in ("16-mixed", "bf16-mixed"):
+            raise MisconfigurationException(
+                f"MixedPrecision({precision!r}): pass '16-mixed' or 'bf16-mixed' (64 is DoublePrecision()).")
 
 
-def precision_plugin_for(trainer: Any) -> Optional[PrecisionPlugin]:
-    """The built-in precision plugin ``trainer.precision`` asks for, or ``None`` for full precision."""
+class DoublePrecision(PrecisionPlugin):
+    """``precision=64``: the module and float batches in float64 (Lightning's ``DoublePrecision``)."""
+
+    def __init__(self) -> None:
+        super().__init__("64-true")
+
+
+#: Lightning 1.x's name.
+MixedPrecisionPlugin = MixedPrecision
+
+
+def precision_plugin_for(trainer: Any) -> Precision:
+    """The built-in precision plugin ``trainer.precision`` asks for (a plain :class:`Precision` for 32)."""
     name = normalize_precision(trainer.precision)
-    return None if name == "32-true" else PrecisionPlugin(name)
+    if name == "32-true":
+        return Precision()
+    return DoublePrecision() if name == "64-true" else MixedPrecision(name)

@@ -246,7 +246,7 @@ class TQDMProgressBar(Callback):
     def _eval_start(self, trainer: Any, stage: str) -> None:
         if not self._active:
             return
-        inside_fit = trainer.state.stage == "fit"
+        inside_fit = trainer.state.fn == "fit"
         desc = "Sanity Checking" if trainer.sanity_checking else _EVAL_DESC[stage]
         total = _eval_total(trainer, stage)
         if inside_fit and not self._tty:
@@ -268,7 +268,7 @@ class TQDMProgressBar(Callback):
             if self._eval_seen:
                 self._eval.update(self._eval_seen)
                 self._eval_seen = 0
-            if trainer.state.stage != "fit":
+            if trainer.state.fn != "fit":
                 self._eval.set_postfix_str(self._postfix(trainer), refresh=False)
             self._eval.close()
             self._eval = None

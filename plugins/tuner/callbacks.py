@@ -123,7 +123,7 @@ class BatchSizeFinder(Callback):
 
     def scale_batch_size(self, trainer: Any, pl_module: Any) -> None:
         """Search now, for the stage the trainer runs; the size takes effect when the dataloaders are next built."""
-        stage = trainer.state.stage or "fit"
+        stage = str(trainer.state.fn or "fit")
         found = scale_batch_size(
             trainer, pl_module, stage, given_loaders(trainer, stage), trainer.datamodule, mode=self._mode,
             steps_per_trial=self._steps_per_trial, init_val=self._init_val, max_trials=self._max_trials,
