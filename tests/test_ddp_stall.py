@@ -217,7 +217,7 @@ def test_positions_order_as_the_loop_runs() -> None:
 
 def test_first_batch_of_a_stage_and_of_training_is_warm_up() -> None:
     """Not timed until the first evaluation batch (next one started) or training batch is over."""
-    state, progress = LoopState(stage="fit"), LoopProgress()
+    state, progress = LoopState(fn="fit"), LoopProgress()
     assert progress.position() is None and not progress.armed()
     progress.begin_stage(state)
     state.phase, state.sanity_checking = "validate", True
@@ -236,7 +236,7 @@ def test_first_batch_of_a_stage_and_of_training_is_warm_up() -> None:
     progress.end_stage()
     assert progress.position() is None and not progress.armed()
     # A resumed epoch starts at batch 5: that batch is the warm-up, the next one is timed.
-    resumed = LoopState(stage="fit", batch_idx=4, start_batch=5, global_step=5)
+    resumed = LoopState(fn="fit", batch_idx=4, start_batch=5, global_step=5)
     progress.begin_stage(resumed)
     progress.begin_training()
     resumed.batch_idx = 5

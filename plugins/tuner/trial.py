@@ -30,10 +30,12 @@ from hookloop.plugins.resume_data import capture_rng, restore_rng
 
 #: Trainer flags a trial takes from the user's trainer: the ones that decide how a step computes.
 CARRIED_FLAGS = (
-    "accelerator", "devices", "gpus", "num_processes", "num_nodes", "strategy", "precision",
+    "devices", "gpus", "num_processes", "num_nodes", "precision",
     "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "deterministic", "benchmark",
     "terminate_on_nan", "detect_anomaly", "inference_mode", "prepare_data_per_node", "default_root_dir",
 )
+#: Flags kept under another attribute name (``trainer.strategy``/``accelerator`` are objects): flag -> attribute.
+CARRIED_AS = {"strategy": "strategy_flag", "accelerator": "accelerator_flag"}
 #: Built-ins that report on a run or stop it; a trial has none, so a ``disable_plugins`` naming one is moot there.
 _REPORTING_BUILTINS = ("progress_bar", "model_summary", "checkpoint", "early_stopping", "timer", "profiler",
                        "distributed", "lr_finder", "batch_size_finder")
@@ -66,6 +68,7 @@ def trial_trainer(trainer: Any, callbacks: Sequence[Any] = (), **flags: Any) -> 
     from hookloop.engine.trainer import Trainer
 
     settings: Dict[str, Any] = {name: getattr(trainer, name) for name in CARRIED_FLAGS}
+    settings.update({flag: getattr(trainer, attribute) for flag, attribute in CARRIED_AS.items()})
     settings.update(
         # A stand-in logger where the user's trainer has one: ``self.logger.experiment`` still works in the model.
         logger=DummyLogger() if getattr(trainer, "loggers", None) else False,
