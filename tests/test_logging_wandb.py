@@ -24,6 +24,8 @@ def wandb_env(tmp_path, monkeypatch):
     for name, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
         monkeypatch.setenv(name, str(tmp_path / ".wandb-home" / sub))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # No stdout/stderr capture: its hooks outlive a finished run and log errors into later tests' output.
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
     monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
