@@ -309,9 +309,9 @@ def run_evaluation(
     state.phase = f"{stage}_start"  # the run's start hooks are epoch-level (what self.log may do there)
     state.num_dataloaders = len(dataloaders)
     state.eval_batch_idx, state.eval_batches_before = -1, 0
-    keep_predictions = stage == "predict"
+    keep_predictions = stage == "predict" and state.return_predictions
     predictions: List[Any] = []
-    if keep_predictions:
+    if stage == "predict":
         state.predictions = predictions  # trainer.predict_loop.predictions, filled as batches run
     module.eval()
     try:

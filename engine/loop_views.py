@@ -137,8 +137,10 @@ class PredictionLoopView(EvaluationLoopView):
     def __init__(self, trainer: "Trainer") -> None:
         super().__init__(trainer, "predict")
 
-    #: Whether ``predict`` keeps the outputs (always).
-    return_predictions = True
+    @property
+    def return_predictions(self) -> bool:
+        """Whether ``predict`` keeps the outputs (``trainer.predict(return_predictions=False)`` keeps none)."""
+        return self.trainer.state.return_predictions
 
     @property
     def predictions(self) -> Any:

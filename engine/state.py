@@ -131,6 +131,8 @@ class LoopState:
     eval_runs: Dict[str, List[int]] = field(default_factory=dict)
     #: What the running (or last) ``predict`` returned per dataloader, filled batch by batch.
     predictions: List[List[Any]] = field(default_factory=list)
+    #: Whether ``predict`` keeps its outputs (``trainer.predict(return_predictions=False)`` keeps none).
+    return_predictions: bool = True
     interrupted: bool = False
     #: True once a checkpoint was restored for this run (the sanity check is then skipped).
     restored: bool = False

@@ -556,8 +556,13 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
                               ckpt_path, datamodule, "test", verbose)
 
     def predict(self, model: Any = None, dataloaders: Any = None, datamodule: Any = None,
-                ckpt_path: Optional[str] = None, return_predictions: bool = True) -> Any:
-        """Run ``predict_step`` over the data; return the outputs (a list, or a list per dataloader)."""
+                ckpt_path: Optional[str] = None, return_predictions: Optional[bool] = None) -> Any:
+        """Run ``predict_step`` over the data; return the outputs (a list, or a list per dataloader).
+
+        ``return_predictions=False`` keeps no outputs (what a ``BasePredictionWriter`` writing them to
+        disk wants on a large dataset) and returns ``None``; ``None`` (the default) keeps them.
+        """
+        self.state.return_predictions = return_predictions is None or bool(return_predictions)
         return self._evaluate(model, dataloaders, ckpt_path, datamodule, "predict")
 
     # ------------------------------------------------------------------------------------
@@ -703,7 +708,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
             self.eval_results.reset()
             outputs = run_evaluation(self, stage, loaders, limits)
             if stage == "predict":
-                self.run_results = outputs[0] if len(outputs) == 1 else outputs
+                self.run_results = (outputs[0] if len(outputs) == 1 else outputs) if outputs else None
             else:
                 self.run_results = _results_per_dataloader(self.eval_results, len(loaders))
 

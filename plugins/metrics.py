@@ -11,6 +11,7 @@ from typing import Any, Dict, Tuple
 import torch
 
 from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
 from hookloop.plugins.logger_base import logger_values
 from hookloop.plugins.step_settings import accumulating
 from hookloop.plugins.rank_zero import is_rank_zero
@@ -198,8 +199,39 @@ def _start_eval_run(trainer: Any) -> None:
 
 
 def _log_hyperparams(trainer: Any, pl_module: Any) -> None:
-    if pl_module.hparams and is_rank_zero(trainer) and trainer.hooks.log_hyperparams is not None:
-        trainer.hooks.log_hyperparams(trainer, dict(pl_module.hparams))
+    """Send the module's hyperparameters, merged with the datamodule's as Lightning does."""
+    if not is_rank_zero(trainer) or trainer.hooks.log_hyperparams is None:
+        return
+    params = merged_hyperparameters(pl_module, trainer.datamodule)
+    if params:
+        trainer.hooks.log_hyperparams(trainer, params)
+
+
+def merged_hyperparameters(pl_module: Any, datamodule: Any) -> Dict[str, Any]:
+    """The module's ``hparams`` and the datamodule's (``save_hyperparameters`` in either) in one dict.
+
+    A name both hold with different values is an error, as in Lightning: which one a logger should
+    record would be a guess.
+    """
+    params = dict(pl_module.hparams)
+    datamodule_params = getattr(datamodule, "hparams", None) or {}
+    clashing = sorted(str(key) for key, value in datamodule_params.items()
+                      if key in params and not _same_value(params[key], value))
+    if clashing:
+        raise MisconfigurationException(
+            f"The hyperparameters {clashing} are in both {type(pl_module).__name__}.hparams and "
+            f"{type(datamodule).__name__}.hparams with different values; rename one of them so that loggers "
+            "can record both."
+        )
+    params.update(datamodule_params)
+    return params
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # tensors of several elements, objects whose == raises: compare by identity
+        return a is b
 
 
 def _add_step_sender(trainer: Any) -> None:

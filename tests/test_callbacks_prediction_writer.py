@@ -76,3 +76,14 @@ def test_batch_and_epoch_with_two_dataloaders(tmp_path):
 def test_a_wrong_interval_is_named():
     with pytest.raises(MisconfigurationException, match="write_interval='step'"):
         FileWriter(".", "step")
+
+
+def test_return_predictions_false_keeps_no_outputs_while_the_writer_still_gets_them(tmp_path):
+    model = Predicting()
+    trainer = Trainer(callbacks=[FileWriter(tmp_path, "epoch")], **QUIET)
+    assert trainer.predict(model, dataloaders=_loader(), return_predictions=False) is None
+    assert trainer.predict_loop.return_predictions is False and trainer.predict_loop.predictions == []
+    saved = torch.load(os.path.join(tmp_path, "predictions_0.pt"), weights_only=True)
+    assert len(saved["predictions"]) == 3  # the writer kept its own
+    # The next predict keeps them again by default.
+    assert len(trainer.predict(model, dataloaders=_loader())) == 3 and trainer.predict_loop.return_predictions

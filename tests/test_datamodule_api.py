@@ -8,7 +8,8 @@ import pytest
 
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 
-from engine import LightningDataModule
+from engine import LightningDataModule, MisconfigurationException
+from plugins.logger_base import Logger
 from tests.core_support import quiet_trainer
 from tests.models import ModernModel, make_data, make_loader
 
@@ -90,3 +91,26 @@ def test_from_datasets_hands_batch_size_to_an_init_that_takes_it():
     assert not isinstance(loaders["b"].sampler, RandomSampler)  # an iterable dataset is never shuffled
     with pytest.raises(NotImplementedError):  # no test dataset given: the datamodule has no test data
         dm.test_dataloader()
+
+
+class HparamsRecorder(Logger):
+    """A logger that keeps what ``log_hyperparams`` gets."""
+
+    def __init__(self):
+        self.params = []
+
+    def log_hyperparams(self, params):
+        self.params.append(dict(params))
+
+
+def test_loggers_get_the_module_and_datamodule_hyperparameters_merged():
+    logger = HparamsRecorder()
+    trainer = quiet_trainer(max_epochs=1, limit_val_batches=0, logger=logger)
+    trainer.fit(ModernModel(batch_size=16), datamodule=DigitsData(batch_size=16))
+    assert logger.params == [{"lr": 0.05, "n_train": 256, "batch_size": 16, "data_dir": "./data"}]
+
+
+def test_a_hyperparameter_with_different_values_in_module_and_datamodule_is_an_error_naming_it():
+    trainer = quiet_trainer(max_epochs=1, limit_val_batches=0, logger=HparamsRecorder())
+    with pytest.raises(MisconfigurationException, match=r"\['batch_size'\].*ModernModel.hparams and DigitsData.hparams"):
+        trainer.fit(ModernModel(batch_size=32), datamodule=DigitsData(batch_size=16))
