@@ -123,11 +123,16 @@ def setup(trainer, pl_module, stage: str) -> None:
 
 
 @hookspec
+@user_hook(callback=False)
 def configure_model(trainer, pl_module, stage: str) -> None:
-    """Called after ``setup``: move the model to its device, wrap it (DDP), build optimizers.
+    """Called after ``setup``: build the model's layers, move it to its device, wrap it (DDP), build optimizers.
 
-    Implementations that need optimizers read ``trainer.optimizers`` after the
-    optimization plugin (which runs here) has filled it.
+    The module's own ``configure_model()`` (Lightning 2.x: create layers lazily, once) runs first
+    of all, so that every plugin sees the finished model; a checkpoint given as ``ckpt_path``
+    is restored next (``on_load_checkpoint``, the weights, the callbacks' ``load_state_dict``),
+    then the model is placed and the optimizers are built; a resumed fit's optimizer,
+    scheduler and loop states are put back last. Implementations that need optimizers read
+    ``trainer.optimizers`` after the optimization plugin (which runs here) has filled it.
     """
 
 
@@ -437,6 +442,68 @@ def on_validation_start(trainer, pl_module) -> None:
 @user_hook()
 def on_validation_end(trainer, pl_module) -> None:
     """Called after a validation run, after ``on_validation_epoch_end``."""
+
+
+def _to_eval(module: Any) -> None:
+    """``module.eval()``."""
+    module.eval()
+
+
+def _to_train(module: Any) -> None:
+    """``module.train()``."""
+    module.train()
+
+
+def _clear_gradients(module: Any) -> None:
+    """``module.zero_grad(set_to_none=True)``."""
+    module.zero_grad(set_to_none=True)
+
+
+@hookspec
+@user_hook(callback=False, module_default=_clear_gradients)
+def on_validation_model_zero_grad(trainer, pl_module) -> None:
+    """Module hook: before each validation run inside ``fit`` (not the sanity check), before the module is put
+    in eval mode. ``LightningModule``'s default clears the gradients (``zero_grad(set_to_none=True)``);
+    the loop calls it when the module overrides it (gradients still accumulating are kept otherwise)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_eval)
+def on_validation_model_eval(trainer, pl_module) -> None:
+    """Module behaviour hook: put the module in eval mode for a validation run, before ``on_validation_start``.
+
+    ``LightningModule``'s default is ``self.eval()``; with no implementation the loop calls ``eval()``
+    itself. Either way each submodule's mode is recorded first and restored after the run."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_train)
+def on_validation_model_train(trainer, pl_module) -> None:
+    """Module behaviour hook: after a validation run, after ``on_validation_end``: undo the eval mode.
+
+    Called only when implemented (a module overriding it decides the modes, e.g. ``self.train()``);
+    otherwise every submodule gets back the mode it had before the run (a frozen, eval-mode
+    backbone stays in eval, as in Lightning 2.x)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_eval)
+def on_test_model_eval(trainer, pl_module) -> None:
+    """Module behaviour hook: as :func:`on_validation_model_eval`, for a test run (before ``on_test_start``)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_train)
+def on_test_model_train(trainer, pl_module) -> None:
+    """Module behaviour hook: as :func:`on_validation_model_train`, after a test run (after ``on_test_end``)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_eval)
+def on_predict_model_eval(trainer, pl_module) -> None:
+    """Module behaviour hook: as :func:`on_validation_model_eval`, for a predict run (before ``on_predict_start``).
+
+    There is no ``on_predict_model_train`` (as in Lightning): the modes are restored after the run."""
 
 
 @hookspec
