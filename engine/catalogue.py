@@ -106,7 +106,7 @@ def _noop(cls: type, name: str, args: Tuple[str, ...], what: str,
     hook.__name__ = name
     hook.__qualname__ = f"{cls.__qualname__}.{name}"
     hook.__module__ = cls.__module__
-    does = "A no-op" if default is None else f"By default: {(default.__doc__ or '').strip()}"
+    does = "A no-op" if default is None else f"By default: {(default.__doc__ or '').strip().rstrip('.')}"
     hook.__doc__ = (f"{spec_summary(name)}\n\n{does}; override it in your {what}. "
                     f"See :func:`engine.hookspecs.{name}`.")
     return hook

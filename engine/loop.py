@@ -214,8 +214,9 @@ class FitLoop:
             self._setup_dataloaders(reload=True)  # ask the module/datamodule for fresh loaders
             self._loaded_at_epoch = state.epoch
         state.phase = "train_epoch_start"
-        _emit(hooks.on_epoch_start, trainer, module)
-        _emit(hooks.on_train_epoch_start, trainer, module)
+        if not state.start_batch:  # an epoch resumed mid-way started in the run that was interrupted (Lightning's rule)
+            _emit(hooks.on_epoch_start, trainer, module)
+            _emit(hooks.on_train_epoch_start, trainer, module)
         state.phase = "train_batch"
 
         loader = trainer.train_dataloader
