@@ -237,6 +237,9 @@ def transfer_batch_to_device(trainer, pl_module, batch: Any, device: Any, datalo
     hook out when training on the CPU of a machine without a GPU. The module's adapter implements
     it when the module overrides ``transfer_batch_to_device``, ``on_before_batch_transfer`` or
     ``on_after_batch_transfer`` (Lightning's order: before, transfer, after).
+
+    Called for every training and evaluation batch before its ``on_*_batch_start`` events, which
+    see the batch on the device (Lightning 2.x's order).
     """
 
 
@@ -272,7 +275,10 @@ def on_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_train_epoch_start(trainer, pl_module) -> None:
-    """Called at the start of each training epoch, before its dataloader is iterated."""
+    """Called at the start of each training epoch, before its dataloader is iterated.
+
+    Not called for an epoch resumed mid-way from a checkpoint (it started in the interrupted run), as
+    in Lightning."""
 
 
 @hookspec
@@ -301,13 +307,13 @@ def on_batch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each training batch (``batch`` is still on the host).
+    """Called before each training batch, after ``transfer_batch_to_device``: ``batch`` is on the device.
 
-    ``dataloader_idx`` is always 0 (fit trains on one dataloader); 2.x callbacks leave it out, 0.9/1.x
+    The seed-era ``on_batch_start`` comes first. ``dataloader_idx`` is always 0 (fit trains on one dataloader); 2.x callbacks leave it out, 0.9/1.x
     ones take it.
 
     To skip the rest of the epoch (the module returning ``-1`` in Lightning), set
-    ``trainer.state.skip_rest_of_epoch = True``.
+    ``trainer.state.skip_rest_of_epoch = True``: the loop tests it after this event, before the step.
     """
 
 
@@ -535,7 +541,7 @@ def on_validation_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_validation_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each validation batch."""
+    """Called before each validation batch, after ``transfer_batch_to_device``: ``batch`` is on the device."""
 
 
 @hookspec
@@ -571,7 +577,7 @@ def on_test_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_test_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each test batch."""
+    """Called before each test batch, after ``transfer_batch_to_device``: ``batch`` is on the device."""
 
 
 @hookspec
@@ -607,7 +613,7 @@ def on_predict_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_predict_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each predict batch."""
+    """Called before each predict batch, after ``transfer_batch_to_device``: ``batch`` is on the device."""
 
 
 @hookspec
@@ -686,7 +692,12 @@ def remove_checkpoint(trainer, filepath: str) -> Any:
 def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
     """Called when a checkpoint is restored, before anything is read from it (weights, optimizer and
     plugin states, loop position), as in Lightning: read your state back from ``checkpoint``, or
-    migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version)."""
+    migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version).
+
+    It fires during ``configure_model``, after the module's own ``configure_model`` and before the
+    model is placed and its optimizers are built; the module's hook runs before the callbacks'
+    (Lightning's order). Resuming a fit, the callbacks' ``load_state_dict`` follows the weights; the
+    optimizer, scheduler and loop states are restored after every ``on_fit_start``."""
 
 
 # ---------------------------------------------------------------------------------------

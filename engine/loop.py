@@ -94,7 +94,7 @@ class FitLoop:
         # Validation data is loaded when first needed (Lightning's order: the sanity check loads it
         # before the training data; limit_val_batches=0 never asks for it).
         self._val_loaded = False
-        if _is_zero(trainer.limit_train_batches):
+        if is_zero_limit(trainer.limit_train_batches):
             # limit_train_batches=0 turns training off, as in Lightning: fit() sets up and tears down only.
             self._setup_dataloaders()
             warnings.warn("`limit_train_batches=0`: training is skipped.", UserWarning, stacklevel=2)
@@ -418,7 +418,7 @@ def setup_train_dataloader(trainer: "Trainer") -> None:
         )
     trainer.train_dataloader = train[0]
     trainer.num_training_batches = num_batches(train[0], trainer.limit_train_batches, "limit_train_batches")
-    if trainer.num_training_batches == 0 and not _is_zero(trainer.limit_train_batches):
+    if trainer.num_training_batches == 0 and not is_zero_limit(trainer.limit_train_batches):
         raise MisconfigurationException(
             "The training dataloader yields no batch (its length is 0, or limit_train_batches is 0). "
             "Check the dataset and the batch size (drop_last=True with fewer samples than one batch?)."
@@ -433,7 +433,8 @@ def _count_eval_run(state: Any, stage: str) -> None:
     state.eval_runs[key] = [ran, total + ran]
 
 
-def _is_zero(limit: Union[int, float]) -> bool:
+def is_zero_limit(limit: Union[int, float]) -> bool:
+    """True for a ``limit_*_batches`` of 0 (int or float): that loop runs no batch."""
     return not isinstance(limit, bool) and limit == 0
 
 

@@ -320,19 +320,22 @@ def test_resume_after_a_finished_epoch_starts_the_next_one(tmp_path):
 
 @pytest.mark.parametrize(("verb", "noun", "loader"), [("validate", "validation", "val"), ("test", "test", "test")])
 @pytest.mark.parametrize("override_model_train", [True, False])
+@pytest.mark.parametrize("batches", [2, 0])
 def test_validate_and_test_call_lightnings_hooks_in_lightnings_order(tmp_path, verb, noun, loader,
-                                                                      override_model_train):
+                                                                      override_model_train, batches):
     calls: List[str] = []
     model = RecordingModel(calls)
     if not override_model_train:
         # Not overridden: not called; every submodule gets its own mode back instead.
         setattr(model, f"on_{noun}_model_train", None)
         model.layer.eval()
-    trainer = _trainer(tmp_path, calls, limit_test_batches=2)
+    trainer = _trainer(tmp_path, calls, limit_val_batches=batches, limit_test_batches=batches)
     getattr(trainer, verb)(model, verbose=False)
-    expected = [*_setup(verb), f"{loader}_dataloader", *_eval_run(noun, 2, model_train=override_model_train),
-                "Callback.teardown", "teardown"]
+    run = [f"{loader}_dataloader", *_eval_run(noun, 2, model_train=override_model_train)] if batches else []
+    expected = [*_setup(verb), *run, "Callback.teardown", "teardown"]
     assert calls == expected
+    if not batches:
+        return
     assert model.training  # back to train mode (its own before the run, or its on_*_model_train's)
     assert model.layer.training is override_model_train
 
