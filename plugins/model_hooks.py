@@ -115,6 +115,7 @@ def attach_model_callbacks(trainer: Any, pl_module: LightningModule) -> None:
                 n += 1
                 name = f"{type(callback).__name__}-{n}"
             registry.add(callback, name, MODEL_CALLBACK_TIER, origin=origin)
+    registry.check_all()  # a misspelt hook of the module's callbacks is an error, as for the trainer's
 
 
 class ModelHooksPlugin:

@@ -514,3 +514,45 @@ def test_callback_methods_taking_star_args_get_every_argument(tmp_path):
     assert train_end[0] is trainer and train_end[1] is model and train_end[2]["loss"] is not None
     assert train_end[4] == 0  # trainer, pl_module, outputs, batch, batch_idx[, dataloader_idx]
     assert val_start[0] is model and val_start[2] == 0
+
+
+def test_a_checkpoint_callback_of_the_module_replaces_the_default_one_and_still_saves_last(tmp_path):
+    from engine.errors import PluginError
+    from plugins import ModelCheckpoint
+
+    order = []
+    own = ModelCheckpoint(dirpath=str(tmp_path / "own"))
+    saving = own.on_train_epoch_end
+
+    def on_train_epoch_end(trainer, pl_module):
+        order.append("checkpoint")
+        saving(trainer, pl_module)
+
+    own.on_train_epoch_end = on_train_epoch_end
+
+    class Late(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            order.append("late")
+
+    class Model(_Model):
+        def configure_callbacks(self) -> Any:
+            return [own, Late()]
+
+        def on_train_epoch_end(self) -> None:
+            order.append("module")
+
+    trainer = _trainer(tmp_path, [], limit_val_batches=0)
+    trainer.fit(Model())
+    assert [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)] == [own]
+    assert order == ["late", "module", "checkpoint"] and own.best_model_path
+
+    class Typo(Callback):
+        def on_train_strat(self, trainer, pl_module):
+            pass
+
+    class TypoModel(_Model):
+        def configure_callbacks(self) -> Any:
+            return Typo()
+
+    with pytest.raises(PluginError, match="on_train_start"):
+        _trainer(tmp_path, [], limit_val_batches=0).fit(TypoModel())
