@@ -33,6 +33,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.module_adapter import overrides_hook
 from hookloop.plugins.step_settings import accumulating
 from hookloop.plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
@@ -771,6 +772,8 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
             f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
             "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint.", path
         ) from exc
+    if overrides_hook(module, "configure_model"):
+        module.configure_model()  # layers it builds lazily must exist before their weights load (as in Lightning)
     module.on_load_checkpoint(checkpoint)  # before the weights: it may migrate them
     load_weights(module, checkpoint["state_dict"], path, strict=strict)
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):

@@ -169,7 +169,7 @@ def _without_step(calls: List[str]) -> List[str]:
 # ---- the expected lists, Lightning 2.x's ----------------------------------------------------------
 
 
-def _step(i: int, last_of_epoch: bool = False) -> List[str]:
+def _step() -> List[str]:
     """One automatic-optimization training step (accumulate_grad_batches=1, no scheduler)."""
     return [
         "training_step",
@@ -186,7 +186,7 @@ def _train_batches(batches: range) -> List[str]:
     for i in batches:
         out += ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
                 "Callback.on_train_batch_start", "on_train_batch_start",
-                *_step(i),
+                *_step(),
                 "Callback.on_train_batch_end", "on_train_batch_end"]
     return out
 
@@ -205,7 +205,7 @@ def _eval_run(noun: str, batches: int, model_train: bool = True) -> List[str]:
     return out
 
 
-def _setup(stage: str) -> List[str]:
+def _setup() -> List[str]:
     return ["configure_callbacks", "prepare_data", "Callback.setup", "setup", "configure_model"]
 
 
@@ -222,7 +222,7 @@ def _fit_end() -> List[str]:
 
 def _expected_fit() -> List[str]:
     """fit: sanity check, two epochs of two batches, each followed by a validation of two batches."""
-    expected = [*_setup("fit"), "configure_optimizers", "Callback.on_fit_start", "on_fit_start",
+    expected = [*_setup(), "configure_optimizers", "Callback.on_fit_start", "on_fit_start",
                 "Callback.on_sanity_check_start", "val_dataloader", *_eval_run("validation", 2),
                 "Callback.on_sanity_check_end", "train_dataloader", "Callback.on_train_start", "on_train_start"]
     for _ in range(2):
@@ -254,7 +254,7 @@ def test_fit_without_validation_loads_no_validation_data_and_calls_no_validation
     calls: List[str] = []
     trainer = _trainer(tmp_path, calls, limit_val_batches=0)
     trainer.fit(RecordingModel(calls))
-    expected = [*_setup("fit"), "configure_optimizers", "Callback.on_fit_start", "on_fit_start",
+    expected = [*_setup(), "configure_optimizers", "Callback.on_fit_start", "on_fit_start",
                 "train_dataloader", "Callback.on_train_start", "on_train_start",
                 "Callback.on_train_epoch_start", "on_train_epoch_start", *_train_batches(range(2)),
                 *_epoch_end_with_checkpoint(), *_fit_end()]
@@ -275,7 +275,7 @@ def _first_run(tmp_path: Any, **flags: Any) -> str:
 def _resume_setup() -> List[str]:
     # The checkpoint's module and callbacks are restored before the optimizers are built; the
     # optimizer and loop states once they are (at fit start).
-    return [*_setup("fit"), "on_load_checkpoint", "Callback.on_load_checkpoint", "Callback.load_state_dict",
+    return [*_setup(), "on_load_checkpoint", "Callback.on_load_checkpoint", "Callback.load_state_dict",
             "configure_optimizers", "Callback.on_fit_start", "on_fit_start", "train_dataloader",
             "Callback.on_train_start", "on_train_start"]
 
@@ -332,7 +332,7 @@ def test_validate_and_test_call_lightnings_hooks_in_lightnings_order(tmp_path, v
     trainer = _trainer(tmp_path, calls, limit_val_batches=batches, limit_test_batches=batches)
     getattr(trainer, verb)(model, verbose=False)
     run = [f"{loader}_dataloader", *_eval_run(noun, 2, model_train=override_model_train)] if batches else []
-    expected = [*_setup(verb), *run, "Callback.teardown", "teardown"]
+    expected = [*_setup(), *run, "Callback.teardown", "teardown"]
     assert calls == expected
     if not batches:
         return
@@ -345,7 +345,7 @@ def test_predict_calls_lightnings_hooks_in_lightnings_order(tmp_path):
     model = RecordingModel(calls)
     trainer = _trainer(tmp_path, calls, limit_predict_batches=2)
     trainer.predict(model)
-    expected = [*_setup("predict"), "predict_dataloader", "on_predict_model_eval",
+    expected = [*_setup(), "predict_dataloader", "on_predict_model_eval",
                 "Callback.on_predict_start", "on_predict_start", "Callback.on_predict_epoch_start",
                 "on_predict_epoch_start"]
     for _ in range(2):
@@ -556,3 +556,18 @@ def test_a_checkpoint_callback_of_the_module_replaces_the_default_one_and_still_
 
     with pytest.raises(PluginError, match="on_train_start"):
         _trainer(tmp_path, [], limit_val_batches=0).fit(TypoModel())
+
+
+def test_load_from_checkpoint_calls_configure_model_before_on_load_checkpoint(tmp_path):
+    calls: List[str] = []
+    trainer = _trainer(tmp_path, [], limit_val_batches=0)
+    trainer.fit(_Model())
+    path = str(tmp_path / "model.ckpt")
+    trainer.save_checkpoint(path)
+
+    class Model(RecordingModel):
+        def __init__(self) -> None:
+            super().__init__(calls)
+
+    Model.load_from_checkpoint(path)
+    assert calls == ["configure_model", "on_load_checkpoint"]
