@@ -20,6 +20,8 @@ from tests.tuner_support import files_under, same_weights, temporary_checkpoints
 
 
 def test_an_exponential_sweep_records_the_curve_and_suggests_a_sane_rate(tmp_path):
+    # Seeded: with some initial weights (one seed in four) 80 steps of this sweep end above where they began.
+    torch.manual_seed(0)
     model = ModernModel(lr=0.05)
     result = Tuner(quiet_trainer(default_root_dir=str(tmp_path))).lr_find(model, num_training=80)
     lrs, losses = result.results["lr"], result.results["loss"]
