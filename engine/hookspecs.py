@@ -69,7 +69,9 @@ def module_plugin(trainer, pl_module) -> Any:
     between entry-point plugins and built-ins in the call order, and stays registered after
     the run (``trainer.save_checkpoint()`` after ``fit`` reaches the module's
     ``on_save_checkpoint``) until the next run replaces it. The built-in implementation
-    registers only the hooks the module overrides.
+    registers only the hooks the module overrides, and first of all (Lightning's first hook of a
+    run) registers the callbacks ``pl_module.configure_callbacks()`` returns: after the trainer's
+    callbacks in the call order, each replacing a registered callback of its type.
     """
 
 
