@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from hookloop.engine import hookspecs
 from hookloop.engine.markers import USER_HOOK_ATTRIBUTE
@@ -56,27 +56,49 @@ def _module_hooks() -> Dict[str, Tuple[str, ...]]:
     return hooks
 
 
+@functools.lru_cache(maxsize=None)
+def _module_defaults() -> Dict[str, Callable[[Any], None]]:
+    defaults = {}
+    for name in _module_hooks():
+        default = getattr(getattr(hookspecs, name), USER_HOOK_ATTRIBUTE)["module_default"]
+        if default is not None:
+            defaults[name] = default
+    return defaults
+
+
+def module_defaults() -> Dict[str, Callable[[Any], None]]:
+    """``event -> default(module)`` of the module behaviour hooks whose ``LightningModule`` method does something."""
+    return dict(_module_defaults())
+
+
 def spec_summary(event: str) -> str:
     """The first line of ``event``'s hookspec docstring (what it is, when it fires)."""
     doc = inspect.getdoc(getattr(hookspecs, event)) or ""
     return doc.splitlines()[0] if doc else ""
 
 
-def add_noop_hooks(cls: type, hooks: Dict[str, Tuple[str, ...]], what: str) -> None:
+def add_noop_hooks(cls: type, hooks: Dict[str, Tuple[str, ...]], what: str,
+                   defaults: Optional[Dict[str, Callable[[Any], None]]] = None) -> None:
     """Give ``cls`` a no-op method per hook (``name -> arguments``) that ``cls`` does not define itself.
 
     Each takes any arguments (``super().on_x(...)`` works whatever the era's signature), shows the
-    event's own in ``help()``, and is documented by the hookspec it stands for.
+    event's own in ``help()``, and is documented by the hookspec it stands for. A hook named in
+    ``defaults`` does ``defaults[name](self)`` instead of nothing (a module behaviour hook's default).
     """
     for name, args in hooks.items():
         if name in vars(cls):
             continue
-        setattr(cls, name, _noop(cls, name, args, what))
+        setattr(cls, name, _noop(cls, name, args, what, (defaults or {}).get(name)))
 
 
-def _noop(cls: type, name: str, args: Tuple[str, ...], what: str) -> Callable[..., None]:
-    def hook(self: Any, *args_: Any, **kwargs: Any) -> None:
-        return None
+def _noop(cls: type, name: str, args: Tuple[str, ...], what: str,
+          default: Optional[Callable[[Any], None]] = None) -> Callable[..., None]:
+    if default is None:
+        def hook(self: Any, *args_: Any, **kwargs: Any) -> None:
+            return None
+    else:
+        def hook(self: Any, *args_: Any, **kwargs: Any) -> None:
+            default(self)
 
     parameter = inspect.Parameter.POSITIONAL_OR_KEYWORD
     hook.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -84,6 +106,7 @@ def _noop(cls: type, name: str, args: Tuple[str, ...], what: str) -> Callable[..
     hook.__name__ = name
     hook.__qualname__ = f"{cls.__qualname__}.{name}"
     hook.__module__ = cls.__module__
-    hook.__doc__ = (f"{spec_summary(name)}\n\nA no-op; override it in your {what}. "
+    does = "A no-op" if default is None else f"By default: {(default.__doc__ or '').strip().rstrip('.')}"
+    hook.__doc__ = (f"{spec_summary(name)}\n\n{does}; override it in your {what}. "
                     f"See :func:`engine.hookspecs.{name}`.")
     return hook

@@ -101,19 +101,29 @@ def signature_args(function: Callable[..., Any]) -> Tuple[Tuple[str, ...], Tuple
     return required, defaulted
 
 
+def _takes_star_args(function: Callable[..., Any]) -> bool:
+    try:
+        return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
 def passed_arguments(function: Callable[..., Any], spec_args: Optional[Sequence[str]],
                      by_position: bool) -> Tuple[str, ...]:
     """The event arguments ``function`` is passed, in the order of its parameters.
 
     Its required parameters, or for ``by_position`` (a ``Callback``) whose required parameters are not
     all event arguments, the event's first arguments in their place; then its leading defaulted
-    parameters that the event provides. With no spec (the event is not declared yet), its required
-    parameters as they are (pluggy reports any mismatch once the spec exists).
+    parameters that the event provides. A ``Callback`` method taking ``*args`` gets every event
+    argument, positionally (Lightning calls callbacks so). With no spec (the event is not declared
+    yet), its required parameters as they are (pluggy reports any mismatch once the spec exists).
     """
     required, defaulted = signature_args(function)
     if spec_args is None:
         return required
     spec_args = tuple(spec_args)
+    if by_position and _takes_star_args(function) and len(required) <= len(spec_args):
+        return spec_args
     names = required
     if by_position and not set(required) <= set(spec_args) and len(required) <= len(spec_args):
         names = spec_args[:len(required)]

@@ -69,7 +69,9 @@ def module_plugin(trainer, pl_module) -> Any:
     between entry-point plugins and built-ins in the call order, and stays registered after
     the run (``trainer.save_checkpoint()`` after ``fit`` reaches the module's
     ``on_save_checkpoint``) until the next run replaces it. The built-in implementation
-    registers only the hooks the module overrides.
+    registers only the hooks the module overrides, and first of all (Lightning's first hook of a
+    run) registers the callbacks ``pl_module.configure_callbacks()`` returns: after the trainer's
+    callbacks in the call order, each replacing a registered callback of its type.
     """
 
 
@@ -123,11 +125,16 @@ def setup(trainer, pl_module, stage: str) -> None:
 
 
 @hookspec
+@user_hook(callback=False)
 def configure_model(trainer, pl_module, stage: str) -> None:
-    """Called after ``setup``: move the model to its device, wrap it (DDP), build optimizers.
+    """Called after ``setup``: build the model's layers, move it to its device, wrap it (DDP), build optimizers.
 
-    Implementations that need optimizers read ``trainer.optimizers`` after the
-    optimization plugin (which runs here) has filled it.
+    The module's own ``configure_model()`` (Lightning 2.x: create layers lazily, once) runs first
+    of all, so that every plugin sees the finished model; a checkpoint given as ``ckpt_path``
+    is restored next (``on_load_checkpoint``, the weights, the callbacks' ``load_state_dict``),
+    then the model is placed and the optimizers are built; a resumed fit's optimizer,
+    scheduler and loop states are put back last. Implementations that need optimizers read
+    ``trainer.optimizers`` after the optimization plugin (which runs here) has filled it.
     """
 
 
@@ -232,6 +239,9 @@ def transfer_batch_to_device(trainer, pl_module, batch: Any, device: Any, datalo
     hook out when training on the CPU of a machine without a GPU. The module's adapter implements
     it when the module overrides ``transfer_batch_to_device``, ``on_before_batch_transfer`` or
     ``on_after_batch_transfer`` (Lightning's order: before, transfer, after).
+
+    Called for every training and evaluation batch before its ``on_*_batch_start`` events, which
+    see the batch on the device (Lightning 2.x's order).
     """
 
 
@@ -267,7 +277,10 @@ def on_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_train_epoch_start(trainer, pl_module) -> None:
-    """Called at the start of each training epoch, before its dataloader is iterated."""
+    """Called at the start of each training epoch, before its dataloader is iterated.
+
+    Not called for an epoch resumed mid-way from a checkpoint (it started in the interrupted run), as
+    in Lightning."""
 
 
 @hookspec
@@ -296,13 +309,13 @@ def on_batch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_train_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each training batch (``batch`` is still on the host).
+    """Called before each training batch, after ``transfer_batch_to_device``: ``batch`` is on the device.
 
-    ``dataloader_idx`` is always 0 (fit trains on one dataloader); 2.x callbacks leave it out, 0.9/1.x
+    The seed-era ``on_batch_start`` comes first. ``dataloader_idx`` is always 0 (fit trains on one dataloader); 2.x callbacks leave it out, 0.9/1.x
     ones take it.
 
     To skip the rest of the epoch (the module returning ``-1`` in Lightning), set
-    ``trainer.state.skip_rest_of_epoch = True``.
+    ``trainer.state.skip_rest_of_epoch = True``: the loop tests it after this event, before the step.
     """
 
 
@@ -439,6 +452,68 @@ def on_validation_end(trainer, pl_module) -> None:
     """Called after a validation run, after ``on_validation_epoch_end``."""
 
 
+def _to_eval(module: Any) -> None:
+    """``module.eval()``."""
+    module.eval()
+
+
+def _to_train(module: Any) -> None:
+    """``module.train()``."""
+    module.train()
+
+
+def _clear_gradients(module: Any) -> None:
+    """``module.zero_grad(set_to_none=True)``."""
+    module.zero_grad(set_to_none=True)
+
+
+@hookspec
+@user_hook(callback=False, module_default=_clear_gradients)
+def on_validation_model_zero_grad(trainer, pl_module) -> None:
+    """Module hook: before each validation run inside ``fit`` (not the sanity check), before the module is put
+    in eval mode. ``LightningModule``'s default clears the gradients (``zero_grad(set_to_none=True)``);
+    the loop calls it when the module overrides it (gradients still accumulating are kept otherwise)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_eval)
+def on_validation_model_eval(trainer, pl_module) -> None:
+    """Module behaviour hook: put the module in eval mode for a validation run, before ``on_validation_start``.
+
+    ``LightningModule``'s default is ``self.eval()``; with no implementation the loop calls ``eval()``
+    itself. Either way each submodule's mode is recorded first and restored after the run."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_train)
+def on_validation_model_train(trainer, pl_module) -> None:
+    """Module behaviour hook: after a validation run, after ``on_validation_end``: undo the eval mode.
+
+    Called only when implemented (a module overriding it decides the modes, e.g. ``self.train()``);
+    otherwise every submodule gets back the mode it had before the run (a frozen, eval-mode
+    backbone stays in eval, as in Lightning 2.x)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_eval)
+def on_test_model_eval(trainer, pl_module) -> None:
+    """Module behaviour hook: as :func:`on_validation_model_eval`, for a test run (before ``on_test_start``)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_train)
+def on_test_model_train(trainer, pl_module) -> None:
+    """Module behaviour hook: as :func:`on_validation_model_train`, after a test run (after ``on_test_end``)."""
+
+
+@hookspec
+@user_hook(callback=False, module_default=_to_eval)
+def on_predict_model_eval(trainer, pl_module) -> None:
+    """Module behaviour hook: as :func:`on_validation_model_eval`, for a predict run (before ``on_predict_start``).
+
+    There is no ``on_predict_model_train`` (as in Lightning): the modes are restored after the run."""
+
+
 @hookspec
 @user_hook(callback=False)
 def on_pre_performance_check(trainer, pl_module) -> None:
@@ -468,7 +543,7 @@ def on_validation_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_validation_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each validation batch."""
+    """Called before each validation batch, after ``transfer_batch_to_device``: ``batch`` is on the device."""
 
 
 @hookspec
@@ -504,7 +579,7 @@ def on_test_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_test_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each test batch."""
+    """Called before each test batch, after ``transfer_batch_to_device``: ``batch`` is on the device."""
 
 
 @hookspec
@@ -540,7 +615,7 @@ def on_predict_epoch_end(trainer, pl_module) -> None:
 @hookspec
 @user_hook()
 def on_predict_batch_start(trainer, pl_module, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
-    """Called before each predict batch."""
+    """Called before each predict batch, after ``transfer_batch_to_device``: ``batch`` is on the device."""
 
 
 @hookspec
@@ -619,7 +694,12 @@ def remove_checkpoint(trainer, filepath: str) -> Any:
 def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
     """Called when a checkpoint is restored, before anything is read from it (weights, optimizer and
     plugin states, loop position), as in Lightning: read your state back from ``checkpoint``, or
-    migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version)."""
+    migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version).
+
+    It fires during ``configure_model``, after the module's own ``configure_model`` and before the
+    model is placed and its optimizers are built; the module's hook runs before the callbacks'
+    (Lightning's order). Resuming a fit, the callbacks' ``load_state_dict`` follows the weights; the
+    optimizer, scheduler and loop states are restored after every ``on_fit_start``."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -33,6 +33,13 @@ _EVAL_EVENTS = {
                  ("start", "epoch_start", "batch_start", "batch_end", "epoch_end", "end"))
     for stage, prefix in (("validate", "validation"), ("test", "test"), ("predict", "predict"))
 }
+# The module's behaviour hooks that set its mode per evaluation stage: (to eval, back to train).
+# Predict has no way back (as in Lightning): the recorded modes are restored.
+_MODE_EVENTS = {
+    "validate": ("on_validation_model_eval", "on_validation_model_train"),
+    "test": ("on_test_model_eval", "on_test_model_train"),
+    "predict": ("on_predict_model_eval", None),
+}
 
 
 def num_batches(dataloader: Any, limit: Union[int, float], flag: str) -> Union[int, float]:
@@ -84,14 +91,18 @@ class FitLoop:
         state = trainer.state
         module = trainer.lightning_module
         hooks = trainer.hooks
-        self._setup_dataloaders()
-        self._loaded_at_epoch = state.epoch
-        if trainer.num_training_batches == 0:
+        # Validation data is loaded when first needed (Lightning's order: the sanity check loads it
+        # before the training data; limit_val_batches=0 never asks for it).
+        self._val_loaded = False
+        if is_zero_limit(trainer.limit_train_batches):
             # limit_train_batches=0 turns training off, as in Lightning: fit() sets up and tears down only.
+            self._setup_dataloaders()
             warnings.warn("`limit_train_batches=0`: training is skipped.", UserWarning, stacklevel=2)
             return
         if not state.restored:
             self._sanity_check()
+        self._setup_dataloaders()
+        self._loaded_at_epoch = state.epoch
         _emit(hooks.on_pretrain_routine_end, trainer, module)
         _emit(hooks.on_train_start, trainer, module)
         while not self.done:
@@ -134,10 +145,19 @@ class FitLoop:
         trainer = self.trainer
         if reload or trainer.train_dataloader is None:  # else loaded for this fit already (estimated_stepping_batches)
             setup_train_dataloader(trainer)
+        if reload:
+            self._val_loaded = False  # asked for again at the next validation
+        self.val_check_batch = self._val_check_batch()
+
+    def _load_val_dataloaders(self) -> None:
+        """Load the validation data once (until a reload): none when this fit does not validate."""
+        if self._val_loaded:
+            return
+        trainer = self.trainer
         trainer.val_dataloaders = trainer.load_dataloaders("val") if trainer.has_validation else []
         trainer.num_val_batches = [num_batches(dl, trainer.limit_val_batches, "limit_val_batches")
                                    for dl in trainer.val_dataloaders]
-        self.val_check_batch = self._val_check_batch()
+        self._val_loaded = True
 
     def _val_check_batch(self) -> Union[int, float]:
         interval = self.trainer.val_check_interval
@@ -163,14 +183,16 @@ class FitLoop:
     def _sanity_check(self) -> None:
         trainer = self.trainer
         steps = trainer.num_sanity_val_steps
-        if not steps or not trainer.val_dataloaders or not any(trainer.num_val_batches):
+        if not steps or not trainer.has_validation:
             return
         module = trainer.lightning_module
-        limits = [n if steps < 0 else min(n, steps) for n in trainer.num_val_batches]
         state = trainer.state
         state.sanity_checking = True
         _emit(trainer.hooks.on_sanity_check_start, trainer, module)
-        run_evaluation(trainer, "validate", trainer.val_dataloaders, limits)
+        self._load_val_dataloaders()  # after on_sanity_check_start, as in Lightning
+        limits = [n if steps < 0 else min(n, steps) for n in trainer.num_val_batches]
+        if any(limits):
+            run_evaluation(trainer, "validate", trainer.val_dataloaders, limits)
         _emit(trainer.hooks.on_sanity_check_end, trainer, module)
         state.sanity_checking = False
         # Sanity metrics are not results: forget them.
@@ -192,8 +214,9 @@ class FitLoop:
             self._setup_dataloaders(reload=True)  # ask the module/datamodule for fresh loaders
             self._loaded_at_epoch = state.epoch
         state.phase = "train_epoch_start"
-        _emit(hooks.on_epoch_start, trainer, module)
-        _emit(hooks.on_train_epoch_start, trainer, module)
+        if not state.start_batch:  # an epoch resumed mid-way started in the run that was interrupted (Lightning's rule)
+            _emit(hooks.on_epoch_start, trainer, module)
+            _emit(hooks.on_train_epoch_start, trainer, module)
         state.phase = "train_batch"
 
         loader = trainer.train_dataloader
@@ -219,15 +242,16 @@ class FitLoop:
             # plugin registers mid-run, so ``hooks`` is always current. The events around the step
             # are tested one by one only when their group has a listener (see EVENT_GROUPS).
             if hooks.any_before_training_step:
-                # Lightning's order: the seed-era event first at the start, last at the end.
+                # Lightning 2.x's order: the batch reaches its device first, then the batch-start events
+                # see it there (the seed-era event first at the start, last at the end).
+                if hooks.transfer_batch_to_device is not None:
+                    batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
                 if hooks.on_batch_start is not None:
                     hooks.on_batch_start(trainer, module)
                 if hooks.on_train_batch_start is not None:
                     hooks.on_train_batch_start(trainer, module, batch, batch_idx, 0)
                 if state.skip_rest_of_epoch:
                     break
-                if hooks.transfer_batch_to_device is not None:
-                    batch = hooks.transfer_batch_to_device(trainer, module, batch, device, 0)
             elif state.skip_rest_of_epoch:  # set after an earlier step (nothing listens before this one)
                 break
             # Read, then called: a method-style call on an instance attribute is not specialised.
@@ -276,7 +300,7 @@ class FitLoop:
 
     def _validation_due_this_epoch(self) -> bool:
         trainer = self.trainer
-        if not trainer.val_dataloaders or not any(trainer.num_val_batches):
+        if not trainer.has_validation:
             return False
         every = trainer.check_val_every_n_epoch
         if every is None:  # validation is paced by val_check_interval alone
@@ -285,6 +309,11 @@ class FitLoop:
 
     def _validate(self) -> None:
         trainer = self.trainer
+        self._load_val_dataloaders()
+        if not any(trainer.num_val_batches):
+            return
+        # Lightning asks the module before every validation of a fit (its default clears the gradients).
+        _emit(trainer.hooks.on_validation_model_zero_grad, trainer, trainer.lightning_module)
         run_evaluation(trainer, "validate", trainer.val_dataloaders, trainer.num_val_batches)
         trainer.state.phase = "train_batch"
 
@@ -294,13 +323,15 @@ def run_evaluation(
 ) -> List[Any]:
     """Run ``stage`` (``validate``/``test``/``predict``) over ``dataloaders``; return predict outputs.
 
-    The module is in ``eval()`` mode under ``torch.no_grad()``; afterwards every submodule gets
-    its own previous mode back (a frozen, eval-mode backbone stays in eval, as in Lightning 2.x)
-    and the grad mode is restored, also on error.
+    The module's ``on_<stage>_model_eval`` puts it in eval mode (``module.eval()`` when nothing
+    implements it), under ``torch.no_grad()``. Afterwards ``on_<stage>_model_train`` is asked
+    when implemented; otherwise, and on error, every submodule gets its own previous mode back
+    (a frozen, eval-mode backbone stays in eval, as in Lightning 2.x). The grad mode is restored.
     """
     module = trainer.lightning_module
     state = trainer.state
     start_ev, epoch_start_ev, batch_start_ev, batch_end_ev, epoch_end_ev, end_ev = _EVAL_EVENTS[stage]
+    to_eval_ev, to_train_ev = _MODE_EVENTS[stage]
     performance_check = stage != "predict"  # 0.9's on_pre/post_performance_check wrap validation and test runs
     if performance_check:
         _emit(trainer.hooks.on_pre_performance_check, trainer, module)
@@ -313,8 +344,13 @@ def run_evaluation(
     predictions: List[Any] = []
     if stage == "predict":
         state.predictions = predictions  # trainer.predict_loop.predictions, filled as batches run
-    module.eval()
+    modes_set_back = False
     try:
+        to_eval = getattr(trainer.hooks, to_eval_ev)
+        if to_eval is not None:
+            to_eval(trainer, module)
+        else:
+            module.eval()
         with torch.no_grad():
             _emit(getattr(trainer.hooks, start_ev), trainer, module)
             _emit(getattr(trainer.hooks, epoch_start_ev), trainer, module)
@@ -334,11 +370,12 @@ def run_evaluation(
                     if batch_idx >= limit:
                         break
                     state.eval_batch_idx = batch_idx  # what the loops' progress counters derive from
+                    # Lightning 2.x's order: to the device first, then the batch-start event.
+                    if hooks.transfer_batch_to_device is not None:
+                        batch = hooks.transfer_batch_to_device(trainer, module, batch, device, dataloader_idx)
                     on_start = getattr(hooks, batch_start_ev)
                     if on_start is not None:
                         on_start(trainer, module, batch, batch_idx, dataloader_idx)
-                    if hooks.transfer_batch_to_device is not None:
-                        batch = hooks.transfer_batch_to_device(trainer, module, batch, device, dataloader_idx)
                     state.batch = batch
                     output = hooks.evaluation_step(trainer, module, batch, batch_idx, dataloader_idx, stage)
                     on_end = getattr(hooks, batch_end_ev)
@@ -353,9 +390,14 @@ def run_evaluation(
             _emit(getattr(trainer.hooks, end_ev), trainer, module)
             if not state.sanity_checking:
                 _count_eval_run(state, stage)
+        to_train = getattr(trainer.hooks, to_train_ev) if to_train_ev is not None else None
+        if to_train is not None:
+            to_train(trainer, module)
+            modes_set_back = True
     finally:
-        for submodule, training in modes:
-            submodule.training = training
+        if not modes_set_back:
+            for submodule, training in modes:
+                submodule.training = training
         state.phase = previous_phase
         state.dataloader_idx = None
     if performance_check:
@@ -376,7 +418,7 @@ def setup_train_dataloader(trainer: "Trainer") -> None:
         )
     trainer.train_dataloader = train[0]
     trainer.num_training_batches = num_batches(train[0], trainer.limit_train_batches, "limit_train_batches")
-    if trainer.num_training_batches == 0 and not _is_zero(trainer.limit_train_batches):
+    if trainer.num_training_batches == 0 and not is_zero_limit(trainer.limit_train_batches):
         raise MisconfigurationException(
             "The training dataloader yields no batch (its length is 0, or limit_train_batches is 0). "
             "Check the dataset and the batch size (drop_last=True with fewer samples than one batch?)."
@@ -391,7 +433,8 @@ def _count_eval_run(state: Any, stage: str) -> None:
     state.eval_runs[key] = [ran, total + ran]
 
 
-def _is_zero(limit: Union[int, float]) -> bool:
+def is_zero_limit(limit: Union[int, float]) -> bool:
+    """True for a ``limit_*_batches`` of 0 (int or float): that loop runs no batch."""
     return not isinstance(limit, bool) and limit == 0
 
 

@@ -6,7 +6,7 @@ plugin's implementation of one. ``Callback`` subclasses need no marker: their me
 matched by name, as in Lightning. A ``Callback`` method may still carry ``@hookimpl(...)``
 to ask for ``tryfirst``/``trylast`` or ``wrapper`` behaviour.
 """
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import pluggy
 
@@ -17,20 +17,26 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-#: Attribute :func:`user_hook` sets on an event's spec function: ``{"callback": bool, "module": bool}``.
+#: Attribute :func:`user_hook` sets on an event's spec function:
+#: ``{"callback": bool, "module": bool, "module_default": Optional[callable]}``.
 USER_HOOK_ATTRIBUTE = "engine_user_hook"
 
 
-def user_hook(*, callback: bool = True, module: bool = True) -> Callable[[_F], _F]:
+def user_hook(*, callback: bool = True, module: bool = True,
+              module_default: Optional[Callable[[Any], None]] = None) -> Callable[[_F], _F]:
     """Mark an event of the catalogue as a hook users override by name (Lightning's hooks).
 
     ``callback``: ``engine.Callback`` has a no-op method of this name and the event's arguments.
     ``module``: ``engine.LightningModule`` has a no-op method of this name taking the arguments after
     ``trainer, pl_module``; when a module overrides it, the module's adapter forwards the event to it.
+    ``module_default``: for a module behaviour hook (``on_validation_model_eval``), what
+    ``LightningModule``'s method does instead of nothing, ``module_default(module)``; the loop does
+    the same itself when no module overrides the hook, so the default is never forwarded.
     Everything else derives from this mark (see :mod:`hookloop.engine.catalogue`).
     """
     def mark(function: _F) -> _F:
-        setattr(function, USER_HOOK_ATTRIBUTE, {"callback": callback, "module": module})
+        setattr(function, USER_HOOK_ATTRIBUTE, {"callback": callback, "module": module,
+                                                "module_default": module_default})
         return function
 
     return mark

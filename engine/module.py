@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hookloop.engine.apply import apply_to_tensors
-from hookloop.engine.catalogue import add_noop_hooks, module_hooks
+from hookloop.engine.catalogue import add_noop_hooks, module_defaults, module_hooks
 from hookloop.engine.errors import MisconfigurationException, UnknownFlagError, did_you_mean
 from hookloop.engine.hparams import AttributeDict, HyperparametersMixin  # noqa: F401  (AttributeDict: its old home)
 from hookloop.engine.metric_objects import dictionary_items
@@ -445,6 +445,14 @@ class LightningModule(HyperparametersMixin, nn.Module):
     def on_batch_start(self, batch: Any) -> Optional[int]:
         """Seed-era: before each training batch; return -1 to skip the rest of the epoch."""
 
+    def configure_callbacks(self) -> Any:
+        """Callbacks of the model (a callback or a list of them), added to the trainer's at each run.
+
+        A trainer callback of the same type as one returned here is replaced by it; checkpoint
+        callbacks run last. Default: none.
+        """
+        return []
+
     # Dataloaders, steps and epoch-end aggregation are looked up by name when defined:
     # train_dataloader, val_dataloader, test_dataloader, predict_dataloader,
     # validation_step, test_step, predict_step, training_step_end, validation_step_end,
@@ -468,7 +476,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
                                                **overrides)
 
 
-add_noop_hooks(LightningModule, module_hooks(), "LightningModule")
+add_noop_hooks(LightningModule, module_hooks(), "LightningModule", module_defaults())
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

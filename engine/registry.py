@@ -14,9 +14,9 @@ Inside each of these three groups:
 a. a lower ``__engine_order__`` runs first (a class or module attribute, an int, default
    ``0``; e.g. ``ModelCheckpoint`` sets ``100`` so that it saves after early stopping and
    any other ``trylast`` implementation has updated the state);
-b. then by source (tier): user callbacks (``Trainer(callbacks=[...])``), plugins attached in
-   code (``Trainer(plugins=[...])``), entry-point plugins (group ``engine.plugins``), the
-   ``LightningModule``'s own hooks, built-in plugins;
+b. then by source (tier): user callbacks (``Trainer(callbacks=[...])``), the callbacks the
+   module's ``configure_callbacks()`` returned, plugins attached in code (``Trainer(plugins=[...])``),
+   entry-point plugins (group ``engine.plugins``), the ``LightningModule``'s own hooks, built-in plugins;
 c. then, inside a tier, the plugin registered last runs first (pluggy's rule). The trainer
    registers callbacks and code plugins in reverse, so they run in list order; entry points
    run in name order; built-ins run in the reverse of the list the distribution provides
@@ -52,7 +52,7 @@ from hookloop.engine.markers import PROJECT_NAME
 from hookloop.engine.plugin_checks import check_plugin, describe_plugin, explain_validation, is_callback, overrides
 
 #: Plugin sources, from the one called last to the one called first (see the module docstring).
-TIERS: Tuple[str, ...] = ("builtin", "module", "entrypoint", "code", "callback")
+TIERS: Tuple[str, ...] = ("builtin", "module", "entrypoint", "code", "model_callback", "callback")
 #: Tier -> rank in the call order (0 runs first): the reverse of :data:`TIERS`.
 _CALL_RANK: Dict[str, int] = {tier: len(TIERS) - 1 - i for i, tier in enumerate(TIERS)}
 

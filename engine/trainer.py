@@ -12,7 +12,8 @@ from hookloop.engine.combined_loader import CombinedLoader, combine_train_loader
 from hookloop.engine.dataloader_kinds import LOADER_METHODS, STAGE_LOADERS
 from hookloop.engine.errors import (FlagError, MisconfigurationException, PluginError, UnknownFlagError, check_int_flag,
                                     did_you_mean)
-from hookloop.engine.loop import FitLoop, check_limit, check_val_check_interval, num_batches, run_evaluation
+from hookloop.engine.loop import (FitLoop, check_limit, check_val_check_interval, is_zero_limit, num_batches,
+                                  run_evaluation)
 from hookloop.engine.loop_views import EvaluationLoopView, FitLoopView, PredictionLoopView
 from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
@@ -695,6 +696,12 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
     def _evaluate_body(self, stage: str) -> None:
         def work() -> None:
             kind = STAGE_LOADERS[stage]
+            flag = f"limit_{kind}_batches"
+            if is_zero_limit(getattr(self, flag)):
+                # As in Lightning: no batch to run, so no data is asked for and no hook of the run fires.
+                setattr(self, f"num_{kind}_batches", [])
+                self.run_results = []
+                return
             loaders = self.load_dataloaders(kind)
             if not loaders:
                 name = {"val": "val_dataloader", "test": "test_dataloader", "predict": "predict_dataloader"}[kind]
@@ -702,7 +709,6 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
                     f"trainer.{stage}() found no data: define `{name}()` on the module or datamodule, "
                     f"or pass `trainer.{stage}(model, dataloaders=...)`."
                 )
-            flag = f"limit_{kind}_batches"
             limits = [num_batches(dl, getattr(self, flag), flag) for dl in loaders]
             setattr(self, f"num_{kind}_batches", limits)  # e.g. the progress bar's total
             self.eval_results.reset()

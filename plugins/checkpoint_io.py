@@ -33,6 +33,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.module_adapter import overrides_hook
 from hookloop.plugins.step_settings import accumulating
 from hookloop.plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
 
@@ -418,6 +419,9 @@ class CheckpointIO:
         self._open_epoch: Optional[int] = None
         #: Set by a restore: ``(epoch_rng, rng, epoch_metrics)`` used by the first epoch iterated after it.
         self._pending: Optional[Tuple[Any, Any, Any]] = None
+        #: A fit's checkpoint and its path, between restoring the module and callbacks (set-up) and the
+        #: training state (fit start).
+        self._training_state: Optional[Tuple[Dict[str, Any], str]] = None
         self._warned_accumulation = False
 
     # ---- saving ------------------------------------------------------------------------
@@ -523,6 +527,9 @@ class CheckpointIO:
         if self._open_epoch is None or self._open_epoch != state.epoch:
             return state.epoch, 0  # between epochs (after the loop advanced, or before it began)
         if state.phase == "train_epoch_end":
+            if _cut_short_by_max_steps(trainer):
+                # As in Lightning: a fit resumed with a larger max_steps goes on with this epoch's next batch.
+                return state.epoch, state.batch_idx + 1
             return state.epoch + 1, 0
         if state.phase.startswith(("train", "validate")):  # in the batch loop, or a validation inside it
             return state.epoch, state.batch_idx + 1
@@ -550,11 +557,17 @@ class CheckpointIO:
 
     # ---- restoring ---------------------------------------------------------------------
 
-    @hookimpl(trylast=True)
+    @hookimpl(tryfirst=True)
     def configure_model(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Restore ``trainer.ckpt_path`` once the model is placed and the optimizers exist."""
+        """Restore ``trainer.ckpt_path``'s module and callbacks, before the model is placed and optimized.
+
+        Lightning's order: ``on_load_checkpoint`` (the module's first), the weights, then (fitting) the
+        callbacks' ``load_state_dict``. Optimizer, scheduler and loop states follow at fit start
+        (:meth:`on_fit_start`), once ``configure_optimizers`` has run.
+        """
         self._open_epoch = None
         self._pending = None
+        self._training_state = None
         if trainer.ckpt_path is None and stage != "fit" and not trainer.model_given:
             trainer.ckpt_path = self._best_after_fit(trainer, stage)
         path = self.resolve_ckpt_path(trainer, trainer.ckpt_path, stage)
@@ -566,16 +579,47 @@ class CheckpointIO:
         try:
             # On the CPU: generator states must stay there; load_state_dict copies weights to their devices.
             checkpoint = load_checkpoint_file(path, map_location="cpu")
-            if stage == "fit":
-                self.restore_training(trainer, pl_module, checkpoint, path)
-            else:
-                # First, as in Lightning: the hook may migrate the checkpoint (rename keys) before it is loaded.
-                if trainer.hooks.on_load_checkpoint is not None:
-                    trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
-                load_weights(pl_module, checkpoint["state_dict"], path)
+            self.restore_module_and_callbacks(trainer, pl_module, checkpoint, path, stage)
         except CheckpointError as exc:
             exc.flag = "ckpt_path"  # the file the run was asked for (a command line reports --ckpt_path)
             raise
+        if stage == "fit":
+            self._training_state = (checkpoint, path)
+
+    @hookimpl(trylast=True)
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """A resumed fit: put back the optimizers, schedulers and the loop's position (after every ``on_fit_start``)."""
+        pending, self._training_state = self._training_state, None
+        if pending is None:
+            return
+        checkpoint, path = pending
+        try:
+            self.restore_training(trainer, pl_module, checkpoint, path)
+        except CheckpointError as exc:
+            exc.flag = "ckpt_path"
+            raise
+
+    def restore_module_and_callbacks(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any], path: str,
+                                     stage: str) -> None:
+        """``on_load_checkpoint``, the weights and, fitting, every stateful callback's and plugin's ``load_state_dict``.
+
+        ``on_load_checkpoint`` fires first, as in Lightning, so that it can migrate the checkpoint
+        (rename weight keys, fill in new entries) before anything is read from it.
+        """
+        if trainer.hooks.on_load_checkpoint is not None:
+            trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+        load_weights(pl_module, checkpoint["state_dict"], path)
+        if stage != "fit":
+            return
+        if checkpoint.get("optimizer_states") is None:
+            raise CheckpointError(
+                f"Checkpoint {path!r} holds weights only (saved with weights_only=True) and cannot resume "
+                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead.", path
+            )
+        saved_plugins = checkpoint.get("callbacks", {})
+        for key, plugin in _stateful_plugins(trainer):
+            if key in saved_plugins:
+                plugin.load_state_dict(saved_plugins[key])
 
     def _best_after_fit(self, trainer: Any, stage: str) -> Optional[str]:
         """``'best'`` for ``validate``/``test``/``predict`` without a model after a fit that ranked a best file.
@@ -621,20 +665,11 @@ class CheckpointIO:
         return ckpt_path
 
     def restore_training(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any], path: str) -> None:
-        """Put the whole run back: weights, optimizers, schedulers, plugin states, loop position, generators.
+        """Put the training state back: optimizers, schedulers, loop position, accumulated gradients, generators.
 
-        ``on_load_checkpoint`` fires first, as in Lightning, so that it can migrate the checkpoint
-        (rename weight keys, fill in new entries) before anything is read from it.
+        The module and the callbacks were restored at set-up (:meth:`restore_module_and_callbacks`).
         """
-        if trainer.hooks.on_load_checkpoint is not None:
-            trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
-        load_weights(pl_module, checkpoint["state_dict"], path)
-        saved = checkpoint.get("optimizer_states")
-        if saved is None:
-            raise CheckpointError(
-                f"Checkpoint {path!r} holds weights only (saved with weights_only=True) and cannot resume "
-                "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead.", path
-            )
+        saved = checkpoint["optimizer_states"]
         if len(saved) != len(trainer.optimizers):
             raise CheckpointError(f"Checkpoint {path!r} has {len(saved)} optimizer states but configure_optimizers "
                                   f"built {len(trainer.optimizers)} optimizers.", path)
@@ -643,10 +678,6 @@ class CheckpointIO:
         schedulers = checkpoint.get("lr_schedulers", [])
         for cfg, state in zip(trainer.lr_scheduler_configs, schedulers):
             _scheduler(cfg).load_state_dict(state)
-        saved_plugins = checkpoint.get("callbacks", {})
-        for key, plugin in _stateful_plugins(trainer):
-            if key in saved_plugins:
-                plugin.load_state_dict(saved_plugins[key])
         loop = checkpoint.get("loop", {})
         state = trainer.state
         state.load_state_dict(loop.get("state", {}))
@@ -662,6 +693,14 @@ class CheckpointIO:
                     parameter.grad = grads[name].to(device=parameter.device, dtype=parameter.dtype)
         state.restored = True
         self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"), loop.get("epoch_metrics", {}))
+
+
+def _cut_short_by_max_steps(trainer: Any) -> bool:
+    """True when ``max_steps`` ended the epoch before its last batch."""
+    state = trainer.state
+    max_steps = trainer.max_steps
+    return (max_steps is not None and max_steps >= 0 and state.global_step >= max_steps
+            and not state.skip_rest_of_epoch and state.batch_idx + 1 < trainer.num_training_batches)
 
 
 def _epoch_metrics(trainer: Any) -> Dict[str, Any]:
@@ -733,6 +772,8 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
             f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
             "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint.", path
         ) from exc
+    if overrides_hook(module, "configure_model"):
+        module.configure_model()  # layers it builds lazily must exist before their weights load (as in Lightning)
     module.on_load_checkpoint(checkpoint)  # before the weights: it may migrate them
     load_weights(module, checkpoint["state_dict"], path, strict=strict)
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):

@@ -70,18 +70,16 @@ class BaseFinetuning(Callback):
         self._internal_optimizer_metadata = {int(k): v for k, v in
                                              state_dict.get("internal_optimizer_metadata", {}).items()}
 
-    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any]) -> None:
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Resuming a fit: add the saved extra parameter groups to the new optimizers, trainable again.
 
-        This runs before the optimizers' states are loaded (which need the same groups), as Lightning
-        restores them before its optimizer states too.
+        As in Lightning, this runs at fit start: the optimizers exist, and their states (which need
+        the same groups) are loaded after every ``on_fit_start``.
         """
-        if trainer.state.fn != "fit":
+        if not self._restarting:
             return
-        saved = checkpoint.get("callbacks", {}).get(self.state_key)
-        if not saved:
-            return
-        metadata = saved.get("internal_optimizer_metadata", {})
+        self._restarting = False
+        metadata = self._internal_optimizer_metadata
         named = dict(pl_module.named_parameters())
         for opt_idx, optimizer in enumerate(trainer.optimizers):
             groups = metadata.get(opt_idx, metadata.get(str(opt_idx)))

@@ -85,6 +85,39 @@ def validated_loss(output: Any, hook: str = "training_step") -> Optional[torch.T
     return loss
 
 
+#: The tier the callbacks of ``LightningModule.configure_callbacks()`` join: called after the trainer's own.
+MODEL_CALLBACK_TIER = "model_callback"
+
+
+def attach_model_callbacks(trainer: Any, pl_module: LightningModule) -> None:
+    """Register the callbacks ``pl_module.configure_callbacks()`` returns, at the start of every run (Lightning's rule).
+
+    They are called after the trainer's callbacks; a registered callback of the same type as one of
+    them (the trainer's, a built-in's, or the previous run's) is replaced. Checkpoint callbacks
+    still run last of all (``ModelCheckpoint`` is ``trylast`` with a high ``__engine_order__``).
+    """
+    from hookloop.engine.callback import Callback
+
+    returned = pl_module.configure_callbacks()
+    if not returned:
+        return
+    callbacks = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+    replaced = {type(c) for c in callbacks}
+    registry = trainer.registry
+    origin = f"{type(pl_module).__qualname__}.configure_callbacks()"
+    with registry.batch():
+        for record in list(registry.records()):
+            if isinstance(record.plugin, Callback) and type(record.plugin) in replaced:
+                registry.remove(record.name)
+        for callback in reversed(callbacks):  # later registrations run first: reversed for list order
+            name, n = type(callback).__name__, 1
+            while registry.has_plugin(name) or name in registry.names():
+                n += 1
+                name = f"{type(callback).__name__}-{n}"
+            registry.add(callback, name, MODEL_CALLBACK_TIER, origin=origin)
+    registry.check_all()  # a misspelt hook of the module's callbacks is an error, as for the trainer's
+
+
 class ModelHooksPlugin:
     """Built-in ``model_hooks``: the behaviour hooks that call into the LightningModule."""
 
@@ -99,6 +132,7 @@ class ModelHooksPlugin:
     def module_plugin(self, trainer: Any, pl_module: LightningModule) -> "ModuleHooks":
         """Build the per-run adapter with only the hooks ``pl_module`` overrides."""
         check_module_typos(pl_module)
+        attach_model_callbacks(trainer, pl_module)
         self._takes_optimizer_idx = _takes(pl_module.training_step, "optimizer_idx")
         self._training_step_end = getattr(pl_module, "training_step_end", None)
         return ModuleHooks(trainer, pl_module)

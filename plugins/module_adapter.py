@@ -44,6 +44,10 @@ AGGREGATIONS: Dict[str, Tuple[str, str]] = {
 TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 #: Events whose module hook's ``-1`` skips the rest of the epoch.
 _SKIPPING = {"on_train_batch_start"}
+#: Events where the module's hook runs before every callback's and plugin's (``tryfirst``), as in Lightning:
+#: ``configure_model`` builds the layers every plugin then places and optimizes; ``on_load_checkpoint``
+#: may migrate the checkpoint before the callbacks read their part of it.
+_MODULE_FIRST = {"configure_model", "on_load_checkpoint"}
 
 
 def known_module_hooks() -> Set[str]:
@@ -105,7 +109,7 @@ def _compile_forward(module: LightningModule, event: str, spec_args: Tuple[str, 
     exec(f"def {event}({params}):\n{body}", namespace)  # noqa: S102  (names from the catalogue)
     function = namespace[event]
     function.__qualname__ = f"{type(module).__qualname__}.{event} (forwarded)"
-    return hookimpl(function)
+    return hookimpl(tryfirst=event in _MODULE_FIRST)(function)
 
 
 class ModuleHooks:

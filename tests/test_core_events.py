@@ -583,7 +583,8 @@ def test_the_optimization_plugin_stops_watching_when_the_run_ends():
 
 def test_listeners_registered_around_a_quiet_step_are_called_in_that_batch():
     """With nothing listening around the step, a listener registered by the step (after it) or by a
-    listener before the step (to transfer the batch) is still called in the same batch."""
+    listener before the step (the batch transfer registering a batch-start listener, which comes after
+    it in Lightning's order) is still called in the same batch."""
     calls = []
 
     class After:
@@ -591,30 +592,29 @@ def test_listeners_registered_around_a_quiet_step_are_called_in_that_batch():
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             calls.append(("after", batch_idx))
 
-    class Transfer:
+    class Start:
+        @hookimpl
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            calls.append(("start", batch_idx))
+
+    class RegistersStart:
         @hookimpl
         def transfer_batch_to_device(self, trainer, pl_module, batch, device, dataloader_idx):
-            calls.append(("transfer", trainer.state.batch_idx))
-            return batch
-
-    class RegistersTransfer:
-        @hookimpl
-        def on_batch_start(self, trainer, pl_module):
-            if trainer.state.batch_idx == 3 and "transfer" not in trainer.registry.names():
-                trainer.registry.register(Transfer(), name="transfer")
+            if trainer.state.batch_idx == 3 and "start" not in trainer.registry.names():
+                trainer.registry.register(Start(), name="start")
 
     class Registers(_IndexModel):
         def training_step(self, batch, batch_idx):
             if batch_idx == 1:
                 self.trainer.registry.register(After(), name="after")
-                self.trainer.registry.register(RegistersTransfer(), name="registers_transfer")
+                self.trainer.registry.register(RegistersStart(), name="registers_start")
             return super().training_step(batch, batch_idx)
 
     trainer = quiet_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0)
     assert not trainer.hooks.any_before_training_step and not trainer.hooks.any_after_training_step
     trainer.fit(Registers())
     assert [c for c in calls if c[0] == "after"] == [("after", i) for i in (1, 2, 3, 4)]
-    assert [c for c in calls if c[0] == "transfer"] == [("transfer", 3), ("transfer", 4)]
+    assert [c for c in calls if c[0] == "start"] == [("start", 3), ("start", 4)]
 
 
 def test_skip_rest_of_epoch_set_after_the_step_stops_the_epoch_at_the_next_batch():
@@ -633,8 +633,9 @@ def test_skip_rest_of_epoch_set_after_the_step_stops_the_epoch_at_the_next_batch
     assert steps == [0, 1, 0, 1]
 
 
-def test_skip_rest_of_epoch_set_while_transferring_still_trains_that_batch():
-    """Tested before the transfer, as in Lightning: set by ``transfer_batch_to_device``, it ends the epoch at the next batch."""
+def test_skip_rest_of_epoch_set_while_transferring_skips_that_batch():
+    """Tested after the batch-start events, which follow the transfer in Lightning 2.x: set by
+    ``transfer_batch_to_device``, it ends the epoch before that batch trains."""
     class SkipsWhileTransferring:
         @hookimpl
         def transfer_batch_to_device(self, trainer, pl_module, batch, device, dataloader_idx):
@@ -646,4 +647,4 @@ def test_skip_rest_of_epoch_set_while_transferring_still_trains_that_batch():
     trainer.registry.register(SkipsWhileTransferring(), name="skips")
     model = _IndexModel()
     trainer.fit(model)
-    assert trainer.global_step == 3 and len(model.calls) == 3
+    assert trainer.global_step == 2 and len(model.calls) == 2
