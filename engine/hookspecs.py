@@ -382,7 +382,11 @@ def optimizer_step(trainer, pl_module, optimizer: Any, optimizer_idx: int, closu
 
 @hookspec(firstresult=True)
 def optimizer_zero_grad(trainer, pl_module, optimizer: Any, optimizer_idx: int) -> Any:
-    """Behaviour: clear ``optimizer``'s gradients. Return ``True``."""
+    """Behaviour: clear ``optimizer``'s gradients. Return ``True``.
+
+    Asked after :func:`on_before_zero_grad`, before backward on the first batch of an accumulation
+    group. The built-in implementation calls the module's ``optimizer_zero_grad`` when overridden.
+    """
 
 
 @hookspec
@@ -410,7 +414,12 @@ def on_before_optimizer_step(trainer, pl_module, optimizer: Any) -> None:
 @hookspec
 @user_hook()
 def on_before_zero_grad(trainer, pl_module, optimizer: Any) -> None:
-    """Called after ``optimizer.step()`` and before ``optimizer.zero_grad()``."""
+    """Called just before the ``optimizer_zero_grad`` hook clears ``optimizer``'s gradients.
+
+    In Lightning 2.x's order: under automatic optimization, on the first batch of each
+    accumulation group, after ``training_step`` and before ``on_before_backward`` (the gradients of
+    the previous step are still there); batches within a group zero nothing.
+    """
 
 
 # ---------------------------------------------------------------------------------------

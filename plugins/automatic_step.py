@@ -1,13 +1,15 @@
 """Automatic optimization in general: what the fast path does not cover.
 
-Per batch, for each optimizer whose turn it is: ``training_step`` (the seed era's
+Per batch, for each optimizer whose turn it is, in Lightning 2.x's order (its closure runs
+step_fn, zero_grad_fn, backward_fn): ``training_step`` (the seed era's
 ``training_step(batch, batch_idx, optimizer_idx)`` when there are several, with the other
 optimizers' parameters frozen by ``toggle_optimizer``), the loss divided by the accumulation
-factor, ``on_before_backward``, the ``backward`` hook, ``on_after_backward``; then, when the
-accumulation group is complete, the ``optimizer_step`` hook with a closure (the module's own
+factor; on the first batch of an accumulation group only, ``on_before_zero_grad`` and the
+``optimizer_zero_grad`` hook; ``on_before_backward``, the ``backward`` hook, ``on_after_backward``;
+then, when the group is complete, the ``optimizer_step`` hook with a closure (the module's own
 ``optimizer_step``, e.g. learning-rate warm-up, or the precision's step with
-``on_before_optimizer_step`` and clipping inside), ``on_before_zero_grad`` and the
-``optimizer_zero_grad`` hook. A batch on which any optimizer stepped counts one ``global_step``
+``on_before_optimizer_step`` and clipping inside). Gradients of a group are summed: nothing is
+zeroed within it, and they stay after the step until the next group's first batch. A batch on which any optimizer stepped counts one ``global_step``
 and steps the ``interval='step'`` schedulers of the optimizers that stepped.
 
 * **Several optimizers** run one after the other on every batch, or, with ``frequency`` in their
@@ -173,6 +175,12 @@ class AutomaticStep(StepVariant):
                 self._check_loss(trainer, loss, batch_idx)
             if k > 1:
                 loss = loss / k  # the mean over the k accumulated batches
+            if (idx or 0) not in self._pending:
+                # The first batch of an accumulation group (nothing accumulated yet): zero_grad before
+                # backward, Lightning 2.x's closure order (step_fn, zero_grad_fn, backward_fn).
+                if hooks.on_before_zero_grad is not None:
+                    hooks.on_before_zero_grad(trainer, pl_module, optimizer)
+                hooks.optimizer_zero_grad(trainer, pl_module, optimizer, idx or 0)
             loss = self.backward(trainer, pl_module, loss, optimizer, idx)
         if not step_now:
             self._pending.add(idx or 0)
@@ -180,9 +188,6 @@ class AutomaticStep(StepVariant):
         self._pending.discard(idx or 0)
         closure = CachedClosure(self, trainer, pl_module, batch, batch_idx, optimizer, idx, loss)
         hooks.optimizer_step(trainer, pl_module, optimizer, idx or 0, closure)
-        if hooks.on_before_zero_grad is not None:
-            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
-        hooks.optimizer_zero_grad(trainer, pl_module, optimizer, idx or 0)
         if trainer.terminate_on_nan:
             self._check_parameters(trainer, pl_module, batch_idx)
         return batch_output(output)
@@ -230,11 +235,8 @@ class AutomaticStep(StepVariant):
             self._pending.clear()
             return
         for idx in sorted(self._pending):
-            optimizer = trainer.optimizers[idx]
-            hooks.optimizer_step(trainer, module, optimizer, idx, None)
-            if hooks.on_before_zero_grad is not None:
-                hooks.on_before_zero_grad(trainer, module, optimizer)
-            hooks.optimizer_zero_grad(trainer, module, optimizer, idx)
+            # The next group's first batch zeroes the gradients (before its backward).
+            hooks.optimizer_step(trainer, module, trainer.optimizers[idx], idx, None)
         self._pending.clear()
         count_step(trainer)
 

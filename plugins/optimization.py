@@ -26,9 +26,11 @@ batch is whether the fast path is prepared for the current dispatch. While it is
 runs the batch itself; otherwise the batch goes to the variant — the fast variant's prepares the
 fast path again and hands the batch back, so a plugin joining or leaving mid-run takes part at once.
 
-Events around a step, in order: ``on_before_backward``, ``on_after_backward``,
-``on_before_optimizer_step`` (gradients unscaled, not yet clipped, as in Lightning),
-``on_before_zero_grad``. ``global_step`` counts batches whose optimizer(s) stepped
+Events around a step, in Lightning 2.x's order: after ``training_step``, on the first batch of
+an accumulation group, ``on_before_zero_grad`` (and the ``optimizer_zero_grad`` hook); then
+``on_before_backward``, ``on_after_backward``, and on a stepping batch ``on_before_optimizer_step``
+(gradients unscaled, not yet clipped, as in Lightning). The bare fast path (nothing listens)
+zeroes after its step instead, which is the same numerically. ``global_step`` counts batches whose optimizer(s) stepped
 (automatic) or every ``opt.step()`` (manual), as Lightning does; every variant counts it with
 :func:`~hookloop.plugins.step_variant.count_step`.
 
