@@ -96,8 +96,12 @@ class AutomaticStep(StepVariant):
 
     # ---- the plugin's events ----------------------------------------------------------------------
     def train_start(self, trainer: Any) -> None:
-        """Resume the optimizers' ``frequency`` rotation where the step count says it is."""
+        """Resume the optimizers' ``frequency`` rotation where the step count says it is; an optimizer whose
+        parameters hold gradients (a checkpoint taken within an accumulation group restored them) has an
+        open group, which its next batch adds to rather than zeroes."""
         self._batches_seen = trainer.state.global_step
+        self._pending = {idx for idx, optimizer in enumerate(trainer.optimizers)
+                         if any(p.grad is not None for group in optimizer.param_groups for p in group["params"])}
 
     def epoch_start(self, trainer: Any) -> None:
         """Pick this epoch's accumulation factor from an ``{epoch: k}`` schedule."""
