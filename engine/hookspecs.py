@@ -389,6 +389,26 @@ def optimizer_zero_grad(trainer, pl_module, optimizer: Any, optimizer_idx: int) 
     """
 
 
+@hookspec(firstresult=True)
+@user_hook(callback=False)
+def lr_scheduler_step(trainer, pl_module, scheduler: Any, metric: Any, optimizer_idx: Optional[int]) -> Any:
+    """Behaviour: step one learning-rate ``scheduler``, when its config (``interval``, ``frequency``) says so.
+
+    ``metric`` is the value of the config's ``monitor`` (a ReduceLROnPlateau-style scheduler),
+    else ``None``; ``optimizer_idx`` is the index of the scheduler's optimizer (``None`` when
+    unknown). Asked under automatic optimization after ``interval='step'`` schedulers' optimizer
+    steps and at the end of the training epoch for ``interval='epoch'`` ones. The built-in
+    implementation (optimization plugin) calls ``scheduler.step()``, or ``scheduler.step(metric)``
+    when there is one.
+
+    A module hook too, as in Lightning: a module defining ``lr_scheduler_step`` replaces the
+    built-in (e.g. for a scheduler without ``step()``, or one stepped with the epoch). It is called
+    in its era's signature: 2.x ``lr_scheduler_step(self, scheduler, metric)``, 1.x
+    ``lr_scheduler_step(self, scheduler, optimizer_idx, metric)``.
+    Return ``True`` once stepped (``None`` passes to the next implementation).
+    """
+
+
 @hookspec
 @user_hook()
 def on_before_backward(trainer, pl_module, loss: Any) -> None:

@@ -51,7 +51,8 @@ from hookloop.plugins.fast_step import FastPath, FastStep, applies
 from hookloop.plugins.lightning_optimizer import LightningOptimizer
 from hookloop.plugins.manual_step import ManualStep
 from hookloop.plugins.module_overrides import NO_OVERRIDES, ModuleOverrides, takes_optimizer_idx
-from hookloop.plugins.optimizer_config import LRSchedulerConfig, OptimizerSetup, normalize_optimizers
+from hookloop.plugins.optimizer_config import (LRSchedulerConfig, OptimizerSetup, default_scheduler_step,
+                                               normalize_optimizers)
 from hookloop.plugins.precision import FULL_PRECISION, Precision
 from hookloop.plugins.step_settings import StepSettings, accumulating, accumulation_for_epoch, steps_optimizer
 from hookloop.plugins.step_variant import SKIPPED, StepVariant
@@ -185,6 +186,12 @@ class OptimizationPlugin(FastPath):
         :meth:`step_optimizer` (precision, ``on_before_optimizer_step``, clipping).
         """
         return self._variant.optimizer_step(trainer, pl_module, optimizer, optimizer_idx, closure)
+
+    @hookimpl
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> bool:
+        """Lightning's default: ``scheduler.step()``, or ``scheduler.step(metric)`` for a monitored one."""
+        default_scheduler_step(scheduler, metric)
+        return True
 
     @hookimpl
     def optimizer_zero_grad(self, trainer: Any, pl_module: LightningModule, optimizer: Any, optimizer_idx: int) -> bool:
