@@ -410,6 +410,19 @@ def lr_scheduler_step(trainer, pl_module, scheduler: Any, metric: Any, optimizer
 
 
 @hookspec
+def optimization_changed(trainer, attribute: str) -> None:
+    """Called when ``trainer.<attribute>`` is assigned: ``"accumulate_grad_batches"``, ``"optimizers"`` or
+    ``"lr_scheduler_configs"``.
+
+    Lightning lets a callback reassign these during ``fit`` (a ``GradientAccumulationScheduler`` sets
+    ``accumulate_grad_batches`` at each epoch's start; learning-rate finders and fine-tuning callbacks
+    replace the optimizers or schedulers), and the new value takes effect from the next batch. The
+    built-in optimization plugin builds its step variant again here, so no batch has to look.
+    Assigning the same value again fires it too; changing a list in place does not.
+    """
+
+
+@hookspec
 @user_hook()
 def on_before_backward(trainer, pl_module, loss: Any) -> None:
     """Called before ``loss.backward()``."""

@@ -381,6 +381,43 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         """The prepared event dispatch (:class:`engine.dispatch.Dispatch`)."""
         return self.registry.dispatch
 
+    # ---- what the optimization follows when reassigned (``optimization_changed``) -----------------
+    def _optimization_changed(self, attribute: str) -> None:
+        registry = self.__dict__.get("registry")  # None while __init__ sets the flags
+        if registry is not None and registry.dispatch.optimization_changed is not None:
+            registry.dispatch.optimization_changed(self, attribute)
+
+    @property
+    def accumulate_grad_batches(self) -> Union[int, Dict[int, int]]:
+        """Accumulate gradients over k batches (int, or ``{epoch: k}``); assigning it during ``fit`` (e.g. in
+        ``on_train_epoch_start``) changes the accumulation from the next batch on."""
+        return self._accumulate_grad_batches
+
+    @accumulate_grad_batches.setter
+    def accumulate_grad_batches(self, value: Union[int, Dict[int, int]]) -> None:
+        self._accumulate_grad_batches = value
+        self._optimization_changed("accumulate_grad_batches")
+
+    @property
+    def optimizers(self) -> List[Any]:
+        """The optimizers of the running ``fit``; assigning a new list during it steps those from the next batch."""
+        return self._optimizers
+
+    @optimizers.setter
+    def optimizers(self, value: List[Any]) -> None:
+        self._optimizers = list(value) if isinstance(value, tuple) else value
+        self._optimization_changed("optimizers")
+
+    @property
+    def lr_scheduler_configs(self) -> List[Any]:
+        """The learning-rate scheduler configs of the running ``fit``; assigning them during it takes effect at once."""
+        return self._lr_scheduler_configs
+
+    @lr_scheduler_configs.setter
+    def lr_scheduler_configs(self, value: List[Any]) -> None:
+        self._lr_scheduler_configs = value
+        self._optimization_changed("lr_scheduler_configs")
+
     @property
     def plugin_manager(self) -> PluginRegistry:
         """The pluggy plugin manager (:class:`engine.registry.PluginRegistry`)."""

@@ -103,6 +103,13 @@ class AutomaticStep(StepVariant):
         self._pending = {idx for idx, optimizer in enumerate(trainer.optimizers)
                          if any(p.grad is not None for group in optimizer.param_groups for p in group["params"])}
 
+    def continue_from(self, previous: StepVariant) -> None:
+        """Keep the ``frequency`` rotation's place and, with the same optimizers, an open accumulation group."""
+        if isinstance(previous, AutomaticStep):
+            self._batches_seen = previous._batches_seen
+            if [w.optimizer for w in previous.wrapped] == [w.optimizer for w in self.wrapped]:
+                self._pending = set(previous._pending)
+
     def epoch_start(self, trainer: Any) -> None:
         """Pick this epoch's accumulation factor from an ``{epoch: k}`` schedule."""
         if isinstance(self._accumulate, dict):

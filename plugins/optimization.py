@@ -75,6 +75,9 @@ class OptimizationPlugin(FastPath):
         self._module_backward: Optional[Callable[..., Any]] = None
         self._module_zero_grad: Optional[Callable[..., Any]] = None
         self._anomaly_before: Optional[bool] = None
+        #: The module of the running fit, once its variant is built (``None``: reassignments are not followed).
+        self._module: Optional[LightningModule] = None
+        self._frequencies: List[int] = []
 
     # ---- set-up -------------------------------------------------------------------------------
     @hookimpl
@@ -82,9 +85,36 @@ class OptimizationPlugin(FastPath):
         """Build ``trainer.optimizers``/``trainer.lr_scheduler_configs`` and choose the step variant for ``fit``."""
         if stage != "fit":
             return
+        self._module = None  # the assignments below are this plugin's own, not a change to follow
         setup = normalize_optimizers(pl_module.configure_optimizers())
         trainer.optimizers = setup.optimizers
         trainer.lr_scheduler_configs = setup.lr_scheduler_configs
+        self._frequencies = setup.frequencies
+        settings = self._build(trainer, pl_module)
+        if settings.anomaly:
+            self._anomaly_before = torch.is_anomaly_enabled()
+            torch.autograd.set_detect_anomaly(True)
+        if self._unwatch is None:
+            self._unwatch = trainer.registry.dispatch.watch(self._fast_path_changed)
+        if pl_module.automatic_optimization:
+            for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
+                opt.zero_grad()
+
+    @hookimpl
+    def optimization_changed(self, trainer: Any, attribute: str) -> None:
+        """Build the step variant again from the trainer's reassigned ``attribute`` (Lightning: the new
+        value takes effect from the next batch); nothing per batch checks for it."""
+        module = self._module
+        if module is None:  # no fit is running, or this plugin is building it
+            return
+        previous = self._variant
+        self._build(trainer, module)
+        self._variant.continue_from(previous)
+
+    def _build(self, trainer: Any, pl_module: LightningModule) -> StepSettings:
+        """Choose and build the step variant from ``trainer.optimizers``/``lr_scheduler_configs`` and the
+        step flags; return the checked flags."""
+        optimizers = trainer.optimizers
         precision = getattr(trainer, "precision_plugin", None) or FULL_PRECISION
         self._scale = precision.pre_backward if precision.scaler is not None else None
         manual = not pl_module.automatic_optimization
@@ -92,27 +122,24 @@ class OptimizationPlugin(FastPath):
         self._module_backward = overrides.backward
         self._module_zero_grad = overrides.optimizer_zero_grad
         settings = StepSettings.of(trainer, pl_module)
-        if settings.anomaly:
-            self._anomaly_before = torch.is_anomaly_enabled()
-            torch.autograd.set_detect_anomaly(True)
-        step_schedulers = [c for c in setup.lr_scheduler_configs if c.interval == "step"]
-        n = len(setup.optimizers)
+        step_schedulers = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
+        n = len(optimizers)
         if n > 1 and not manual and not takes_optimizer_idx(pl_module):
             raise MisconfigurationException(
                 f"`configure_optimizers` returned {n} optimizers, but {type(pl_module).__name__}.training_step "
                 "takes no `optimizer_idx`. Add it (seed-era: training_step(self, batch, batch_idx, optimizer_idx)) "
                 "or set `self.automatic_optimization = False` and step the optimizers yourself."
             )
+        # ``frequency`` turns belong to the optimizers they came with.
+        frequencies = self._frequencies if len(self._frequencies) == n else []
+        setup = OptimizerSetup(list(optimizers), list(trainer.lr_scheduler_configs), frequencies)
         self._fast_path_changed()  # off until this fit's fast path, if it has one, prepares
         self._variant = self._choose(trainer, setup, precision, overrides, settings, step_schedulers, manual)
         self._fast = isinstance(self._variant, FastStep)
         #: The optimizers as the module sees them (``self.optimizers()``).
         trainer.lightning_optimizers = self._variant.wrapped
-        if self._unwatch is None:
-            self._unwatch = trainer.registry.dispatch.watch(self._fast_path_changed)
-        if not manual:
-            for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
-                opt.zero_grad()
+        self._module = pl_module
+        return settings
 
     def _choose(self, trainer: Any, setup: OptimizerSetup, precision: Precision, overrides: ModuleOverrides,
                 settings: StepSettings, step_schedulers: List[LRSchedulerConfig], manual: bool) -> StepVariant:
@@ -151,6 +178,7 @@ class OptimizationPlugin(FastPath):
     @hookimpl
     def teardown(self, trainer: Any, stage: str) -> None:
         """Turn anomaly detection back to what it was before ``fit``; stop watching the dispatch."""
+        self._module = None
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
