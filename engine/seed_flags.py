@@ -3,7 +3,7 @@
 Renamed ones (``*_percent_check``, ``overfit_pct``) become their 0.8 successors; flags that only
 tuned what hookloop does another way (``log_save_interval``, ``amp_level``...) are accepted with a
 warning saying so; flags whose feature hookloop lacks, and that would change what is trained
-(``truncated_bptt_steps``, ``tpu_cores``), are refused naming the feature — a run must
+(``tpu_cores``), are refused naming the feature — a run must
 never silently train something else than asked.
 """
 from __future__ import annotations
@@ -32,8 +32,6 @@ IGNORED = {
 
 #: Refused when set: the feature, and what to do instead.
 REFUSED = {
-    "truncated_bptt_steps": "truncated back-propagation through time is not supported; split the sequence "
-                            "in training_step",
     "tpu_cores": "TPUs are not supported; use accelerator='gpu' or 'cpu'",
 }
 
@@ -69,3 +67,11 @@ def _is_set(name: str, value: Any) -> bool:
     if name == "amp_backend":
         return value != "native"
     return value is not None and value is not False
+
+
+def check_truncated_bptt_steps(value: Any, where: str = "Trainer") -> None:
+    """Raise a :class:`FlagError` unless ``value`` (``truncated_bptt_steps`` of ``where``) is ``None`` or an int >= 1."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise FlagError("truncated_bptt_steps",
+                        f"{where}(truncated_bptt_steps={value!r}): truncated_bptt_steps must be an int >= 1 "
+                        "(the time steps of each split of a batch), or None.")

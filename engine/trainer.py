@@ -18,7 +18,7 @@ from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
-from hookloop.engine.seed_flags import resolve_seed_flags
+from hookloop.engine.seed_flags import check_truncated_bptt_steps, resolve_seed_flags
 from hookloop.engine.seed_tuning import SeedTuningMethods
 from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
 from hookloop.engine.trainer_objects import TrainerObjects
@@ -105,7 +105,8 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         log_gpu_memory: Seed-era; no effect.
         track_grad_norm: Seed-era; no effect (log norms in ``on_before_optimizer_step``).
         auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
-        truncated_bptt_steps: Seed-era; not supported (an error when set).
+        truncated_bptt_steps: Seed-era: truncated back-propagation through time, splitting each batch in
+            pieces of this many time steps (``tbptt_split_batch``); each piece is an optimizer step.
         auto_lr_find: Seed-era (0.9): ``True`` sweeps the learning rate at the start of every ``fit`` and sets
             ``model.lr``/``learning_rate`` (or ``hparams``) to the suggestion; a string names that attribute.
         auto_scale_batch_size: Seed-era (0.9): ``True``/``'power'`` or ``'binsearch'`` sets ``model.batch_size``
@@ -195,8 +196,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
             dict(train_percent_check=train_percent_check, val_percent_check=val_percent_check,
                  test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
                  amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
-                 track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus,
-                 truncated_bptt_steps=truncated_bptt_steps, tpu_cores=tpu_cores),
+                 track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus, tpu_cores=tpu_cores),
             dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
@@ -249,7 +249,9 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.weights_summary = weights_summary if weights_summary is not None else "top"
         self.overfit_batches = overfit_batches
         self.check_val_every_n_epoch = check_val_every_n_epoch
-        self.accumulate_grad_batches = accumulate_grad_batches
+        self._accumulate_grad_batches = accumulate_grad_batches
+        check_truncated_bptt_steps(truncated_bptt_steps)
+        self.truncated_bptt_steps = truncated_bptt_steps
         if max_steps is None:
             max_steps = -1
         if max_epochs is None:
@@ -294,10 +296,14 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.state = LoopState()
         self.lightning_module: Any = None
         self.datamodule: Any = None
-        self.optimizers: List[Any] = []
-        self.lr_scheduler_configs: List[Any] = []
+        self._optimizers: List[Any] = []
+        self._lr_scheduler_configs: List[Any] = []
         #: ``self.optimizers()`` of the module: the optimizers wrapped so ``step()`` goes through the trainer.
         self.lightning_optimizers: List[Any] = []
+        #: Truncated back-propagation (0.9's names): the hidden state handed to the running split's
+        #: ``training_step(batch, batch_idx, hiddens)``, and that split's index (``None`` outside a split).
+        self.hiddens: Any = None
+        self.split_idx: Optional[int] = None
         self.loggers: List[Any] = []
         #: ``trainer.logger`` when there are several loggers (the reporting plugin sets their collection,
         #: as in 0.8/0.9); ``None``: the first logger, as in 2.x.

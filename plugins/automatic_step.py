@@ -132,10 +132,16 @@ class AutomaticStep(StepVariant):
         optimizers = trainer.optimizers
         if not optimizers:  # configure_optimizers returned None: only training_step runs
             return super().run_batch(trainer, pl_module, batch, batch_idx)
+        outputs, stepped = self._optimize_batch(trainer, pl_module, batch, batch_idx, optimizers)
+        self._count_batch(trainer, stepped)
+        return self._batch_output(outputs, len(optimizers) > 1)
+
+    def _optimize_batch(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
+                        optimizers: List[Any]) -> Tuple[List[Any], List[int]]:
+        """Each active optimizer's step on ``batch``: their outputs, and the indices of those that stepped."""
         multi = len(optimizers) > 1
         k = self._k
-        total = trainer.num_training_batches
-        step_now = steps_optimizer(batch_idx, k, total)
+        step_now = steps_optimizer(batch_idx, k, trainer.num_training_batches)
         outputs: List[Any] = []
         stepped: List[int] = []
         for idx, optimizer in self._active_optimizers(optimizers):
@@ -150,12 +156,20 @@ class AutomaticStep(StepVariant):
             outputs.append(output)
             if step_now and output is not SKIPPED_BATCH:
                 stepped.append(idx)
+        return outputs, stepped
+
+    def _count_batch(self, trainer: Any, stepped: List[int]) -> None:
+        """After a batch: advance the ``frequency`` rotation; if any optimizer stepped, one ``global_step``
+        and the ``interval='step'`` schedulers of those that stepped."""
         if self._frequencies:
             self._batches_seen += 1
         if stepped:
             count_step(trainer)
             if self._step_schedulers:
                 self._step_lr_schedulers(trainer, stepped)
+
+    def _batch_output(self, outputs: List[Any], multi: bool) -> Any:
+        """The batch's output: the one optimizer's, or (several, all every batch) the list of them."""
         if not multi:
             return outputs[0]
         return outputs[0] if self._frequencies else outputs

@@ -57,7 +57,7 @@ def applies(settings: StepSettings, optimizers: List[Any], precision: Precision,
     """Whether an automatic-optimization fit's configuration lets the fast path run its batches (see above)."""
     return (
         len(optimizers) == 1 and settings.accumulate == 1 and settings.clip is None
-        and precision.scaler is None and not settings.check_finite and not step_schedulers
+        and precision.scaler is None and not settings.check_finite and not step_schedulers and settings.tbptt is None
         and overrides.optimizer_step is None and not _requires_closure(optimizers[0])
     )
 

@@ -14,7 +14,8 @@ and the **step variant** that runs the fit's batches:
   ``training_step(batch, batch_idx, optimizer_idx)``, with ``requires_grad`` toggled and optional
   ``frequency`` turns), gradient accumulation (``int`` or ``{epoch: k}``), clipping, mixed
   precision, LBFGS-style closures, the module's own ``optimizer_step`` (e.g. learning-rate
-  warm-up), ``terminate_on_nan`` and ``detect_anomaly``, per-step schedulers.
+  warm-up), ``terminate_on_nan`` and ``detect_anomaly``, per-step schedulers; with
+  ``truncated_bptt_steps``, over each batch's time splits (:mod:`~hookloop.plugins.tbptt_step`).
 * **manual optimization** (:mod:`~hookloop.plugins.manual_step`) — ``automatic_optimization = False``:
   only ``training_step`` runs; the module calls ``self.optimizers()`` (:class:`LightningOptimizer`,
   :mod:`~hookloop.plugins.lightning_optimizer`), ``self.manual_backward(loss)`` and ``opt.step()``.
@@ -56,6 +57,7 @@ from hookloop.plugins.optimizer_config import (LRSchedulerConfig, OptimizerSetup
 from hookloop.plugins.precision import FULL_PRECISION, Precision
 from hookloop.plugins.step_settings import StepSettings, accumulating, accumulation_for_epoch, steps_optimizer
 from hookloop.plugins.step_variant import SKIPPED, StepVariant
+from hookloop.plugins.tbptt_step import TruncatedBPTTStep
 
 __all__ = ["OptimizationPlugin", "LightningOptimizer", "normalize_optimizers", "SKIPPED", "accumulating",
            "steps_optimizer", "accumulation_for_epoch"]
@@ -150,7 +152,8 @@ class OptimizationPlugin(FastPath):
         if applies(settings, optimizers, precision, overrides, step_schedulers):
             self._start_fast_path(trainer, optimizers[0], overrides)
             return FastStep(trainer, optimizers, precision, overrides, self)
-        return AutomaticStep(trainer, optimizers, precision, overrides, settings, setup.frequencies, step_schedulers)
+        variant = TruncatedBPTTStep if settings.tbptt is not None else AutomaticStep
+        return variant(trainer, optimizers, precision, overrides, settings, setup.frequencies, step_schedulers)
 
     @hookimpl
     def on_train_start(self, trainer: Any) -> None:
