@@ -26,7 +26,6 @@ IGNORED = {
     "log_save_interval": "loggers write at every epoch end and every flush_secs",
     "amp_level": "it configures NVIDIA apex; 16-bit precision runs on torch.autocast",
     "log_gpu_memory": "GPU memory is not logged; log torch.cuda.memory_allocated() yourself",
-    "track_grad_norm": "gradient norms are not logged; log them in on_before_optimizer_step",
     "auto_select_gpus": "the GPUs are those of gpus=/devices=",
 }
 
@@ -62,8 +61,6 @@ def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str
 
 def _is_set(name: str, value: Any) -> bool:
     """Whether a seed flag was given a value other than its do-nothing default."""
-    if name == "track_grad_norm":
-        return value not in (-1, None)
     if name == "amp_backend":
         return value != "native"
     return value is not None and value is not False
@@ -75,3 +72,11 @@ def check_truncated_bptt_steps(value: Any, where: str = "Trainer") -> None:
         raise FlagError("truncated_bptt_steps",
                         f"{where}(truncated_bptt_steps={value!r}): truncated_bptt_steps must be an int >= 1 "
                         "(the time steps of each split of a batch), or None.")
+
+
+def check_track_grad_norm(value: Any) -> None:
+    """Raise a :class:`FlagError` unless ``track_grad_norm`` is a number (``<= 0``: off, the default ``-1``) or ``'inf'``."""
+    if value is not None and (isinstance(value, bool) or not (isinstance(value, (int, float)) or value == "inf")):
+        raise FlagError("track_grad_norm",
+                        f"Trainer(track_grad_norm={value!r}): track_grad_norm can be an int, a float or 'inf' "
+                        "(infinity norm); -1 turns it off.")

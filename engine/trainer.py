@@ -18,7 +18,7 @@ from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
-from hookloop.engine.seed_flags import check_truncated_bptt_steps, resolve_seed_flags
+from hookloop.engine.seed_flags import check_track_grad_norm, check_truncated_bptt_steps, resolve_seed_flags
 from hookloop.engine.seed_tuning import SeedTuningMethods
 from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
 from hookloop.engine.trainer_objects import TrainerObjects
@@ -103,7 +103,8 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         amp_backend: Seed-era; only ``'native'`` (torch.autocast).
         amp_level: Seed-era apex option; no effect.
         log_gpu_memory: Seed-era; no effect.
-        track_grad_norm: Seed-era; no effect (log norms in ``on_before_optimizer_step``).
+        track_grad_norm: Seed-era: log the gradients' p-norm per parameter and in total before each optimizer
+            step (``grad_2.0_norm_<name>``, ``grad_2.0_norm_total``); ``'inf'`` for the max norm, ``-1`` off.
         auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
         truncated_bptt_steps: Seed-era: truncated back-propagation through time, splitting each batch in
             pieces of this many time steps (``tbptt_split_batch``); each piece is an optimizer step.
@@ -196,7 +197,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
             dict(train_percent_check=train_percent_check, val_percent_check=val_percent_check,
                  test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
                  amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
-                 track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus, tpu_cores=tpu_cores),
+                 auto_select_gpus=auto_select_gpus, tpu_cores=tpu_cores),
             dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
@@ -251,6 +252,8 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self._accumulate_grad_batches = accumulate_grad_batches
         check_truncated_bptt_steps(truncated_bptt_steps)
+        check_track_grad_norm(track_grad_norm)
+        self.track_grad_norm = track_grad_norm
         self.truncated_bptt_steps = truncated_bptt_steps
         if max_steps is None:
             max_steps = -1
