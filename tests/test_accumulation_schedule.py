@@ -8,23 +8,11 @@ import hookloop.plugins
 from engine import Trainer
 from engine.errors import MisconfigurationException
 from plugins import GradientAccumulationScheduler
-from tests.optim_support import QUIET, Regressor, assert_same_weights, batches, fit, mse, twin
+from tests.optim_support import QUIET, Regressor, assert_same_weights, fit, hand_accumulation, twin
 
 
 def _sgd(m):
     return torch.optim.SGD(m.parameters(), lr=0.1)
-
-
-def _hand(model, k_of_epoch, epochs):
-    opt = _sgd(model)
-    all_batches = batches()
-    for epoch in range(epochs):
-        k = k_of_epoch(epoch)
-        for i, batch in enumerate(all_batches):
-            (mse(model, batch) / k).backward()
-            if (i + 1) % k == 0 or i + 1 == len(all_batches):
-                opt.step()
-                opt.zero_grad()
 
 
 def _schedule(epoch):
@@ -40,7 +28,7 @@ def test_the_callback_changes_accumulation_by_epoch_like_a_torch_loop():
     reference = twin(model)
     callback = GradientAccumulationScheduler(scheduling={1: 4, 3: 2})
     trainer = fit(model, max_epochs=4, callbacks=[callback])
-    _hand(reference, _schedule, 4)
+    hand_accumulation(reference, _schedule, 4)
     assert_same_weights(model, reference)
     assert trainer.global_step == 8 + 2 + 2 + 4
     assert callback.scheduling == {0: 1, 1: 4, 3: 2}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from engine import Callback
-from tests.optim_support import Regressor, assert_same_weights, batches, fit, mse, twin
+from tests.optim_support import Regressor, assert_same_weights, batches, fit, hand_accumulation, mse, twin
 
 
 def _sgd(m):
@@ -86,23 +86,12 @@ def test_callback_events_alone_follow_lightnings_order_on_the_fast_path():
                       "on_before_optimizer_step"] * 2
 
 
-def _torch_loop(model, k, epochs=2):
-    opt = _sgd(model)
-    all_batches = batches()
-    for _ in range(epochs):
-        for i, batch in enumerate(all_batches):
-            (mse(model, batch) / k).backward()
-            if (i + 1) % k == 0 or i + 1 == len(all_batches):
-                opt.step()
-                opt.zero_grad()
-
-
 def test_results_equal_a_torch_loop_with_listeners_and_accumulation():
     for k in (1, 3):
         model = Regressor(_sgd)
         reference = twin(model)
         fit(model, accumulate_grad_batches=k, callbacks=[Recorder([])])
-        _torch_loop(reference, k)
+        hand_accumulation(reference, lambda epoch: k, 2)
         assert_same_weights(model, reference)
 
 
@@ -133,5 +122,5 @@ def test_a_listener_leaving_mid_run_does_not_leak_gradients_into_the_bare_path()
     model = Regressor(_sgd)
     reference = twin(model)
     fit(model, callbacks=[Once()])
-    _torch_loop(reference, 1)
+    hand_accumulation(reference, lambda epoch: 1, 2)
     assert_same_weights(model, reference)

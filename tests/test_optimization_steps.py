@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine import Callback
-from tests.optim_support import Regressor, assert_same_weights, batches, fit, mse, twin
+from tests.optim_support import Regressor, assert_same_weights, batches, fit, hand_accumulation, mse, twin
 
 
 def _sgd(m):
@@ -24,15 +24,7 @@ def test_k_batches_of_b_equal_one_batch_of_k_times_b():
 
 
 def _hand_accumulation(model, n, k_of_epoch, epochs):
-    opt = _sgd(model)
-    all_batches = batches(n)
-    for epoch in range(epochs):
-        k = k_of_epoch(epoch)
-        for i, batch in enumerate(all_batches):
-            (mse(model, batch) / k).backward()
-            if (i + 1) % k == 0 or i + 1 == len(all_batches):
-                opt.step()
-                opt.zero_grad()
+    hand_accumulation(model, k_of_epoch, epochs, n=n)
 
 
 def test_last_incomplete_group_still_steps_and_the_loss_is_scaled():

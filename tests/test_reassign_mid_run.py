@@ -9,25 +9,11 @@ import torch
 from engine import Callback
 from engine.errors import MisconfigurationException
 from plugins.optimizer_config import LRSchedulerConfig
-from tests.optim_support import Regressor, assert_same_weights, batches, fit, mse, twin
+from tests.optim_support import Regressor, assert_same_weights, fit, hand_accumulation, twin
 
 
 def _sgd(m, lr=0.1):
     return torch.optim.SGD(m.parameters(), lr=lr)
-
-
-def _hand(model, k_of_epoch, epochs=2, opt_of_epoch=None):
-    opt = _sgd(model)
-    all_batches = batches()
-    for epoch in range(epochs):
-        if opt_of_epoch is not None:
-            opt = opt_of_epoch(epoch, opt)
-        k = k_of_epoch(epoch)
-        for i, batch in enumerate(all_batches):
-            (mse(model, batch) / k).backward()
-            if (i + 1) % k == 0 or i + 1 == len(all_batches):
-                opt.step()
-                opt.zero_grad()
 
 
 class SetAtEpoch(Callback):
@@ -47,7 +33,7 @@ def test_accumulate_grad_batches_reassigned_in_a_callback_changes_accumulation(b
     reference = twin(model)
     trainer = fit(model, accumulate_grad_batches=before, callbacks=[SetAtEpoch(1, "accumulate_grad_batches",
                                                                                lambda t: after)])
-    _hand(reference, lambda epoch: before if epoch == 0 else after)
+    hand_accumulation(reference, lambda epoch: before if epoch == 0 else after, 2)
     assert_same_weights(model, reference)
     assert trainer.global_step == 8 // before + 8 // after
     assert trainer.accumulate_grad_batches == after
@@ -63,7 +49,8 @@ def test_optimizers_reassigned_mid_fit_are_the_ones_stepped():
     model = Regressor(_sgd)
     reference = twin(model)
     trainer = fit(model, callbacks=[SetAtEpoch(1, "optimizers", new_optimizers)])
-    _hand(reference, lambda epoch: 1, opt_of_epoch=lambda epoch, opt: _sgd(reference, 0.01) if epoch == 1 else opt)
+    hand_accumulation(reference, lambda epoch: 1, 2,
+                      optimizer_of_epoch=lambda epoch, opt: _sgd(reference, 0.01) if epoch == 1 else opt)
     assert_same_weights(model, reference)
     assert trainer.optimizers == made
     assert model.optimizers().optimizer is made[0]  # self.optimizers() wraps the new one
