@@ -84,6 +84,9 @@ def _noop(cls: type, name: str, args: Tuple[str, ...], what: str) -> Callable[..
     hook.__name__ = name
     hook.__qualname__ = f"{cls.__qualname__}.{name}"
     hook.__module__ = cls.__module__
-    hook.__doc__ = (f"{spec_summary(name)}\n\nA no-op; override it in your {what}. "
-                    f"See :func:`engine.hookspecs.{name}`.")
+    behaviour = getattr(hookspecs, name).engine_spec.get("firstresult")
+    # A behaviour hook's work is the built-in plugin's until the module overrides the hook.
+    default = ("Here a no-op: a built-in plugin does the work, and an override in your {what} replaces it"
+               if behaviour else "A no-op; override it in your {what}").format(what=what)
+    hook.__doc__ = f"{spec_summary(name)}\n\n{default}. See :func:`engine.hookspecs.{name}`."
     return hook

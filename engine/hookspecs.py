@@ -328,9 +328,10 @@ def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: 
 def run_training_batch(trainer, pl_module, batch: Any, batch_idx: int) -> Any:
     """Behaviour: do all the work of one training batch and return its step output.
 
-    The built-in optimization plugin runs, for each optimizer, ``training_step`` then
-    ``backward``, ``optimizer_step`` and ``optimizer_zero_grad`` (with accumulation,
-    clipping and the ``on_before_*`` events), and counts ``trainer.state.global_step``.
+    The built-in optimization plugin runs, for each optimizer, in Lightning 2.x's order,
+    ``training_step``, ``optimizer_zero_grad`` (first batch of an accumulation group), ``backward``
+    and ``optimizer_step`` (with accumulation, clipping, the ``on_before_*`` events and, with
+    ``truncated_bptt_steps``, once per time split), and counts ``trainer.state.global_step``.
     Replace it (``tryfirst=True``) for e.g. a two-step optimizer such as SAM.
     Return the step output (a loss tensor becomes ``{'loss': loss.detach()}`` when anyone
     listens to :func:`on_train_batch_end`; the built-in returns the bare tensor otherwise, which
