@@ -106,7 +106,12 @@ def _noop(cls: type, name: str, args: Tuple[str, ...], what: str,
     hook.__name__ = name
     hook.__qualname__ = f"{cls.__qualname__}.{name}"
     hook.__module__ = cls.__module__
-    does = "A no-op" if default is None else f"By default: {(default.__doc__ or '').strip().rstrip('.')}"
-    hook.__doc__ = (f"{spec_summary(name)}\n\n{does}; override it in your {what}. "
-                    f"See :func:`engine.hookspecs.{name}`.")
+    if default is not None:
+        does = f"By default: {(default.__doc__ or '').strip().rstrip('.')}; override it in your {what}"
+    elif getattr(hookspecs, name).engine_spec.get("firstresult"):
+        # A behaviour hook's work is the built-in plugin's until the module overrides the hook.
+        does = f"Here a no-op: a built-in plugin does the work, and an override in your {what} replaces it"
+    else:
+        does = f"A no-op; override it in your {what}"
+    hook.__doc__ = f"{spec_summary(name)}\n\n{does}. See :func:`engine.hookspecs.{name}`."
     return hook

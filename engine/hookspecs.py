@@ -341,9 +341,10 @@ def on_train_batch_end(trainer, pl_module, outputs: Any, batch: Any, batch_idx: 
 def run_training_batch(trainer, pl_module, batch: Any, batch_idx: int) -> Any:
     """Behaviour: do all the work of one training batch and return its step output.
 
-    The built-in optimization plugin runs, for each optimizer, ``training_step`` then
-    ``backward``, ``optimizer_step`` and ``optimizer_zero_grad`` (with accumulation,
-    clipping and the ``on_before_*`` events), and counts ``trainer.state.global_step``.
+    The built-in optimization plugin runs, for each optimizer, in Lightning 2.x's order,
+    ``training_step``, ``optimizer_zero_grad`` (first batch of an accumulation group), ``backward``
+    and ``optimizer_step`` (with accumulation, clipping, the ``on_before_*`` events and, with
+    ``truncated_bptt_steps``, once per time split), and counts ``trainer.state.global_step``.
     Replace it (``tryfirst=True``) for e.g. a two-step optimizer such as SAM.
     Return the step output (a loss tensor becomes ``{'loss': loss.detach()}`` when anyone
     listens to :func:`on_train_batch_end`; the built-in returns the bare tensor otherwise, which
@@ -395,7 +396,44 @@ def optimizer_step(trainer, pl_module, optimizer: Any, optimizer_idx: int, closu
 
 @hookspec(firstresult=True)
 def optimizer_zero_grad(trainer, pl_module, optimizer: Any, optimizer_idx: int) -> Any:
-    """Behaviour: clear ``optimizer``'s gradients. Return ``True``."""
+    """Behaviour: clear ``optimizer``'s gradients. Return ``True``.
+
+    Asked after :func:`on_before_zero_grad`, before backward on the first batch of an accumulation
+    group. The built-in implementation calls the module's ``optimizer_zero_grad`` when overridden.
+    """
+
+
+@hookspec(firstresult=True)
+@user_hook(callback=False)
+def lr_scheduler_step(trainer, pl_module, scheduler: Any, metric: Any, optimizer_idx: Optional[int]) -> Any:
+    """Behaviour: step one learning-rate ``scheduler``, when its config (``interval``, ``frequency``) says so.
+
+    ``metric`` is the value of the config's ``monitor`` (a ReduceLROnPlateau-style scheduler),
+    else ``None``; ``optimizer_idx`` is the index of the scheduler's optimizer (``None`` when
+    unknown). Asked under automatic optimization after ``interval='step'`` schedulers' optimizer
+    steps and at the end of the training epoch for ``interval='epoch'`` ones. The built-in
+    implementation (optimization plugin) calls ``scheduler.step()``, or ``scheduler.step(metric)``
+    when there is one.
+
+    A module hook too, as in Lightning: a module defining ``lr_scheduler_step`` replaces the
+    built-in (e.g. for a scheduler without ``step()``, or one stepped with the epoch). It is called
+    in its era's signature: 2.x ``lr_scheduler_step(self, scheduler, metric)``, 1.x
+    ``lr_scheduler_step(self, scheduler, optimizer_idx, metric)``.
+    Return ``True`` once stepped (``None`` passes to the next implementation).
+    """
+
+
+@hookspec
+def optimization_changed(trainer, attribute: str) -> None:
+    """Called when ``trainer.<attribute>`` is assigned: ``"accumulate_grad_batches"``, ``"optimizers"`` or
+    ``"lr_scheduler_configs"``.
+
+    Lightning lets a callback reassign these during ``fit`` (a ``GradientAccumulationScheduler`` sets
+    ``accumulate_grad_batches`` at each epoch's start; learning-rate finders and fine-tuning callbacks
+    replace the optimizers or schedulers), and the new value takes effect from the next batch. The
+    built-in optimization plugin builds its step variant again here, so no batch has to look.
+    Assigning the same value again fires it too; changing a list in place does not.
+    """
 
 
 @hookspec
@@ -423,7 +461,12 @@ def on_before_optimizer_step(trainer, pl_module, optimizer: Any) -> None:
 @hookspec
 @user_hook()
 def on_before_zero_grad(trainer, pl_module, optimizer: Any) -> None:
-    """Called after ``optimizer.step()`` and before ``optimizer.zero_grad()``."""
+    """Called just before the ``optimizer_zero_grad`` hook clears ``optimizer``'s gradients.
+
+    In Lightning 2.x's order: under automatic optimization, on the first batch of each
+    accumulation group, after ``training_step`` and before ``on_before_backward`` (the gradients of
+    the previous step are still there); batches within a group zero nothing.
+    """
 
 
 # ---------------------------------------------------------------------------------------

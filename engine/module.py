@@ -422,6 +422,37 @@ class LightningModule(HyperparametersMixin, nn.Module):
             raise MisconfigurationException(
                 f"gradient_clip_algorithm={algorithm!r} is unknown; use 'norm' or 'value'.")
 
+    def tbptt_split_batch(self, batch: Any, split_size: int) -> List[Any]:
+        """Split ``batch`` along its time dimension for ``Trainer(truncated_bptt_steps=split_size)`` (0.9's hook).
+
+        The default splits each tensor of the batch (a list or tuple) at dim 1, and each list element's
+        items at their dim 0 (a list of per-sample sequences), in pieces of ``split_size`` time steps;
+        other elements are repeated in every piece. Override it for other layouts; return the pieces.
+        """
+        items = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+        time_dims = [len(x[0]) for x in items if isinstance(x, (torch.Tensor, list, tuple)) and len(x)
+                     and (not isinstance(x, torch.Tensor) or x.dim() > 1)]
+        if not time_dims:
+            raise MisconfigurationException(
+                "tbptt_split_batch: found no time dimension in the batch (a tensor of shape (batch, time, ...) or "
+                "a list of sequences); override tbptt_split_batch(self, batch, split_size) for this layout.")
+        if any(t != time_dims[0] for t in time_dims):
+            raise MisconfigurationException(
+                f"tbptt_split_batch: the batch's time dimensions differ ({time_dims}); override "
+                "tbptt_split_batch(self, batch, split_size) to split it.")
+        splits = []
+        for t in range(0, time_dims[0], split_size):
+            piece = []
+            for x in items:
+                if isinstance(x, torch.Tensor) and x.dim() > 1:
+                    piece.append(x[:, t:t + split_size])
+                elif isinstance(x, (list, tuple)):
+                    piece.append([sample[t:t + split_size] for sample in x])
+                else:
+                    piece.append(x)
+            splits.append(piece)
+        return splits
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int = 0) -> Any:
         """Move ``batch`` to ``device``; override for custom batch types."""
         from hookloop.engine.apply import move_to_device

@@ -3,7 +3,7 @@
 Renamed ones (``*_percent_check``, ``overfit_pct``) become their 0.8 successors; flags that only
 tuned what hookloop does another way (``log_save_interval``, ``amp_level``...) are accepted with a
 warning saying so; flags whose feature hookloop lacks, and that would change what is trained
-(``truncated_bptt_steps``, ``tpu_cores``), are refused naming the feature — a run must
+(``tpu_cores``), are refused naming the feature — a run must
 never silently train something else than asked.
 """
 from __future__ import annotations
@@ -26,14 +26,11 @@ IGNORED = {
     "log_save_interval": "loggers write at every epoch end and every flush_secs",
     "amp_level": "it configures NVIDIA apex; 16-bit precision runs on torch.autocast",
     "log_gpu_memory": "GPU memory is not logged; log torch.cuda.memory_allocated() yourself",
-    "track_grad_norm": "gradient norms are not logged; log them in on_before_optimizer_step",
     "auto_select_gpus": "the GPUs are those of gpus=/devices=",
 }
 
 #: Refused when set: the feature, and what to do instead.
 REFUSED = {
-    "truncated_bptt_steps": "truncated back-propagation through time is not supported; split the sequence "
-                            "in training_step",
     "tpu_cores": "TPUs are not supported; use accelerator='gpu' or 'cpu'",
 }
 
@@ -64,8 +61,22 @@ def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str
 
 def _is_set(name: str, value: Any) -> bool:
     """Whether a seed flag was given a value other than its do-nothing default."""
-    if name == "track_grad_norm":
-        return value not in (-1, None)
     if name == "amp_backend":
         return value != "native"
     return value is not None and value is not False
+
+
+def check_truncated_bptt_steps(value: Any, where: str = "Trainer") -> None:
+    """Raise a :class:`FlagError` unless ``value`` (``truncated_bptt_steps`` of ``where``) is ``None`` or an int >= 1."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise FlagError("truncated_bptt_steps",
+                        f"{where}(truncated_bptt_steps={value!r}): truncated_bptt_steps must be an int >= 1 "
+                        "(the time steps of each split of a batch), or None.")
+
+
+def check_track_grad_norm(value: Any) -> None:
+    """Raise a :class:`FlagError` unless ``track_grad_norm`` is a number (``<= 0``: off, the default ``-1``) or ``'inf'``."""
+    if value is not None and (isinstance(value, bool) or not (isinstance(value, (int, float)) or value == "inf")):
+        raise FlagError("track_grad_norm",
+                        f"Trainer(track_grad_norm={value!r}): track_grad_norm can be an int, a float or 'inf' "
+                        "(infinity norm); -1 turns it off.")

@@ -19,7 +19,7 @@ from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
-from hookloop.engine.seed_flags import resolve_seed_flags
+from hookloop.engine.seed_flags import check_track_grad_norm, check_truncated_bptt_steps, resolve_seed_flags
 from hookloop.engine.seed_tuning import SeedTuningMethods
 from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
 from hookloop.engine.trainer_objects import TrainerObjects
@@ -104,9 +104,11 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         amp_backend: Seed-era; only ``'native'`` (torch.autocast).
         amp_level: Seed-era apex option; no effect.
         log_gpu_memory: Seed-era; no effect.
-        track_grad_norm: Seed-era; no effect (log norms in ``on_before_optimizer_step``).
+        track_grad_norm: Seed-era: log the gradients' p-norm per parameter and in total before each optimizer
+            step (``grad_2.0_norm_<name>``, ``grad_2.0_norm_total``); ``'inf'`` for the max norm, ``-1`` off.
         auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
-        truncated_bptt_steps: Seed-era; not supported (an error when set).
+        truncated_bptt_steps: Seed-era: truncated back-propagation through time, splitting each batch in
+            pieces of this many time steps (``tbptt_split_batch``); each piece is an optimizer step.
         auto_lr_find: Seed-era (0.9): ``True`` sweeps the learning rate at the start of every ``fit`` and sets
             ``model.lr``/``learning_rate`` (or ``hparams``) to the suggestion; a string names that attribute.
         auto_scale_batch_size: Seed-era (0.9): ``True``/``'power'`` or ``'binsearch'`` sets ``model.batch_size``
@@ -196,8 +198,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
             dict(train_percent_check=train_percent_check, val_percent_check=val_percent_check,
                  test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
                  amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
-                 track_grad_norm=track_grad_norm, auto_select_gpus=auto_select_gpus,
-                 truncated_bptt_steps=truncated_bptt_steps, tpu_cores=tpu_cores),
+                 auto_select_gpus=auto_select_gpus, tpu_cores=tpu_cores),
             dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
@@ -250,7 +251,11 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.weights_summary = weights_summary if weights_summary is not None else "top"
         self.overfit_batches = overfit_batches
         self.check_val_every_n_epoch = check_val_every_n_epoch
-        self.accumulate_grad_batches = accumulate_grad_batches
+        self._accumulate_grad_batches = accumulate_grad_batches
+        check_truncated_bptt_steps(truncated_bptt_steps)
+        check_track_grad_norm(track_grad_norm)
+        self.track_grad_norm = track_grad_norm
+        self.truncated_bptt_steps = truncated_bptt_steps
         if max_steps is None:
             max_steps = -1
         if max_epochs is None:
@@ -295,10 +300,14 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.state = LoopState()
         self.lightning_module: Any = None
         self.datamodule: Any = None
-        self.optimizers: List[Any] = []
-        self.lr_scheduler_configs: List[Any] = []
+        self._optimizers: List[Any] = []
+        self._lr_scheduler_configs: List[Any] = []
         #: ``self.optimizers()`` of the module: the optimizers wrapped so ``step()`` goes through the trainer.
         self.lightning_optimizers: List[Any] = []
+        #: Truncated back-propagation (0.9's names): the hidden state handed to the running split's
+        #: ``training_step(batch, batch_idx, hiddens)``, and that split's index (``None`` outside a split).
+        self.hiddens: Any = None
+        self.split_idx: Optional[int] = None
         self.loggers: List[Any] = []
         #: ``trainer.logger`` when there are several loggers (the reporting plugin sets their collection,
         #: as in 0.8/0.9); ``None``: the first logger, as in 2.x.
@@ -381,6 +390,43 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
     def hooks(self) -> Any:
         """The prepared event dispatch (:class:`engine.dispatch.Dispatch`)."""
         return self.registry.dispatch
+
+    # ---- what the optimization follows when reassigned (``optimization_changed``) -----------------
+    def _optimization_changed(self, attribute: str) -> None:
+        registry = self.__dict__.get("registry")  # None while __init__ sets the flags
+        if registry is not None and registry.dispatch.optimization_changed is not None:
+            registry.dispatch.optimization_changed(self, attribute)
+
+    @property
+    def accumulate_grad_batches(self) -> Union[int, Dict[int, int]]:
+        """Accumulate gradients over k batches (int, or ``{epoch: k}``); assigning it during ``fit`` (e.g. in
+        ``on_train_epoch_start``) changes the accumulation from the next batch on."""
+        return self._accumulate_grad_batches
+
+    @accumulate_grad_batches.setter
+    def accumulate_grad_batches(self, value: Union[int, Dict[int, int]]) -> None:
+        self._accumulate_grad_batches = value
+        self._optimization_changed("accumulate_grad_batches")
+
+    @property
+    def optimizers(self) -> List[Any]:
+        """The optimizers of the running ``fit``; assigning a new list during it steps those from the next batch."""
+        return self._optimizers
+
+    @optimizers.setter
+    def optimizers(self, value: List[Any]) -> None:
+        self._optimizers = list(value) if isinstance(value, tuple) else value
+        self._optimization_changed("optimizers")
+
+    @property
+    def lr_scheduler_configs(self) -> List[Any]:
+        """The learning-rate scheduler configs of the running ``fit``; assigning them during it takes effect at once."""
+        return self._lr_scheduler_configs
+
+    @lr_scheduler_configs.setter
+    def lr_scheduler_configs(self, value: List[Any]) -> None:
+        self._lr_scheduler_configs = value
+        self._optimization_changed("lr_scheduler_configs")
 
     @property
     def plugin_manager(self) -> PluginRegistry:

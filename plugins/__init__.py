@@ -24,3 +24,4 @@ from hookloop.plugins.device_stats_monitor import DeviceStatsMonitor  # noqa: E4
 from hookloop.plugins.on_exception_checkpoint import OnExceptionCheckpoint  # noqa: E402
 from hookloop.plugins.pruning import ModelPruning  # noqa: E402
 from hookloop.plugins.timer import Timer  # noqa: E402
+from hookloop.plugins.gradient_accumulation_scheduler import GradientAccumulationScheduler  # noqa: E402

@@ -1,13 +1,15 @@
 """Automatic optimization in general: what the fast path does not cover.
 
-Per batch, for each optimizer whose turn it is: ``training_step`` (the seed era's
+Per batch, for each optimizer whose turn it is, in Lightning 2.x's order (its closure runs
+step_fn, zero_grad_fn, backward_fn): ``training_step`` (the seed era's
 ``training_step(batch, batch_idx, optimizer_idx)`` when there are several, with the other
 optimizers' parameters frozen by ``toggle_optimizer``), the loss divided by the accumulation
-factor, ``on_before_backward``, the ``backward`` hook, ``on_after_backward``; then, when the
-accumulation group is complete, the ``optimizer_step`` hook with a closure (the module's own
+factor; on the first batch of an accumulation group only, ``on_before_zero_grad`` and the
+``optimizer_zero_grad`` hook; ``on_before_backward``, the ``backward`` hook, ``on_after_backward``;
+then, when the group is complete, the ``optimizer_step`` hook with a closure (the module's own
 ``optimizer_step``, e.g. learning-rate warm-up, or the precision's step with
-``on_before_optimizer_step`` and clipping inside), ``on_before_zero_grad`` and the
-``optimizer_zero_grad`` hook. A batch on which any optimizer stepped counts one ``global_step``
+``on_before_optimizer_step`` and clipping inside). Gradients of a group are summed: nothing is
+zeroed within it, and they stay after the step until the next group's first batch. A batch on which any optimizer stepped counts one ``global_step``
 and steps the ``interval='step'`` schedulers of the optimizers that stepped.
 
 * **Several optimizers** run one after the other on every batch, or, with ``frequency`` in their
@@ -94,8 +96,19 @@ class AutomaticStep(StepVariant):
 
     # ---- the plugin's events ----------------------------------------------------------------------
     def train_start(self, trainer: Any) -> None:
-        """Resume the optimizers' ``frequency`` rotation where the step count says it is."""
+        """Resume the optimizers' ``frequency`` rotation where the step count says it is; an optimizer whose
+        parameters hold gradients (a checkpoint taken within an accumulation group restored them) has an
+        open group, which its next batch adds to rather than zeroes."""
         self._batches_seen = trainer.state.global_step
+        self._pending = {idx for idx, optimizer in enumerate(trainer.optimizers)
+                         if any(p.grad is not None for group in optimizer.param_groups for p in group["params"])}
+
+    def continue_from(self, previous: StepVariant) -> None:
+        """Keep the ``frequency`` rotation's place and, with the same optimizers, an open accumulation group."""
+        if isinstance(previous, AutomaticStep):
+            self._batches_seen = previous._batches_seen
+            if [w.optimizer for w in previous.wrapped] == [w.optimizer for w in self.wrapped]:
+                self._pending = set(previous._pending)
 
     def epoch_start(self, trainer: Any) -> None:
         """Pick this epoch's accumulation factor from an ``{epoch: k}`` schedule."""
@@ -119,10 +132,16 @@ class AutomaticStep(StepVariant):
         optimizers = trainer.optimizers
         if not optimizers:  # configure_optimizers returned None: only training_step runs
             return super().run_batch(trainer, pl_module, batch, batch_idx)
+        outputs, stepped = self._optimize_batch(trainer, pl_module, batch, batch_idx, optimizers)
+        self._count_batch(trainer, stepped)
+        return self._batch_output(outputs, len(optimizers) > 1)
+
+    def _optimize_batch(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
+                        optimizers: List[Any]) -> Tuple[List[Any], List[int]]:
+        """Each active optimizer's step on ``batch``: their outputs, and the indices of those that stepped."""
         multi = len(optimizers) > 1
         k = self._k
-        total = trainer.num_training_batches
-        step_now = steps_optimizer(batch_idx, k, total)
+        step_now = steps_optimizer(batch_idx, k, trainer.num_training_batches)
         outputs: List[Any] = []
         stepped: List[int] = []
         for idx, optimizer in self._active_optimizers(optimizers):
@@ -137,12 +156,20 @@ class AutomaticStep(StepVariant):
             outputs.append(output)
             if step_now and output is not SKIPPED_BATCH:
                 stepped.append(idx)
+        return outputs, stepped
+
+    def _count_batch(self, trainer: Any, stepped: List[int]) -> None:
+        """After a batch: advance the ``frequency`` rotation; if any optimizer stepped, one ``global_step``
+        and the ``interval='step'`` schedulers of those that stepped."""
         if self._frequencies:
             self._batches_seen += 1
         if stepped:
             count_step(trainer)
             if self._step_schedulers:
                 self._step_lr_schedulers(trainer, stepped)
+
+    def _batch_output(self, outputs: List[Any], multi: bool) -> Any:
+        """The batch's output: the one optimizer's, or (several, all every batch) the list of them."""
         if not multi:
             return outputs[0]
         return outputs[0] if self._frequencies else outputs
@@ -173,6 +200,12 @@ class AutomaticStep(StepVariant):
                 self._check_loss(trainer, loss, batch_idx)
             if k > 1:
                 loss = loss / k  # the mean over the k accumulated batches
+            if (idx or 0) not in self._pending:
+                # The first batch of an accumulation group (nothing accumulated yet): zero_grad before
+                # backward, Lightning 2.x's closure order (step_fn, zero_grad_fn, backward_fn).
+                if hooks.on_before_zero_grad is not None:
+                    hooks.on_before_zero_grad(trainer, pl_module, optimizer)
+                hooks.optimizer_zero_grad(trainer, pl_module, optimizer, idx or 0)
             loss = self.backward(trainer, pl_module, loss, optimizer, idx)
         if not step_now:
             self._pending.add(idx or 0)
@@ -180,9 +213,6 @@ class AutomaticStep(StepVariant):
         self._pending.discard(idx or 0)
         closure = CachedClosure(self, trainer, pl_module, batch, batch_idx, optimizer, idx, loss)
         hooks.optimizer_step(trainer, pl_module, optimizer, idx or 0, closure)
-        if hooks.on_before_zero_grad is not None:
-            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
-        hooks.optimizer_zero_grad(trainer, pl_module, optimizer, idx or 0)
         if trainer.terminate_on_nan:
             self._check_parameters(trainer, pl_module, batch_idx)
         return batch_output(output)
@@ -230,11 +260,8 @@ class AutomaticStep(StepVariant):
             self._pending.clear()
             return
         for idx in sorted(self._pending):
-            optimizer = trainer.optimizers[idx]
-            hooks.optimizer_step(trainer, module, optimizer, idx, None)
-            if hooks.on_before_zero_grad is not None:
-                hooks.on_before_zero_grad(trainer, module, optimizer)
-            hooks.optimizer_zero_grad(trainer, module, optimizer, idx)
+            # The next group's first batch zeroes the gradients (before its backward).
+            hooks.optimizer_step(trainer, module, trainer.optimizers[idx], idx, None)
         self._pending.clear()
         count_step(trainer)
 

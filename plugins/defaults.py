@@ -11,6 +11,7 @@ from typing import Any, List, Tuple
 from hookloop.plugins.checkpoint_io import CheckpointIO
 from hookloop.plugins.data import DataPlugin
 from hookloop.plugins.device import DevicePlugin, batches_may_need_moving
+from hookloop.plugins.grad_norm import grad_norm_tracker_for
 from hookloop.plugins.distributed import distributed_plugins
 from hookloop.plugins.launch import LocalLauncher
 from hookloop.plugins.metrics import MetricsPlugin
@@ -39,6 +40,9 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
     plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals
+    grad_norms = grad_norm_tracker_for(trainer)  # None without track_grad_norm: the fast path stays bare
+    if grad_norms is not None:
+        plugins.append(("grad_norm", grad_norms))
     timer = timer_for(trainer)  # None without max_time: then no per-batch clock check
     if timer is not None:
         plugins.append(("timer", timer))

@@ -57,7 +57,7 @@ def applies(settings: StepSettings, optimizers: List[Any], precision: Precision,
     """Whether an automatic-optimization fit's configuration lets the fast path run its batches (see above)."""
     return (
         len(optimizers) == 1 and settings.accumulate == 1 and settings.clip is None
-        and precision.scaler is None and not settings.check_finite and not step_schedulers
+        and precision.scaler is None and not settings.check_finite and not step_schedulers and settings.tbptt is None
         and overrides.optimizer_step is None and not _requires_closure(optimizers[0])
     )
 
@@ -182,6 +182,10 @@ class FastPath:
             return
         if loss.ndim:
             validated_loss(loss)  # a 1-element loss is fine; a larger one is rejected before any event
+        # Lightning 2.x's closure order: zero_grad before backward (every batch is a group's first here).
+        if hooks.on_before_zero_grad is not None:
+            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
+        hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
         if hooks.on_before_backward is not None:
             hooks.on_before_backward(trainer, pl_module, loss)
         hooks.backward(trainer, pl_module, loss, optimizer, None)
@@ -190,14 +194,15 @@ class FastPath:
         if hooks.on_before_optimizer_step is not None:
             hooks.on_before_optimizer_step(trainer, pl_module, optimizer)
         hooks.optimizer_step(trainer, pl_module, optimizer, 0, None)
-        if hooks.on_before_zero_grad is not None:
-            hooks.on_before_zero_grad(trainer, pl_module, optimizer)
-        hooks.optimizer_zero_grad(trainer, pl_module, optimizer, 0)
 
     # ---- what a batch calls -------------------------------------------------------------------
     def _prepare_fast_path(self, trainer: Any, pl_module: LightningModule, hooks: Any) -> None:
         """Decide, once per dispatch build (and per run), what a fast-path batch calls."""
         self._bare = self._is_bare(hooks)
+        if self._bare:
+            # The bare order zeroes after the step, the hooks' order before backward: a batch that took
+            # the hooks' order left its gradients, which the bare path's backward would add to.
+            self._optimizer.zero_grad()
         # Lightning's ``{'loss': loss.detach()}`` is built for ``on_train_batch_end`` listeners only.
         self._wrap_loss = hooks.on_train_batch_end is not None
         # The ``training_step`` event's direct form, when its only implementation offers one (see the

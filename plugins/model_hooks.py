@@ -123,6 +123,7 @@ class ModelHooksPlugin:
 
     def __init__(self) -> None:
         self._takes_optimizer_idx: Optional[bool] = None
+        self._takes_hiddens = False
         # Looked up once per run: a missing attribute on an nn.Module raises inside
         # ``__getattr__``, which would cost about a microsecond on every training batch.
         self._training_step_end: Any = None
@@ -134,6 +135,7 @@ class ModelHooksPlugin:
         check_module_typos(pl_module)
         attach_model_callbacks(trainer, pl_module)
         self._takes_optimizer_idx = _takes(pl_module.training_step, "optimizer_idx")
+        self._takes_hiddens = _takes(pl_module.training_step, "hiddens")
         self._training_step_end = getattr(pl_module, "training_step_end", None)
         return ModuleHooks(trainer, pl_module)
 
@@ -186,9 +188,14 @@ class ModelHooksPlugin:
     @hookimpl
     def training_step(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
                       optimizer_idx: Optional[int]) -> Any:
-        """Call ``training_step`` (with ``optimizer_idx`` if it takes it) and ``training_step_end``."""
+        """Call ``training_step`` (with ``optimizer_idx`` and 0.9's ``hiddens`` if it takes them) and
+        ``training_step_end``."""
         model = trainer.strategy_model or pl_module
-        if self._takes_optimizer_idx and optimizer_idx is not None:
+        if self._takes_hiddens:  # 0.9 truncated back-propagation: (batch, batch_idx, [optimizer_idx], hiddens)
+            args = (batch, batch_idx) + ((optimizer_idx,) if self._takes_optimizer_idx and optimizer_idx is not None
+                                         else ()) + (trainer.hiddens,)
+            output = model(*args) if model is not pl_module else pl_module.training_step(*args)
+        elif self._takes_optimizer_idx and optimizer_idx is not None:
             output = model(batch, batch_idx, optimizer_idx) if model is not pl_module else \
                 pl_module.training_step(batch, batch_idx, optimizer_idx)
         else:
@@ -205,10 +212,11 @@ class ModelHooksPlugin:
 
         Offered only when calling ``pl_module.training_step(batch, batch_idx)`` is all this hook does
         for a tensor loss: no strategy wrapper (DDP must see the forward), no ``training_step_end``, no
-        ``optimizer_idx`` argument. ``finish`` does the rest for outputs that are not a tensor (the
+        ``optimizer_idx`` or ``hiddens`` argument. ``finish`` does the rest for outputs that are not a tensor (the
         seed-era ``{'loss', 'log', 'progress_bar'}`` dict is logged there).
         """
-        if trainer.strategy_model is not None or self._training_step_end is not None or self._takes_optimizer_idx:
+        if (trainer.strategy_model is not None or self._training_step_end is not None or self._takes_optimizer_idx
+                or self._takes_hiddens):
             return None
         return functools.partial(finish_training_output, trainer)
 

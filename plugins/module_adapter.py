@@ -12,7 +12,10 @@ signature works:
 * 0.9's batch hooks, ``on_train_batch_end(batch, batch_idx, dataloader_idx)`` (no ``outputs``), get
   the batch where 1.x/2.x ones get the outputs first;
 * ``on_train_batch_start`` returning ``-1`` skips the rest of the epoch (seed-era ``on_batch_start(batch)``
-  too, called first, as in Lightning 0.9).
+  too, called first, as in Lightning 0.9);
+* 1.x's ``lr_scheduler_step(scheduler, optimizer_idx, metric)`` gets its arguments in its order
+  (2.x's takes ``(scheduler, metric)``); a behaviour hook's forward (``firstresult``, such as
+  ``lr_scheduler_step``) returns ``True``, so the module's method replaces the built-in default.
 
 Besides forwards, the adapter keeps the step outputs for the seed-era ``training_epoch_end(outputs)``,
 ``validation_epoch_end(outputs)`` and ``test_epoch_end(outputs)`` — only when the module defines them —
@@ -25,7 +28,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Dict, List, Set, Tuple
 
-from hookloop.engine import hookimpl
+from hookloop.engine import hookimpl, hookspecs
 from hookloop.engine.apply import move_to_device
 from hookloop.engine.catalogue import module_hooks
 from hookloop.engine.errors import MisconfigurationException, PluginError, closest
@@ -48,6 +51,11 @@ _SKIPPING = {"on_train_batch_start"}
 #: ``configure_model`` builds the layers every plugin then places and optimizes; ``on_load_checkpoint``
 #: may migrate the checkpoint before the callbacks read their part of it.
 _MODULE_FIRST = {"configure_model", "on_load_checkpoint"}
+#: Module hooks whose older era took the event's arguments in another order: event -> the number of
+#: positional arguments of that era's method -> the arguments it gets, in its order.
+_ERA_ORDERS: Dict[str, Dict[int, Tuple[str, ...]]] = {
+    "lr_scheduler_step": {3: ("scheduler", "optimizer_idx", "metric")},  # 1.x; 2.x takes (scheduler, metric)
+}
 
 
 def known_module_hooks() -> Set[str]:
@@ -87,11 +95,14 @@ def _positional(function: Callable[..., Any]) -> Tuple[List[str], bool]:
     return [p.name for p in params if p.kind in kinds], any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
-def call_arguments(function: Callable[..., Any], offered: Tuple[str, ...]) -> Tuple[str, ...]:
+def call_arguments(function: Callable[..., Any], offered: Tuple[str, ...], event: str = "") -> Tuple[str, ...]:
     """Which of the event's ``offered`` module arguments to pass ``function``, in order (see the module docstring)."""
     names, star = _positional(function)
     if star:
         return offered
+    era = _ERA_ORDERS.get(event, {}).get(len(names))
+    if era is not None:
+        return era
     if offered[:1] == ("outputs",) and names[:1] == ["batch"]:
         offered = offered[1:]  # 0.9: the batch hooks took no outputs
     return offered[:len(names)]
@@ -103,6 +114,9 @@ def _compile_forward(module: LightningModule, event: str, spec_args: Tuple[str, 
     if event in _SKIPPING:
         body = (f"    if module.{event}({args}) == -1:\n"
                 f"        trainer.state.skip_rest_of_epoch = True\n")
+    elif getattr(hookspecs, event).engine_spec.get("firstresult"):
+        # A behaviour hook: the module's method does the work, so the built-in default is not asked.
+        body = f"    module.{event}({args})\n    return True\n"
     else:
         body = f"    module.{event}({args})\n"
     namespace: Dict[str, Any] = {"module": module}
@@ -142,7 +156,7 @@ class ModuleHooks:
     def _compile_forwards(self) -> None:
         offered = module_hooks()
         for event in self.forwarded:
-            passed = call_arguments(getattr(self.module, event), offered[event])
+            passed = call_arguments(getattr(self.module, event), offered[event], event)
             self.__dict__[event] = _compile_forward(self.module, event, event_arguments(event), passed)
 
     def __getstate__(self) -> Dict[str, Any]:

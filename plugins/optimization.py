@@ -14,7 +14,8 @@ and the **step variant** that runs the fit's batches:
   ``training_step(batch, batch_idx, optimizer_idx)``, with ``requires_grad`` toggled and optional
   ``frequency`` turns), gradient accumulation (``int`` or ``{epoch: k}``), clipping, mixed
   precision, LBFGS-style closures, the module's own ``optimizer_step`` (e.g. learning-rate
-  warm-up), ``terminate_on_nan`` and ``detect_anomaly``, per-step schedulers.
+  warm-up), ``terminate_on_nan`` and ``detect_anomaly``, per-step schedulers; with
+  ``truncated_bptt_steps``, over each batch's time splits (:mod:`~hookloop.plugins.tbptt_step`).
 * **manual optimization** (:mod:`~hookloop.plugins.manual_step`) — ``automatic_optimization = False``:
   only ``training_step`` runs; the module calls ``self.optimizers()`` (:class:`LightningOptimizer`,
   :mod:`~hookloop.plugins.lightning_optimizer`), ``self.manual_backward(loss)`` and ``opt.step()``.
@@ -26,9 +27,11 @@ batch is whether the fast path is prepared for the current dispatch. While it is
 runs the batch itself; otherwise the batch goes to the variant — the fast variant's prepares the
 fast path again and hands the batch back, so a plugin joining or leaving mid-run takes part at once.
 
-Events around a step, in order: ``on_before_backward``, ``on_after_backward``,
-``on_before_optimizer_step`` (gradients unscaled, not yet clipped, as in Lightning),
-``on_before_zero_grad``. ``global_step`` counts batches whose optimizer(s) stepped
+Events around a step, in Lightning 2.x's order: after ``training_step``, on the first batch of
+an accumulation group, ``on_before_zero_grad`` (and the ``optimizer_zero_grad`` hook); then
+``on_before_backward``, ``on_after_backward``, and on a stepping batch ``on_before_optimizer_step``
+(gradients unscaled, not yet clipped, as in Lightning). The bare fast path (nothing listens)
+zeroes after its step instead, which is the same numerically. ``global_step`` counts batches whose optimizer(s) stepped
 (automatic) or every ``opt.step()`` (manual), as Lightning does; every variant counts it with
 :func:`~hookloop.plugins.step_variant.count_step`.
 
@@ -49,10 +52,12 @@ from hookloop.plugins.fast_step import FastPath, FastStep, applies
 from hookloop.plugins.lightning_optimizer import LightningOptimizer
 from hookloop.plugins.manual_step import ManualStep
 from hookloop.plugins.module_overrides import NO_OVERRIDES, ModuleOverrides, takes_optimizer_idx
-from hookloop.plugins.optimizer_config import LRSchedulerConfig, OptimizerSetup, normalize_optimizers
+from hookloop.plugins.optimizer_config import (LRSchedulerConfig, OptimizerSetup, default_scheduler_step,
+                                               normalize_optimizers)
 from hookloop.plugins.precision import FULL_PRECISION, Precision
 from hookloop.plugins.step_settings import StepSettings, accumulating, accumulation_for_epoch, steps_optimizer
 from hookloop.plugins.step_variant import SKIPPED, StepVariant
+from hookloop.plugins.tbptt_step import TruncatedBPTTStep
 
 __all__ = ["OptimizationPlugin", "LightningOptimizer", "normalize_optimizers", "SKIPPED", "accumulating",
            "steps_optimizer", "accumulation_for_epoch"]
@@ -72,6 +77,9 @@ class OptimizationPlugin(FastPath):
         self._module_backward: Optional[Callable[..., Any]] = None
         self._module_zero_grad: Optional[Callable[..., Any]] = None
         self._anomaly_before: Optional[bool] = None
+        #: The module of the running fit, once its variant is built (``None``: reassignments are not followed).
+        self._module: Optional[LightningModule] = None
+        self._frequencies: List[int] = []
 
     # ---- set-up -------------------------------------------------------------------------------
     @hookimpl
@@ -79,9 +87,36 @@ class OptimizationPlugin(FastPath):
         """Build ``trainer.optimizers``/``trainer.lr_scheduler_configs`` and choose the step variant for ``fit``."""
         if stage != "fit":
             return
+        self._module = None  # the assignments below are this plugin's own, not a change to follow
         setup = normalize_optimizers(pl_module.configure_optimizers())
         trainer.optimizers = setup.optimizers
         trainer.lr_scheduler_configs = setup.lr_scheduler_configs
+        self._frequencies = setup.frequencies
+        settings = self._build(trainer, pl_module)
+        if settings.anomaly:
+            self._anomaly_before = torch.is_anomaly_enabled()
+            torch.autograd.set_detect_anomaly(True)
+        if self._unwatch is None:
+            self._unwatch = trainer.registry.dispatch.watch(self._fast_path_changed)
+        if pl_module.automatic_optimization:
+            for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
+                opt.zero_grad()
+
+    @hookimpl
+    def optimization_changed(self, trainer: Any, attribute: str) -> None:
+        """Build the step variant again from the trainer's reassigned ``attribute`` (Lightning: the new
+        value takes effect from the next batch); nothing per batch checks for it."""
+        module = self._module
+        if module is None:  # no fit is running, or this plugin is building it
+            return
+        previous = self._variant
+        self._build(trainer, module)
+        self._variant.continue_from(previous)
+
+    def _build(self, trainer: Any, pl_module: LightningModule) -> StepSettings:
+        """Choose and build the step variant from ``trainer.optimizers``/``lr_scheduler_configs`` and the
+        step flags; return the checked flags."""
+        optimizers = trainer.optimizers
         precision = getattr(trainer, "precision_plugin", None) or FULL_PRECISION
         self._scale = precision.pre_backward if precision.scaler is not None else None
         manual = not pl_module.automatic_optimization
@@ -89,27 +124,24 @@ class OptimizationPlugin(FastPath):
         self._module_backward = overrides.backward
         self._module_zero_grad = overrides.optimizer_zero_grad
         settings = StepSettings.of(trainer, pl_module)
-        if settings.anomaly:
-            self._anomaly_before = torch.is_anomaly_enabled()
-            torch.autograd.set_detect_anomaly(True)
-        step_schedulers = [c for c in setup.lr_scheduler_configs if c.interval == "step"]
-        n = len(setup.optimizers)
+        step_schedulers = [c for c in trainer.lr_scheduler_configs if c.interval == "step"]
+        n = len(optimizers)
         if n > 1 and not manual and not takes_optimizer_idx(pl_module):
             raise MisconfigurationException(
                 f"`configure_optimizers` returned {n} optimizers, but {type(pl_module).__name__}.training_step "
                 "takes no `optimizer_idx`. Add it (seed-era: training_step(self, batch, batch_idx, optimizer_idx)) "
                 "or set `self.automatic_optimization = False` and step the optimizers yourself."
             )
+        # ``frequency`` turns belong to the optimizers they came with.
+        frequencies = self._frequencies if len(self._frequencies) == n else []
+        setup = OptimizerSetup(list(optimizers), list(trainer.lr_scheduler_configs), frequencies)
         self._fast_path_changed()  # off until this fit's fast path, if it has one, prepares
         self._variant = self._choose(trainer, setup, precision, overrides, settings, step_schedulers, manual)
         self._fast = isinstance(self._variant, FastStep)
         #: The optimizers as the module sees them (``self.optimizers()``).
         trainer.lightning_optimizers = self._variant.wrapped
-        if self._unwatch is None:
-            self._unwatch = trainer.registry.dispatch.watch(self._fast_path_changed)
-        if not manual:
-            for opt in setup.optimizers:  # start from clean gradients, as the first zero_grad would
-                opt.zero_grad()
+        self._module = pl_module
+        return settings
 
     def _choose(self, trainer: Any, setup: OptimizerSetup, precision: Precision, overrides: ModuleOverrides,
                 settings: StepSettings, step_schedulers: List[LRSchedulerConfig], manual: bool) -> StepVariant:
@@ -120,7 +152,8 @@ class OptimizationPlugin(FastPath):
         if applies(settings, optimizers, precision, overrides, step_schedulers):
             self._start_fast_path(trainer, optimizers[0], overrides)
             return FastStep(trainer, optimizers, precision, overrides, self)
-        return AutomaticStep(trainer, optimizers, precision, overrides, settings, setup.frequencies, step_schedulers)
+        variant = TruncatedBPTTStep if settings.tbptt is not None else AutomaticStep
+        return variant(trainer, optimizers, precision, overrides, settings, setup.frequencies, step_schedulers)
 
     @hookimpl
     def on_train_start(self, trainer: Any) -> None:
@@ -148,6 +181,7 @@ class OptimizationPlugin(FastPath):
     @hookimpl
     def teardown(self, trainer: Any, stage: str) -> None:
         """Turn anomaly detection back to what it was before ``fit``; stop watching the dispatch."""
+        self._module = None
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
@@ -183,6 +217,12 @@ class OptimizationPlugin(FastPath):
         :meth:`step_optimizer` (precision, ``on_before_optimizer_step``, clipping).
         """
         return self._variant.optimizer_step(trainer, pl_module, optimizer, optimizer_idx, closure)
+
+    @hookimpl
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> bool:
+        """Lightning's default: ``scheduler.step()``, or ``scheduler.step(metric)`` for a monitored one."""
+        default_scheduler_step(scheduler, metric)
+        return True
 
     @hookimpl
     def optimizer_zero_grad(self, trainer: Any, pl_module: LightningModule, optimizer: Any, optimizer_idx: int) -> bool:

@@ -238,11 +238,23 @@ def monitored_value(trainer: Any, config: LRSchedulerConfig) -> Optional[torch.T
 
 
 def step_scheduler(trainer: Any, config: LRSchedulerConfig) -> None:
-    """Step one scheduler (with its monitored metric for ReduceLROnPlateau)."""
+    """Step one scheduler through the ``lr_scheduler_step`` hook (the module's override, else
+    :func:`default_scheduler_step`), with its monitored metric for ReduceLROnPlateau."""
+    metric = None
     if config.reduce_on_plateau:
-        value = monitored_value(trainer, config)
-        if value is None:
+        metric = monitored_value(trainer, config)
+        if metric is None:
             return
-        config.scheduler.step(float(value))
+    hook = trainer.hooks.lr_scheduler_step
+    if hook is None:  # no plugin steps schedulers (the optimization plugin is disabled)
+        default_scheduler_step(config.scheduler, metric)
     else:
-        config.scheduler.step()
+        hook(trainer, trainer.lightning_module, config.scheduler, metric, config.opt_idx)
+
+
+def default_scheduler_step(scheduler: Any, metric: Any) -> None:
+    """Lightning's default ``lr_scheduler_step``: ``scheduler.step()``, or ``scheduler.step(metric)`` with a metric."""
+    if metric is None:
+        scheduler.step()
+    else:
+        scheduler.step(metric)

@@ -10,6 +10,8 @@
   ``configure_gradient_clipping`` clips itself (called with the flags' values).
 * ``terminate_on_nan`` and ``detect_anomaly``: check every loss; ``detect_anomaly`` also turns on
   ``torch.autograd.set_detect_anomaly`` for the fit.
+* ``truncated_bptt_steps`` (seed era; 1.x: the module's attribute): split each batch in time, one step
+  per split (:mod:`~hookloop.plugins.tbptt_step`).
 
 Under manual optimization the module steps itself: accumulation and clipping flags are then an
 error that says what to do instead. :meth:`StepSettings.of` does all the checking; a bad value
@@ -22,6 +24,7 @@ from typing import Any, Callable, Optional
 
 from hookloop.engine.errors import FlagError, MisconfigurationException
 from hookloop.engine.module import LightningModule, is_overridden
+from hookloop.engine.seed_flags import check_truncated_bptt_steps
 
 __all__ = ["StepSettings", "steps_optimizer", "accumulating", "accumulation_for_epoch", "check_accumulation"]
 
@@ -81,6 +84,8 @@ class StepSettings:
     check_finite: bool
     #: ``detect_anomaly``: autograd's anomaly mode is on during the fit.
     anomaly: bool
+    #: ``truncated_bptt_steps``: the time split size of truncated back-propagation, or ``None``.
+    tbptt: Optional[int] = None
 
     @classmethod
     def of(cls, trainer: Any, pl_module: LightningModule) -> "StepSettings":
@@ -96,7 +101,16 @@ class StepSettings:
             raise FlagError("gradient_clip_val", f"gradient_clip_val must be a number >= 0, got {value!r}.")
         check_finite = bool(trainer.terminate_on_nan or trainer.detect_anomaly)
         anomaly = bool(trainer.detect_anomaly)
+        # The seed's Trainer flag, or 1.x's module attribute of the same name.
+        tbptt = trainer.truncated_bptt_steps
+        if tbptt is None:
+            tbptt = getattr(pl_module, "truncated_bptt_steps", None) or None  # 1.x: 0 is off
+            check_truncated_bptt_steps(tbptt, type(pl_module).__name__)
         if not pl_module.automatic_optimization:
+            if tbptt is not None:
+                raise MisconfigurationException(
+                    "truncated_bptt_steps is not supported with manual optimization (automatic_optimization=False): "
+                    "split the sequence in training_step and step after each piece yourself, or remove the flag.")
             if schedule != 1:
                 raise MisconfigurationException(
                     "accumulate_grad_batches is not supported with manual optimization "
@@ -107,7 +121,7 @@ class StepSettings:
                     "call self.clip_gradients(optimizer, gradient_clip_val=..., gradient_clip_algorithm=...) "
                     "in training_step before opt.step(), or remove the flag.")
             return cls(schedule, None, check_finite, anomaly)
-        return cls(schedule, _clipper(pl_module, value, algorithm), check_finite, anomaly)
+        return cls(schedule, _clipper(pl_module, value, algorithm), check_finite, anomaly, tbptt)
 
 
 def _clipper(pl_module: LightningModule, value: Optional[float], algorithm: str) -> Optional[Callable[[Any], None]]:

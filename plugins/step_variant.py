@@ -86,6 +86,10 @@ class StepVariant:
     def train_start(self, trainer: Any) -> None:
         """At ``on_train_start`` (every plugin's ``configure_model`` has run): nothing by default."""
 
+    def continue_from(self, previous: "StepVariant") -> None:
+        """This variant replaces ``previous`` during a fit (a reassigned flag or optimizer): take over its
+        running state. Nothing by default."""
+
     def epoch_start(self, trainer: Any) -> None:
         """At ``on_train_epoch_start``: nothing by default."""
 

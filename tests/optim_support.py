@@ -91,3 +91,20 @@ def mse(model: nn.Module, batch: Any) -> torch.Tensor:
 def batches(n: int = 64, batch_size: int = 8, seed: int = 0) -> List[Any]:
     """The batches :func:`loader` yields, as a list."""
     return list(loader(n, batch_size, seed))
+
+
+def hand_accumulation(model: nn.Module, k_of_epoch: Callable[[int], int], epochs: int, n: int = 64,
+                      lr: float = 0.1, optimizer_of_epoch: Callable[[int, Any], Any] = None) -> None:
+    """The hand-written loop of SGD(``lr``) with ``k_of_epoch(epoch)`` batches accumulated per step (an epoch's
+    last, incomplete group steps too); ``optimizer_of_epoch(epoch, opt)`` may swap the optimizer at an epoch's start."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    all_batches = batches(n)
+    for epoch in range(epochs):
+        if optimizer_of_epoch is not None:
+            opt = optimizer_of_epoch(epoch, opt)
+        k = k_of_epoch(epoch)
+        for i, batch in enumerate(all_batches):
+            (mse(model, batch) / k).backward()
+            if (i + 1) % k == 0 or i + 1 == len(all_batches):
+                opt.step()
+                opt.zero_grad()

@@ -63,6 +63,10 @@ class EveryHook(ModernModel):
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
         return self(batch[0])
 
+    def configure_optimizers(self):  # a scheduler, for lr_scheduler_step
+        opt = super().configure_optimizers()
+        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1)]
+
 
 def _recorder(name):
     def hook(self, *args):

@@ -264,7 +264,7 @@ def test_mistakes_are_argparse_errors(argv, message, tiny, capsys):
     (["--accumulate_grad_batches", "0"], "argument --accumulate_grad_batches: accumulate_grad_batches must be"),
     (["--max_time", "soon"], "argument --max_time: max_time='soon' is not 'DD:HH:MM:SS'"),
     (["--profiler", "fast"], "argument --profiler: Trainer(profiler='fast') is not a profiler name"),
-    (["--truncated_bptt_steps", "2"], "argument --truncated_bptt_steps: Trainer(truncated_bptt_steps=2)"),
+    (["--truncated_bptt_steps", "0"], "argument --truncated_bptt_steps: Trainer(truncated_bptt_steps=0)"),
 ], ids=lambda v: "_".join(v[::2]).strip("-") if isinstance(v, list) else None)
 def test_flag_values_the_trainer_refuses_are_usage_errors_naming_the_flag(flags, message, tiny, capsys):
     with pytest.raises(SystemExit) as exit_info:

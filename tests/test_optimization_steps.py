@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine import Callback
-from tests.optim_support import Regressor, assert_same_weights, batches, fit, mse, twin
+from tests.optim_support import Regressor, assert_same_weights, batches, fit, hand_accumulation, mse, twin
 
 
 def _sgd(m):
@@ -24,15 +24,7 @@ def test_k_batches_of_b_equal_one_batch_of_k_times_b():
 
 
 def _hand_accumulation(model, n, k_of_epoch, epochs):
-    opt = _sgd(model)
-    all_batches = batches(n)
-    for epoch in range(epochs):
-        k = k_of_epoch(epoch)
-        for i, batch in enumerate(all_batches):
-            (mse(model, batch) / k).backward()
-            if (i + 1) % k == 0 or i + 1 == len(all_batches):
-                opt.step()
-                opt.zero_grad()
+    hand_accumulation(model, k_of_epoch, epochs, n=n)
 
 
 def test_last_incomplete_group_still_steps_and_the_loss_is_scaled():
@@ -147,7 +139,8 @@ def test_hooks_fire_in_lightnings_order_on_the_fast_path():
     events = []
     fit(Regressor(), max_epochs=1, limit_train_batches=2, callbacks=[Log(events)])
     names = [e for e, _ in events]
-    assert names == ["on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad"] * 2
+    # Lightning 2.x: zero_grad before backward (its closure runs step, zero_grad, backward)
+    assert names == ["on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"] * 2
     assert all(ok for _, ok in events)
 
 
@@ -192,8 +185,8 @@ def test_module_overrides_fire_in_order_and_warm_up_matches_torch_loop():
 
     assert_same_weights(model, reference)
     names = [e for e, _ in events[:7]]
-    assert names == ["on_before_backward", "backward", "on_after_backward", "optimizer_step",
-                     "on_before_optimizer_step", "on_before_zero_grad", "optimizer_zero_grad"]
+    assert names == ["on_before_zero_grad", "optimizer_zero_grad", "on_before_backward", "backward",
+                     "on_after_backward", "optimizer_step", "on_before_optimizer_step"]
     assert trainer.global_step == 8
 
 

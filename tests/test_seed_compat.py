@@ -128,11 +128,8 @@ def test_renamed_ignored_and_refused_seed_flags():
     assert (trainer.limit_train_batches, trainer.limit_val_batches) == (0.5, 0.25)
     with pytest.warns(UserWarning, match=r"log_save_interval=100\) has no effect"):
         Trainer(log_save_interval=100, logger=False)
-    with pytest.warns(UserWarning, match="track_grad_norm"):
-        Trainer(track_grad_norm=2, logger=False)
-    for flag in ("truncated_bptt_steps", "tpu_cores"):
-        with pytest.raises(MisconfigurationException, match=rf"Trainer\({flag}=.*not supported"):
-            Trainer(**{flag: 8})
+    with pytest.raises(MisconfigurationException, match=r"Trainer\(tpu_cores=.*not supported"):
+        Trainer(tpu_cores=8)
     with pytest.raises(MisconfigurationException, match="amp_backend='apex'"):
         Trainer(amp_backend="apex")
     with pytest.raises(MisconfigurationException, match="max_nb_epochs.*Did you mean `max_epochs`"):
