@@ -74,7 +74,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self._trainer = trainer
 
     # Seed era: the trainer's flags, which 0.8 copied onto the module (assignable, as they were).
-    use_dp = _trainer_flag("use_dp", "Seed era: ``trainer.use_dp`` (always ``False``).")
+    use_dp = _trainer_flag("use_dp", "Seed era: ``trainer.use_dp`` (DataParallel, ``strategy='dp'`` on GPUs).")
     use_ddp = _trainer_flag("use_ddp", "Seed era: ``trainer.use_ddp`` (several processes).")
     use_ddp2 = _trainer_flag("use_ddp2", "Seed era: ``trainer.use_ddp2`` (always ``False``).")
     use_amp = _trainer_flag("use_amp", "Seed era: ``trainer.use_amp`` (16-bit mixed precision).")

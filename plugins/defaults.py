@@ -10,6 +10,7 @@ from typing import Any, List, Tuple
 
 from hookloop.plugins.checkpoint_io import CheckpointIO
 from hookloop.plugins.data import DataPlugin
+from hookloop.plugins.data_parallel import data_parallel_plugins
 from hookloop.plugins.device import DevicePlugin, batches_may_need_moving
 from hookloop.plugins.distributed import distributed_plugins
 from hookloop.plugins.launch import LocalLauncher
@@ -30,6 +31,7 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
         ("data", DataPlugin()),
         ("device", DevicePlugin(moves_batches=batches_may_need_moving(trainer))),
         *distributed_plugins(trainer),  # after device: it sets the ranks the device choice depends on
+        *data_parallel_plugins(trainer),  # strategy='dp': DataParallel in this process
         ("optimization", OptimizationPlugin()),
         ("model_hooks", ModelHooksPlugin()),
     ]
