@@ -12,6 +12,7 @@ from hookloop.plugins.checkpoint_io import CheckpointIO
 from hookloop.plugins.data import DataPlugin
 from hookloop.plugins.data_parallel import data_parallel_plugins
 from hookloop.plugins.device import DevicePlugin, batches_may_need_moving
+from hookloop.plugins.gpu_memory import gpu_memory_plugins
 from hookloop.plugins.distributed import distributed_plugins
 from hookloop.plugins.launch import LocalLauncher
 from hookloop.plugins.metrics import MetricsPlugin
@@ -40,6 +41,7 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     plugins.append(("precision", precision_plugin_for(trainer)))
     plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
+    plugins.extend(gpu_memory_plugins(trainer))  # seed-era log_gpu_memory: only when set, on a machine with CUDA
     plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals
     timer = timer_for(trainer)  # None without max_time: then no per-batch clock check
     if timer is not None:
