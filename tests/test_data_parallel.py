@@ -238,3 +238,31 @@ def test_validate_goes_through_the_wrapper_and_predict_does_not(no_cuda, monkeyp
     SplittingDataParallel.seen = []
     predictions = trainer.predict(model, dataloaders=DataLoader(torch.randn(32, 8), batch_size=8))
     assert SplittingDataParallel.seen == [] and len(predictions) == 4
+
+
+# ---- a replica's device and dtype -------------------------------------------------------------------------------
+def _replica_on(module: nn.Module, device: str) -> nn.Module:
+    """What torch's ``replicate`` makes of ``module`` for ``device`` (it broadcasts with CUDA; here ``.to``):
+    per submodule a ``_replicate_for_data_parallel`` copy whose parameters are plain attributes listed in
+    ``_former_parameters``."""
+    copies = {}
+    for sub in module.modules():
+        replica = sub._replicate_for_data_parallel()
+        replica._former_parameters = OrderedDict()
+        copies[sub] = replica
+    for sub, replica in copies.items():
+        for name, child in sub._modules.items():
+            replica._modules[name] = copies[child]
+        for name, param in sub._parameters.items():
+            copy = param.detach().to(device, torch.float64)
+            setattr(replica, name, copy)
+            replica._former_parameters[name] = copy
+    return copies[module]
+
+
+def test_a_replica_reports_its_own_device_and_dtype() -> None:
+    module = ModernModel()
+    replica = _replica_on(module, "meta")
+    assert list(replica.parameters()) == []  # why the module's own lookup needs the replica's parameters
+    assert replica.device == torch.device("meta") and replica.dtype == torch.float64
+    assert module.device == CPU and module.dtype == torch.float32
