@@ -13,6 +13,7 @@ What it does, hook by hook:
   ``training_step`` calls the wrapper, whose forward runs ``training_step`` in every replica on
   its slice of the batch (Lightning's ``LightningDataParallel``).
 * ``evaluation_step`` — ``validation_step``/``test_step`` run through the wrapper too.
+* Manual optimization is refused: every replica would step the optimizers.
 * ``teardown`` — drops the wrapper.
 
 The replicas' outputs are gathered on the root device: tensors of a batch dimension are
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from hookloop.engine import hookimpl
+from hookloop.engine.errors import MisconfigurationException
 from hookloop.plugins.device import DeviceConfig, resolve_devices
 from hookloop.plugins.model_hooks import run_evaluation_step
 from hookloop.plugins.strategies import DataParallelStrategy
@@ -178,6 +180,11 @@ class DataParallelPlugin:
     @hookimpl
     def configure_model(self, trainer: Any, pl_module: nn.Module, stage: str) -> None:
         """Wrap the module (already on the first GPU) for fit, validate and test; predict runs it alone."""
+        if stage == "fit" and not getattr(pl_module, "automatic_optimization", True):
+            # Every replica would run the optimizers' steps inside its own training_step.
+            raise MisconfigurationException(
+                f"strategy='dp' trains with automatic optimization only, but {type(pl_module).__name__} sets "
+                "automatic_optimization = False; use strategy='ddp' for manual optimization on several GPUs.")
         if stage in ("fit", "validate", "test"):
             trainer.strategy_model = LightningDataParallel(pl_module, device_ids=self.config.device_ids)
 

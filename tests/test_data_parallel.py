@@ -266,3 +266,14 @@ def test_a_replica_reports_its_own_device_and_dtype() -> None:
     assert list(replica.parameters()) == []  # why the module's own lookup needs the replica's parameters
     assert replica.device == torch.device("meta") and replica.dtype == torch.float64
     assert module.device == CPU and module.dtype == torch.float32
+
+
+def test_manual_optimization_is_refused_under_dp(no_cuda) -> None:
+    class Manual(ModernModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+
+    trainer = Trainer(max_epochs=1, plugins=[DataParallelPlugin(DeviceConfig("cpu", [0, 1], 1, "dp"))], **QUIET)
+    with pytest.raises(MisconfigurationException, match="strategy='dp' trains with automatic optimization only"):
+        trainer.fit(Manual())
