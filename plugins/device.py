@@ -219,12 +219,12 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise FlagError("num_nodes", f"num_nodes={trainer.num_nodes!r}: pass an int >= 1.")
     if strategy == "dp":
-        if accelerator != "cuda":
-            # As in 0.9: DataParallel without GPUs is one process on one device (the trainer warns once).
-            return DeviceConfig(accelerator, [0], num_nodes, "single", False)
         if num_nodes > 1:
             raise FlagError("num_nodes", f"num_nodes={num_nodes} with strategy={raw_strategy!r}: DataParallel runs in "
                                          "one process on one node; use 'ddp' across nodes.")
+        if accelerator != "cuda":
+            # As in 0.9: DataParallel without GPUs is one process on one device (the trainer warns once).
+            return DeviceConfig(accelerator, [0], 1, "single", False)
         return DeviceConfig(accelerator, ids, 1, "dp", False)
     if strategy == "auto":
         from hookloop.plugins.environments import external_launcher_detected

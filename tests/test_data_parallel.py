@@ -81,8 +81,9 @@ def test_dp_with_gpus_is_one_process_over_those_gpus(gpus4, flags, ids) -> None:
 
 
 def test_dp_across_nodes_and_ddp2_are_refused(gpus4) -> None:
-    with pytest.raises(MisconfigurationException, match="num_nodes=2 with strategy='dp'"):
-        Trainer(gpus=2, distributed_backend="dp", num_nodes=2, **QUIET)
+    for flags in (dict(gpus=2), dict(accelerator="cpu")):
+        with pytest.raises(MisconfigurationException, match="num_nodes=2 with strategy='dp'"):
+            Trainer(distributed_backend="dp", num_nodes=2, **flags, **QUIET)
     with pytest.raises(MisconfigurationException, match="strategy='ddp2' is not supported"):
         Trainer(gpus=2, distributed_backend="ddp2", **QUIET)
 
