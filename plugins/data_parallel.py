@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import numbers
 import warnings
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class LightningDataParallel(nn.DataParallel):
 
     def __init__(self, pl_module: nn.Module, device_ids: Optional[Sequence[int]] = None) -> None:
         super().__init__(DataParallelStep(pl_module), device_ids=list(device_ids) if device_ids is not None else None)
-        self._warned = False
+        self._warned: Set[str] = set()  # the steps whose averaging was announced
 
     @property
     def lightning_module(self) -> nn.Module:
@@ -102,8 +102,8 @@ class LightningDataParallel(nn.DataParallel):
         # DataParallel passes its output device as a CUDA index.
         device = torch.device("cuda", output_device) if isinstance(output_device, int) else torch.device(output_device)
         gathered, averaged = gather_step_outputs(outputs, device, getattr(self, "dim", 0), reduce)  # no dim without CUDA
-        if averaged and not self._warned:
-            self._warned = True
+        if averaged and self.module.step_name not in self._warned:
+            self._warned.add(self.module.step_name)
             warnings.warn(
                 f"strategy='dp': `{self.module.step_name}` returned a scalar in each of the {len(outputs)} replicas; "
                 f"they are averaged over the replicas. Define `{step_end}(self, outputs)` to reduce them yourself.")
