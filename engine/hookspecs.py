@@ -370,7 +370,7 @@ def training_step(trainer, pl_module, batch: Any, batch_idx: int, optimizer_idx:
     itself: one Python frame fewer per batch, the module's method still looked up at each call,
     and an error raised in it still reported as this hook's (``[hookloop] raised in
     `training_step` of plugin ...``). The built-in ``model_hooks`` offers it unless the module is
-    wrapped (DDP: a strategy sets ``trainer.strategy_model`` in ``configure_model``), defines
+    wrapped (DDP, DataParallel: a strategy sets ``trainer.strategy_model`` in ``configure_model``), defines
     ``training_step_end`` or takes ``optimizer_idx``; a subclass that overrides ``training_step``
     alone does not inherit the offer. It is asked again at every rebuild of the dispatch (also
     one made by the step itself) and at ``on_train_start``.

@@ -1,8 +1,9 @@
 """``LightningModule``: an ``nn.Module`` that also says how it trains (the research code)."""
 from __future__ import annotations
 
+import itertools
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import torch
 from torch import nn
@@ -74,7 +75,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self._trainer = trainer
 
     # Seed era: the trainer's flags, which 0.8 copied onto the module (assignable, as they were).
-    use_dp = _trainer_flag("use_dp", "Seed era: ``trainer.use_dp`` (always ``False``).")
+    use_dp = _trainer_flag("use_dp", "Seed era: ``trainer.use_dp`` (DataParallel, ``strategy='dp'`` on GPUs).")
     use_ddp = _trainer_flag("use_ddp", "Seed era: ``trainer.use_ddp`` (several processes).")
     use_ddp2 = _trainer_flag("use_ddp2", "Seed era: ``trainer.use_ddp2`` (always ``False``).")
     use_amp = _trainer_flag("use_amp", "Seed era: ``trainer.use_amp`` (16-bit mixed precision).")
@@ -84,6 +85,8 @@ class LightningModule(HyperparametersMixin, nn.Module):
         """Device of the module's first parameter or buffer (CPU if it has none)."""
         for tensor in self.parameters():
             return tensor.device
+        for tensor in _replica_parameters(self):
+            return tensor.device
         for tensor in self.buffers():
             return tensor.device
         return torch.device("cpu")
@@ -91,7 +94,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """Floating dtype of the module's first floating parameter (default dtype if none)."""
-        for tensor in self.parameters():
+        for tensor in itertools.chain(self.parameters(), _replica_parameters(self)):
             if tensor.is_floating_point():
                 return tensor.dtype
         return torch.get_default_dtype()
@@ -508,6 +511,16 @@ class LightningModule(HyperparametersMixin, nn.Module):
 
 
 add_noop_hooks(LightningModule, module_hooks(), "LightningModule", module_defaults())
+
+
+def _replica_parameters(module: nn.Module) -> Iterator[torch.Tensor]:
+    """The parameters of a ``torch.nn.DataParallel`` replica, which ``parameters()`` does not yield: torch's
+    ``replicate`` sets them as plain attributes and lists them in each submodule's ``_former_parameters``.
+    Nothing for an ordinary module."""
+    for sub in module.modules():
+        former = sub.__dict__.get("_former_parameters")
+        if former:
+            yield from former.values()
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

@@ -36,8 +36,8 @@ class SeedTrainerAttributes:
 
     @derived
     def use_dp(self) -> bool:
-        """Seed era: DataParallel. Never: hookloop runs DDP (``dp`` is refused at ``Trainer(...)``)."""
-        return False
+        """Seed era: whether the model runs in ``torch.nn.DataParallel`` (``strategy='dp'`` on GPUs)."""
+        return getattr(self, "strategy").strategy_name == "dp"
 
     @derived
     def use_ddp2(self) -> bool:
@@ -76,6 +76,8 @@ class SeedTrainerAttributes:
         """Seed era: CUDA devices used by this run (all processes of this node), 0 on the CPU."""
         if not self.on_gpu:
             return 0
+        if self.use_dp:  # one process, several GPUs
+            return len(getattr(self, "strategy").parallel_devices)
         return max(1, getattr(self, "world_size", 1) // max(1, getattr(self, "num_nodes", 1)))
 
     @derived

@@ -4,7 +4,8 @@ Renamed ones (``*_percent_check``, ``overfit_pct``) become their 0.8 successors;
 tuned what hookloop does another way (``log_save_interval``, ``amp_level``...) are accepted with a
 warning saying so; flags whose feature hookloop lacks, and that would change what is trained
 (``tpu_cores``), are refused naming the feature — a run must
-never silently train something else than asked.
+never silently train something else than asked. ``log_gpu_memory``'s value is checked here; the
+``gpu_memory`` plugin does its work.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ RENAMED = {
 IGNORED = {
     "log_save_interval": "loggers write at every epoch end and every flush_secs",
     "amp_level": "it configures NVIDIA apex; 16-bit precision runs on torch.autocast",
-    "log_gpu_memory": "GPU memory is not logged; log torch.cuda.memory_allocated() yourself",
     "auto_select_gpus": "the GPUs are those of gpus=/devices=",
 }
 
@@ -53,6 +53,8 @@ def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str
             warnings.warn(f"Trainer({name}=...) is the 0.7 name of {RENAMED[name]}=...; it is used as that.",
                           DeprecationWarning)
             resolved[RENAMED[name]] = value
+        elif name == "log_gpu_memory" and value not in ("all", "min_max"):
+            raise FlagError("log_gpu_memory", f"Trainer(log_gpu_memory={value!r}): use 'all' (every GPU) or 'min_max'.")
         elif name == "amp_backend" and value != "native":
             raise FlagError(
                 "amp_backend", f"Trainer(amp_backend={value!r}): only 'native' (torch.autocast) mixed precision is supported.")

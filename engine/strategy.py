@@ -8,7 +8,7 @@ plugin replacing one of those hooks changes what the strategy does too. Ranks, t
 and the model are the trainer's.
 
 Which class ``trainer.strategy`` is belongs to the plugins (the ``make_strategy`` hook):
-``SingleDeviceStrategy`` or ``DDPStrategy`` (:mod:`hookloop.plugins.strategies`), so that
+``SingleDeviceStrategy``, ``DataParallelStrategy`` or ``DDPStrategy`` (:mod:`hookloop.plugins.strategies`), so that
 ``isinstance(trainer.strategy, DDPStrategy)`` works as in Lightning.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Strategy:
     @property
     def model(self) -> Any:
         """The model as the strategy runs it: the wrapper a plugin set as ``trainer.strategy_model`` (DDP's during a
-        distributed ``fit``), else the module."""
+        distributed ``fit``, DataParallel's under ``strategy='dp'``), else the module."""
         wrapped = self.trainer.strategy_model
         return wrapped if wrapped is not None else self.trainer.lightning_module
 

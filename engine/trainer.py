@@ -103,7 +103,8 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         log_save_interval: Seed-era; no effect (loggers write at every epoch end and every flush_secs).
         amp_backend: Seed-era; only ``'native'`` (torch.autocast).
         amp_level: Seed-era apex option; no effect.
-        log_gpu_memory: Seed-era; no effect.
+        log_gpu_memory: Seed-era (0.9): ``'all'`` logs each GPU's memory (MB) at the step-logging steps,
+            ``'min_max'`` the least and the most of them; nothing without CUDA (a warning).
         track_grad_norm: Seed-era: log the gradients' p-norm per parameter and in total before each optimizer
             step (``grad_2.0_norm_<name>``, ``grad_2.0_norm_total``); ``'inf'`` for the max norm, ``-1`` off.
         auto_select_gpus: Seed-era; no effect (the GPUs are those of gpus=/devices=).
@@ -203,6 +204,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
         limit_test_batches, overfit_batches = seed["limit_test_batches"], seed["overfit_batches"]
+        self.log_gpu_memory = log_gpu_memory
         self.weights_save_path_flag = os.fspath(weights_save_path) if weights_save_path is not None else None
         # ---- flags, with seed-era names folded into the 2.x ones -----------------------
         self.logger_flag = logger

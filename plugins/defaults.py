@@ -10,8 +10,10 @@ from typing import Any, List, Tuple
 
 from hookloop.plugins.checkpoint_io import CheckpointIO
 from hookloop.plugins.data import DataPlugin
+from hookloop.plugins.data_parallel import data_parallel_plugins
 from hookloop.plugins.device import DevicePlugin, batches_may_need_moving
 from hookloop.plugins.grad_norm import grad_norm_tracker_for
+from hookloop.plugins.gpu_memory import gpu_memory_plugins
 from hookloop.plugins.distributed import distributed_plugins
 from hookloop.plugins.launch import LocalLauncher
 from hookloop.plugins.metrics import MetricsPlugin
@@ -31,6 +33,7 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
         ("data", DataPlugin()),
         ("device", DevicePlugin(moves_batches=batches_may_need_moving(trainer))),
         *distributed_plugins(trainer),  # after device: it sets the ranks the device choice depends on
+        *data_parallel_plugins(trainer),  # strategy='dp': DataParallel in this process
         ("optimization", OptimizationPlugin()),
         ("model_hooks", ModelHooksPlugin()),
     ]
@@ -39,6 +42,7 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     plugins.append(("precision", precision_plugin_for(trainer)))
     plugins.extend(reporting_plugins(trainer))  # loggers, progress bar, model summary: called after metrics
     plugins.append(("metrics", MetricsPlugin()))
+    plugins.extend(gpu_memory_plugins(trainer))  # seed-era log_gpu_memory: only when set, on a machine with CUDA
     plugins.extend(checkpoint_plugins(trainer))  # checkpoint saving/restoring, early stopping, signals
     grad_norms = grad_norm_tracker_for(trainer)  # None without track_grad_norm: the fast path stays bare
     if grad_norms is not None:

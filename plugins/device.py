@@ -25,6 +25,7 @@ _STRATEGIES = {
     None: "auto", "auto": "auto", "single_device": "single", "single": "single",
     "ddp": "ddp", "ddp_spawn": "ddp_spawn", "ddp_cpu": "ddp_spawn",
     "ddp_find_unused_parameters_true": "ddp", "ddp_spawn_find_unused_parameters_true": "ddp_spawn",
+    "dp": "dp",
 }
 _ACCELERATORS = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps", "auto": "auto"}
 
@@ -37,7 +38,8 @@ class DeviceConfig:
         accelerator: ``'cpu'``, ``'cuda'`` or ``'mps'``.
         device_ids: Devices this node uses, one process each (CPU: ``[0, .., n-1]``).
         num_nodes: Number of nodes.
-        strategy: ``'single'`` (one process), ``'ddp'`` (script re-launched per rank) or ``'ddp_spawn'``.
+        strategy: ``'single'`` (one process), ``'dp'`` (one process, the model replicated over
+            ``device_ids`` by DataParallel), ``'ddp'`` (script re-launched per rank) or ``'ddp_spawn'``.
         find_unused_parameters: Passed to DistributedDataParallel.
     """
 
@@ -49,8 +51,8 @@ class DeviceConfig:
 
     @property
     def processes_per_node(self) -> int:
-        """Processes started on each node (one per device)."""
-        return len(self.device_ids)
+        """Processes started on each node (one per device; one for DataParallel, whatever the devices)."""
+        return 1 if self.strategy == "dp" else len(self.device_ids)
 
     @property
     def world_size(self) -> int:
@@ -155,14 +157,15 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     """Resolve ``accelerator``, ``devices``, ``gpus``, ``num_processes``, ``num_nodes`` and ``strategy``."""
     raw_strategy = trainer.strategy_flag
     key = raw_strategy.lower() if isinstance(raw_strategy, str) else raw_strategy
-    if key == "dp" or key == "ddp2":
+    if key == "ddp2":
         raise FlagError(
-            "strategy", f"strategy={raw_strategy!r} is not supported: use 'ddp' (one process per device) or 'ddp_spawn'."
+            "strategy", f"strategy={raw_strategy!r} is not supported: use 'ddp' (one process per device), 'ddp_spawn' "
+            "or 'dp'."
         )
     if key not in _STRATEGIES:
         raise FlagError(
-            "strategy", f"strategy/distributed_backend={raw_strategy!r} is unknown; use one of 'auto', 'ddp', 'ddp_spawn' "
-            "(seed-era: 'ddp', 'ddp_spawn', 'ddp_cpu')."
+            "strategy", f"strategy/distributed_backend={raw_strategy!r} is unknown; use one of 'auto', 'ddp', 'ddp_spawn', "
+            "'dp' (seed-era: 'ddp', 'ddp_spawn', 'ddp_cpu', 'dp')."
         )
     strategy = _STRATEGIES[key]
     find_unused = isinstance(key, str) and key.endswith("find_unused_parameters_true")
@@ -215,6 +218,14 @@ def resolve_devices(trainer: Any) -> DeviceConfig:
     num_nodes = trainer.num_nodes or 1
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise FlagError("num_nodes", f"num_nodes={trainer.num_nodes!r}: pass an int >= 1.")
+    if strategy == "dp":
+        if num_nodes > 1:
+            raise FlagError("num_nodes", f"num_nodes={num_nodes} with strategy={raw_strategy!r}: DataParallel runs in "
+                                         "one process on one node; use 'ddp' across nodes.")
+        if accelerator != "cuda":
+            # As in 0.9: DataParallel without GPUs is one process on one device (the trainer warns once).
+            return DeviceConfig(accelerator, [0], 1, "single", False)
+        return DeviceConfig(accelerator, ids, 1, "dp", False)
     if strategy == "auto":
         from hookloop.plugins.environments import external_launcher_detected
 

@@ -21,7 +21,7 @@ from hookloop.engine.step_result import Result
 from hookloop.plugins.module_adapter import ModuleHooks, check_module_typos
 from hookloop.plugins.step_results import take_eval_result, take_training_result
 
-__all__ = ["ModelHooksPlugin", "ModuleHooks", "finish_training_output", "validated_loss"]
+__all__ = ["ModelHooksPlugin", "ModuleHooks", "finish_training_output", "run_evaluation_step", "validated_loss"]
 
 _EVAL_STEP = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}
 _EVAL_STEP_END = {"validate": "validation_step_end", "test": "test_step_end"}
@@ -224,19 +224,28 @@ class ModelHooksPlugin:
     def evaluation_step(self, trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int,
                         dataloader_idx: int, stage: str) -> Any:
         """Call ``validation_step``/``test_step``/``predict_step`` (+ ``*_step_end``)."""
-        name = _EVAL_STEP[stage]
-        step = getattr(pl_module, name, None)
-        if step is None:
-            raise MisconfigurationException(
-                f"trainer.{stage}() needs `{type(pl_module).__name__}.{name}(self, batch, batch_idx)`; it is not defined."
-            )
-        if trainer.state.num_dataloaders > 1 and _takes(step, "dataloader_idx"):
-            output = step(batch, batch_idx, dataloader_idx)
-        else:
-            output = step(batch, batch_idx)
-        step_end = getattr(pl_module, _EVAL_STEP_END.get(stage, ""), None)
-        if step_end is not None:
-            output = step_end(output)
-        if isinstance(output, Result) and stage != "predict":
-            take_eval_result(trainer, output, stage)
-        return output
+        return run_evaluation_step(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
+
+
+def run_evaluation_step(trainer: Any, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int,
+                        stage: str, run: Optional[Callable[..., Any]] = None) -> Any:
+    """The work of the ``evaluation_step`` hook: the module's step for ``stage``, then its ``*_step_end``.
+
+    ``run(step_name, *args)``, when given, runs the step instead of calling the module's method
+    (a strategy whose wrapper must see the call, as DataParallel's forward does).
+    """
+    name = _EVAL_STEP[stage]
+    step = getattr(pl_module, name, None)
+    if step is None:
+        raise MisconfigurationException(
+            f"trainer.{stage}() needs `{type(pl_module).__name__}.{name}(self, batch, batch_idx)`; it is not defined."
+        )
+    args = (batch, batch_idx, dataloader_idx) if trainer.state.num_dataloaders > 1 and _takes(step, "dataloader_idx") \
+        else (batch, batch_idx)
+    output = run(name, *args) if run is not None else step(*args)
+    step_end = getattr(pl_module, _EVAL_STEP_END.get(stage, ""), None)
+    if step_end is not None:
+        output = step_end(output)
+    if isinstance(output, Result) and stage != "predict":
+        take_eval_result(trainer, output, stage)
+    return output

@@ -98,4 +98,39 @@ class DDPStrategy(ParallelStrategy):
                 f"world_size={self.world_size})")
 
 
-__all__ = ["Strategy", "SingleDeviceStrategy", "ParallelStrategy", "DDPStrategy"]
+class DataParallelStrategy(ParallelStrategy):
+    """One process whose model ``torch.nn.DataParallel`` replicates over several GPUs (``strategy='dp'``,
+    seed-era ``distributed_backend='dp'``), as Lightning's ``DataParallelStrategy``.
+
+    Each batch is split over ``parallel_devices``; the replicas' step outputs are gathered on the
+    root device (the first of them). There is one process: ``world_size`` is 1 and every
+    collective returns at once.
+
+    Args:
+        trainer: the trainer.
+        parallel_devices: the GPUs the model is replicated over; the first is the root device.
+    """
+
+    strategy_name = "dp"
+
+    @property
+    def root_device(self) -> torch.device:
+        """The first of ``parallel_devices``: where the model lives and the outputs are gathered."""
+        device = self.trainer.root_device
+        return device if device is not None else self.parallel_devices[0]
+
+    @property
+    def num_processes(self) -> int:
+        """One: the replicas are threads of this process."""
+        return 1
+
+    @property
+    def distributed_sampler_kwargs(self) -> Dict[str, int]:
+        """One process reads all the data (DataParallel splits each batch, not the dataset)."""
+        return {"num_replicas": 1, "rank": 0}
+
+    def __repr__(self) -> str:
+        return f"DataParallelStrategy(parallel_devices={self.parallel_devices})"
+
+
+__all__ = ["Strategy", "SingleDeviceStrategy", "ParallelStrategy", "DDPStrategy", "DataParallelStrategy"]

@@ -259,7 +259,7 @@ def test_mistakes_are_argparse_errors(argv, message, tiny, capsys):
     (["--precision", "13"], "argument --precision: Trainer(precision=13) is not supported"),
     (["--accelerator", "tpu"], "argument --accelerator: accelerator='tpu' is unknown"),
     (["--devices", "0", "--accelerator", "cpu"], "argument --devices: devices=0: on the CPU pass"),
-    (["--strategy", "dp"], "argument --strategy: strategy='dp' is not supported"),
+    (["--strategy", "ddp2"], "argument --strategy: strategy='ddp2' is not supported"),
     (["--gradient_clip_algorithm", "max"], "argument --gradient_clip_algorithm: gradient_clip_algorithm='max'"),
     (["--accumulate_grad_batches", "0"], "argument --accumulate_grad_batches: accumulate_grad_batches must be"),
     (["--max_time", "soon"], "argument --max_time: max_time='soon' is not 'DD:HH:MM:SS'"),
