@@ -61,6 +61,12 @@ def resolve_seed_flags(flags: Dict[str, Any], given: Dict[str, Any]) -> Dict[str
     return resolved
 
 
+def uses_seed_only_flags(flags: Dict[str, Any]) -> bool:
+    """Whether any of the 0.7 flag names that 0.8 renamed (``train_percent_check``...) is set in ``flags``:
+    those names mark a seed-era script (see ``LoopState.seed_era``)."""
+    return any(_is_set(name, flags.get(name)) for name in RENAMED)
+
+
 def _is_set(name: str, value: Any) -> bool:
     """Whether a seed flag was given a value other than its do-nothing default."""
     if name == "amp_backend":

@@ -103,6 +103,14 @@ class LoopState:
     #: (``self.log`` picks its step/epoch defaults from it); ``""`` before a run's loop starts.
     phase: str = ""
     epoch: int = 0
+    #: What ``trainer.current_epoch`` subtracts from ``epoch``: 1 from the end of a seed-era ``fit``'s training
+    #: (``seed_era``) until the next ``fit`` starts, where Lightning 0.8/0.9 left the last trained epoch's index;
+    #: else 0. ``epoch`` itself always counts as Lightning 2.x does (checkpoints and resuming read it).
+    current_epoch_offset: int = 0
+    #: Set once this trainer's runs use an API only Lightning 0.8/0.9 had: a step or ``*_epoch_end`` dict with
+    #: ``'log'``/``'progress_bar'``, a ``TrainResult``/``EvalResult``, a 0.7 flag name (``train_percent_check``...),
+    #: or a module batch hook in 0.9's signature (``on_train_batch_end(batch, batch_idx, dataloader_idx)``).
+    seed_era: bool = False
     global_step: int = 0
     batch_idx: int = 0
     start_batch: int = 0

@@ -19,7 +19,8 @@ from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
-from hookloop.engine.seed_flags import check_track_grad_norm, check_truncated_bptt_steps, resolve_seed_flags
+from hookloop.engine.seed_flags import (check_track_grad_norm, check_truncated_bptt_steps, resolve_seed_flags,
+                                        uses_seed_only_flags)
 from hookloop.engine.seed_tuning import SeedTuningMethods
 from hookloop.engine.state import LoopState, RunningStage, TrainerFn, TrainerStatus
 from hookloop.engine.trainer_objects import TrainerObjects
@@ -195,11 +196,12 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
                 f"Trainer({name}=...) is no flag of hookloop's Trainer." + did_you_mean(name, known)
                 for name in unknown) + " See help(engine.Trainer) for the flags.")
         # ---- 0.8/0.9 flags without a 2.x counterpart: renamed, ignored with a warning, or refused ----
+        seed_flags = dict(train_percent_check=train_percent_check, val_percent_check=val_percent_check,
+                          test_percent_check=test_percent_check, overfit_pct=overfit_pct,
+                          log_save_interval=log_save_interval, amp_backend=amp_backend, amp_level=amp_level,
+                          log_gpu_memory=log_gpu_memory, auto_select_gpus=auto_select_gpus, tpu_cores=tpu_cores)
         seed = resolve_seed_flags(
-            dict(train_percent_check=train_percent_check, val_percent_check=val_percent_check,
-                 test_percent_check=test_percent_check, overfit_pct=overfit_pct, log_save_interval=log_save_interval,
-                 amp_backend=amp_backend, amp_level=amp_level, log_gpu_memory=log_gpu_memory,
-                 auto_select_gpus=auto_select_gpus, tpu_cores=tpu_cores),
+            seed_flags,
             dict(limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
                  limit_test_batches=limit_test_batches, overfit_batches=overfit_batches))
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
@@ -299,7 +301,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
             self.limit_train_batches = self.limit_val_batches = overfit_batches
 
         # ---- what a run sets ------------------------------------------------------------
-        self.state = LoopState()
+        self.state = LoopState(seed_era=uses_seed_only_flags(seed_flags))
         self.lightning_module: Any = None
         self.datamodule: Any = None
         self._optimizers: List[Any] = []
@@ -455,8 +457,10 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
 
     @property
     def current_epoch(self) -> int:
-        """The epoch being trained (counts from 0)."""
-        return self.state.epoch
+        """The epoch being trained (counts from 0); after ``fit``, the number of epochs run (Lightning 2.x), or
+        the last one's index after a seed-era run (Lightning 0.9; see ``LoopState.seed_era``)."""
+        state = self.state
+        return state.epoch - state.current_epoch_offset
 
     @property
     def global_step(self) -> int:

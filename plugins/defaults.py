@@ -22,6 +22,7 @@ from hookloop.plugins.optimization import OptimizationPlugin
 from hookloop.plugins.precision import precision_plugin_for
 from hookloop.plugins.profiler import make_profiler
 from hookloop.plugins.reporting import reporting_plugins
+from hookloop.plugins.seed_epoch import SeedEraCurrentEpoch
 from hookloop.plugins.timer import timer_for
 from hookloop.plugins.tuner.seed_flags import tuning_plugins
 
@@ -36,6 +37,7 @@ def default_plugins(trainer: Any) -> List[Tuple[str, Any]]:
         *data_parallel_plugins(trainer),  # strategy='dp': DataParallel in this process
         ("optimization", OptimizationPlugin()),
         ("model_hooks", ModelHooksPlugin()),
+        ("seed_epoch", SeedEraCurrentEpoch()),  # 0.9's current_epoch after a seed-era fit (three hooks, none per batch)
     ]
     # Before optimization: it converts the module first. At 32 bits its one hook names it
     # trainer.precision_plugin: full precision costs nothing per batch.

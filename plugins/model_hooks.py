@@ -40,7 +40,10 @@ def finish_training_output(trainer: Any, output: Any) -> Any:
     if isinstance(output, dict):
         if isinstance(output, Result):
             take_training_result(trainer, output)
-        elif "log" in output or "progress_bar" in output or len(output) > 1:
+        elif "log" in output or "progress_bar" in output:
+            trainer.state.seed_era = True  # keys only 0.8/0.9 had (LoopState.seed_era)
+            trainer.train_results.log_seed_dict(output, "training_step", epoch_end=False)
+        elif len(output) > 1:
             trainer.train_results.log_seed_dict(output, "training_step", epoch_end=False)
     return output
 

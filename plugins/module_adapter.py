@@ -157,6 +157,8 @@ class ModuleHooks:
         offered = module_hooks()
         for event in self.forwarded:
             passed = call_arguments(getattr(self.module, event), offered[event], event)
+            if offered[event][:1] == ("outputs",) and passed[:1] == ("batch",):
+                self.trainer.state.seed_era = True  # 0.9's batch hooks took no outputs (LoopState.seed_era)
             self.__dict__[event] = _compile_forward(self.module, event, event_arguments(event), passed)
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -260,6 +262,8 @@ def take_epoch_end_dict(trainer: Any, result: Any, hook: str, results: Any) -> N
             f"`{hook}` returned {type(result).__name__}; return None or a dict such as "
             "{'val_loss': avg, 'log': {'val_loss': avg}}."
         )
+    if "log" in result or "progress_bar" in result:
+        trainer.state.seed_era = True  # keys only 0.8/0.9 had (LoopState.seed_era)
     to_log = results.log_seed_dict(result, hook, epoch_end=True)
     if to_log and trainer.hooks.log_metrics is not None and trainer.is_global_zero and not trainer.sanity_checking:
         # Same default x-axis as the metrics plugin's epoch values: the last optimizer step taken.

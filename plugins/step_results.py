@@ -36,6 +36,7 @@ _EPOCH_END = {"train": "training_epoch_end", "validate": "validation_epoch_end",
 
 def take_training_result(trainer: Any, result: Result) -> None:
     """``training_step`` returned a result: log it, and keep its monitored values."""
+    trainer.state.seed_era = True  # the Results API is 0.9's alone (LoopState.seed_era)
     if not isinstance(result, TrainResult):
         raise MisconfigurationException(
             f"`training_step` returned an {type(result).__name__}; return a TrainResult(minimize=loss) "
@@ -51,6 +52,7 @@ def take_training_result(trainer: Any, result: Result) -> None:
 
 def take_eval_result(trainer: Any, result: Any, stage: str) -> None:
     """``validation_step``/``test_step`` returned a result: log it, keep its monitored values and predictions."""
+    trainer.state.seed_era = True  # the Results API is 0.9's alone (LoopState.seed_era)
     hook = "validation_step" if stage == "validate" else "test_step"
     if not isinstance(result, EvalResult):
         raise MisconfigurationException(
@@ -71,6 +73,7 @@ def take_eval_result(trainer: Any, result: Any, stage: str) -> None:
 def take_epoch_result(trainer: Any, result: Result, hook: str, results: Any) -> None:
     """A ``*_epoch_end`` returned a result: its values are the epoch's (a gathered one's reduced with their
     ``reduce_fx``), and a validation's ``checkpoint_on``/``early_stop_on`` the run's monitored values."""
+    trainer.state.seed_era = True  # the Results API is 0.9's alone (LoopState.seed_era)
     for name, options in result.meta.items():
         if options["forked"] == "step" or name not in result:
             continue  # the per-step half of a name logged both ways has no epoch value

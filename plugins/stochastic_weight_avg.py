@@ -181,7 +181,7 @@ class StochasticWeightAveraging(Callback):
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         """Put the average into the model (after the BatchNorm epoch: restore ``max_epochs`` and the momenta)."""
-        finished = trainer.current_epoch - 1  # the loop counted the last epoch already
+        finished = trainer.state.epoch - 1  # the loop counted the last epoch already (in every era)
         if self._model_contains_batch_norm and finished == self.swa_end + 1:
             self._give_back(trainer)
         elif finished == self.swa_end:

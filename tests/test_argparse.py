@@ -119,7 +119,7 @@ def test_typed_flags_build_a_working_trainer():
                  "false", "--enable_progress_bar", "false", "--enable_model_summary", "false")
     trainer = Trainer.from_argparse_args(args)
     trainer.fit(SeedModel(n_train=320, n_val=64))
-    assert (trainer.current_epoch, trainer.global_step) == (2, 6)  # 3 batches (an int) per epoch
+    assert (trainer.state.epoch, trainer.global_step) == (2, 6)  # 2 epochs of 3 batches (an int)
     assert trainer.limit_val_batches == 0.5 and isinstance(trainer.limit_val_batches, float)
 
 

@@ -38,9 +38,9 @@ def run(model=None, **flags):
 
 def test_max_epochs_and_max_steps():
     trainer, counts = run(max_epochs=2, limit_val_batches=0)
-    assert trainer.current_epoch == 2 and trainer.global_step == 16 and len(counts.train) == 16
+    assert trainer.state.epoch == 2 and trainer.global_step == 16 and len(counts.train) == 16  # epochs run
     trainer, counts = run(max_epochs=5, max_steps=11, limit_val_batches=0)
-    assert trainer.global_step == 11 and counts.train[-1] == (1, 2) and trainer.current_epoch == 2
+    assert trainer.global_step == 11 and counts.train[-1] == (1, 2) and trainer.state.epoch == 2
     assert quiet_trainer().max_epochs == 1000 and quiet_trainer(max_steps=5).max_epochs == -1
 
 
@@ -178,7 +178,7 @@ def test_should_stop_is_honoured_after_the_current_batch():
     trainer = quiet_trainer(max_epochs=5, limit_val_batches=0, callbacks=[stop])
     trainer.fit(SeedModel())
     assert stop.seen == [(0, 0, 1), (0, 1, 2), (0, 2, 3)]
-    assert trainer.should_stop and trainer.global_step == 3 and trainer.current_epoch == 1
+    assert trainer.should_stop and trainer.global_step == 3 and trainer.state.epoch == 1
 
 
 def test_should_stop_respects_min_epochs():
@@ -187,7 +187,7 @@ def test_should_stop_respects_min_epochs():
     trainer.fit(SeedModel())
     # Asked to stop in epoch 0: both required epochs run in full, then training stops.
     assert [s[:2] for s in stop.seen] == [(e, b) for e in range(2) for b in range(4)]
-    assert trainer.current_epoch == 2 and trainer.global_step == 8
+    assert trainer.state.epoch == 2 and trainer.global_step == 8
 
 
 def test_should_stop_validates_before_stopping():
@@ -205,7 +205,7 @@ def test_state_counters_and_metric_dicts():
     trainer = quiet_trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, num_sanity_val_steps=0,
                             callbacks=[Watch()])
     trainer.fit(SeedModel())
-    assert trainer.current_epoch == 2 and trainer.global_step == 6
+    assert trainer.state.epoch == 2 and trainer.global_step == 6
     assert set(trainer.callback_metrics) >= {"train_loss", "val_loss", "eval_loss", "loss"}
     assert set(trainer.logged_metrics) >= {"train_loss", "eval_loss"}
     assert isinstance(trainer.progress_bar_metrics, dict)

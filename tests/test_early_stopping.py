@@ -77,7 +77,8 @@ def test_seed_era_early_stop_callback_true_stops_on_val_loss():
     es = trainer.early_stopping_callback
     assert (es.monitor, es.patience, es.mode) == ("val_loss", 3, "min")
     trainer.fit(Worsening())
-    assert trainer.current_epoch == 4  # best at epoch 0, then 3 validations without improvement
+    # Best at epoch 0, then 3 validations without improvement: stopped in epoch 3, where 0.9 leaves current_epoch.
+    assert trainer.current_epoch == es.stopped_epoch == 3 and trainer.state.epoch == 4
 
 
 def test_respects_min_epochs():

@@ -365,7 +365,7 @@ def test_a_broken_bar_dict_override_warns_once_and_training_goes_on(capsys, retu
     problem = "raised AttributeError" if returned == "raise" else "returned list, not a dict"
     with pytest.warns(UserWarning, match=rf"Broken.get_progress_bar_dict\(\) {problem}.*standard items") as caught:
         trainer = fit(Broken(n_train=64), max_epochs=2, logger=True)
-    assert trainer.current_epoch == 2  # the fit went on
+    assert trainer.state.epoch == 2  # the fit went on
     assert sum("get_progress_bar_dict" in str(w.message) for w in caught) == 1
     assert "loss=" in capsys.readouterr().out.splitlines()[-1]
 

@@ -242,7 +242,8 @@ def test_eval_result_early_stop_on_drives_the_seed_early_stopping():
     trainer = trainer_for(max_epochs=20, logger=False, early_stop_callback=True)
     trainer.fit(Plateau())
     assert trainer.early_stopping_callback.monitor == "val_early_stop_on"
-    assert trainer.current_epoch == 4  # the first run sets the best; three more without improvement stop it
+    # The first run sets the best; three more without improvement stop it in epoch 3 (0.9's current_epoch after fit).
+    assert trainer.current_epoch == trainer.early_stopping_callback.stopped_epoch == 3
 
 
 def test_train_result_early_stop_on_stops_a_run_without_validation():
@@ -255,7 +256,7 @@ def test_train_result_early_stop_on_stops_a_run_without_validation():
     trainer = trainer_for(max_epochs=20, logger=False, limit_val_batches=0, early_stop_callback=True)
     trainer.fit(Rising())
     assert trainer.early_stopping_callback.monitor == "early_stop_on"
-    assert trainer.current_epoch == 4
+    assert trainer.current_epoch == trainer.early_stopping_callback.stopped_epoch == 3
 
 
 def test_an_explicit_monitor_is_kept():
