@@ -437,6 +437,13 @@ class PluginRegistry(pluggy.PluginManager):
         """The record of the plugin called ``name``."""
         return self._records[name]
 
+    def subset_caller(self, event: str, keep: Callable[[PluginRecord], bool]) -> Any:
+        """A caller of ``event`` (keyword arguments) that calls only the plugins whose record ``keep`` accepts,
+        in their usual order, wrappers included: for an event that Lightning fires in parts (the module's
+        ``on_load_checkpoint`` before the weights load, the callbacks' after). Built per call: not for a hot path."""
+        removed = [face for record in self.records() if not keep(record) for face in record.faces if face is not None]
+        return self.subset_hook_caller(event, removed)
+
     def names(self) -> List[str]:
         """Names of every registered plugin, in registration order."""
         return list(self._order)

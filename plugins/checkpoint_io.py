@@ -601,13 +601,17 @@ class CheckpointIO:
 
     def restore_module_and_callbacks(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any], path: str,
                                      stage: str) -> None:
-        """``on_load_checkpoint``, the weights and, fitting, every stateful callback's and plugin's ``load_state_dict``.
+        """The module's ``on_load_checkpoint``, the weights and, fitting, the callbacks' and plugins'
+        ``on_load_checkpoint`` and every stateful one's ``load_state_dict``: Lightning 2.x's order.
 
-        ``on_load_checkpoint`` fires first, as in Lightning, so that it can migrate the checkpoint
-        (rename weight keys, fill in new entries) before anything is read from it.
+        The module's hook fires first so that it can migrate the checkpoint (rename weight keys, fill
+        in new entries) before anything is read from it; the callbacks' see the module's loaded
+        weights (an averaging callback may copy them), and only when fitting, as in Lightning.
         """
-        if trainer.hooks.on_load_checkpoint is not None:
-            trainer.hooks.on_load_checkpoint(trainer, pl_module, checkpoint)
+        load_hooks = trainer.hooks.on_load_checkpoint is not None
+        arguments = dict(trainer=trainer, pl_module=pl_module, checkpoint=checkpoint)
+        if load_hooks:
+            trainer.registry.subset_caller("on_load_checkpoint", _module_tier)(**arguments)
         load_weights(pl_module, checkpoint["state_dict"], path)
         if stage != "fit":
             return
@@ -616,6 +620,8 @@ class CheckpointIO:
                 f"Checkpoint {path!r} holds weights only (saved with weights_only=True) and cannot resume "
                 "training. Load it with Model.load_from_checkpoint(path) and start a new fit instead.", path
             )
+        if load_hooks:
+            trainer.registry.subset_caller("on_load_checkpoint", lambda record: not _module_tier(record))(**arguments)
         saved_plugins = checkpoint.get("callbacks", {})
         for key, plugin in _stateful_plugins(trainer):
             if key in saved_plugins:
@@ -726,6 +732,11 @@ def _restore_epoch_metrics(trainer: Any, saved: Dict[str, Any]) -> None:
 def _scheduler(config: Any) -> Any:
     """The scheduler object of a scheduler config (or the scheduler itself)."""
     return getattr(config, "scheduler", config)
+
+
+def _module_tier(record: Any) -> bool:
+    """Whether a registry record is the LightningModule's own hooks (the ``module`` tier)."""
+    return record.tier == "module"
 
 
 def _stateful_plugins(trainer: Any) -> List[Tuple[str, Any]]:

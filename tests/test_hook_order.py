@@ -574,3 +574,30 @@ def test_load_from_checkpoint_calls_configure_model_before_on_load_checkpoint(tm
 
     Model.load_from_checkpoint(path)
     assert calls == ["configure_model", "on_load_checkpoint"]
+
+
+def test_the_modules_on_load_checkpoint_sees_the_old_weights_and_the_callbacks_the_loaded_ones(tmp_path):
+    """Lightning 2.x restores in parts: the module's hook, the weights, then (fitting) the callbacks' hooks."""
+    path = _first_run(tmp_path, max_steps=1, limit_train_batches=4)
+    saved = torch.load(path, weights_only=True)["state_dict"]["layer.weight"]
+    seen = {}
+
+    class Model(_Model):
+        def on_load_checkpoint(self, checkpoint):
+            seen["module"] = torch.equal(self.layer.weight.detach(), saved)
+
+    class Reader(Callback):
+        def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+            seen.setdefault("callback", []).append(torch.equal(pl_module.layer.weight.detach(), saved))
+
+    model = Model()
+    assert not torch.equal(model.layer.weight.detach(), saved)  # a fresh model has other weights
+    trainer = _trainer(tmp_path, [], max_steps=2, limit_train_batches=4, limit_val_batches=0, callbacks=[Reader()])
+    trainer.fit(model, ckpt_path=path)
+    assert seen == {"module": False, "callback": [True]}
+
+    seen.clear()
+    for run in (trainer.validate, trainer.test):  # not fitting: the module's hook alone, as in Lightning
+        run(Model(), dataloaders=DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=2), ckpt_path=path,
+            verbose=False)
+    assert seen == {"module": False}
