@@ -131,7 +131,8 @@ def configure_model(trainer, pl_module, stage: str) -> None:
 
     The module's own ``configure_model()`` (Lightning 2.x: create layers lazily, once) runs first
     of all, so that every plugin sees the finished model; a checkpoint given as ``ckpt_path``
-    is restored next (``on_load_checkpoint``, the weights, the callbacks' ``load_state_dict``),
+    is restored next (the module's ``on_load_checkpoint``, the weights, then, fitting, the callbacks'
+    ``on_load_checkpoint`` and ``load_state_dict``),
     then the model is placed and the optimizers are built; a resumed fit's optimizer,
     scheduler and loop states are put back last. Implementations that need optimizers read
     ``trainer.optimizers`` after the optimization plugin (which runs here) has filled it.
@@ -432,7 +433,8 @@ def optimization_changed(trainer, attribute: str) -> None:
     ``accumulate_grad_batches`` at each epoch's start; learning-rate finders and fine-tuning callbacks
     replace the optimizers or schedulers), and the new value takes effect from the next batch. The
     built-in optimization plugin builds its step variant again here, so no batch has to look.
-    Assigning the same value again fires it too; changing a list in place does not.
+    Assigning the same value again fires it too, and so does changing one of the two lists in place
+    (``trainer.optimizers.append(opt)``, ``trainer.lr_scheduler_configs.clear()``).
     """
 
 
@@ -735,14 +737,14 @@ def remove_checkpoint(trainer, filepath: str) -> Any:
 @hookspec
 @user_hook()
 def on_load_checkpoint(trainer, pl_module, checkpoint: Dict[str, Any]) -> None:
-    """Called when a checkpoint is restored, before anything is read from it (weights, optimizer and
-    plugin states, loop position), as in Lightning: read your state back from ``checkpoint``, or
-    migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version).
+    """Called when a checkpoint is restored, in two parts as in Lightning 2.x: read your state back from
+    ``checkpoint``, or migrate it in place (rename ``checkpoint['state_dict']`` keys of an older model version).
 
     It fires during ``configure_model``, after the module's own ``configure_model`` and before the
-    model is placed and its optimizers are built; the module's hook runs before the callbacks'
-    (Lightning's order). Resuming a fit, the callbacks' ``load_state_dict`` follows the weights; the
-    optimizer, scheduler and loop states are restored after every ``on_fit_start``."""
+    model is placed and its optimizers are built. The module's hook runs first, before anything is
+    read from the checkpoint; then the weights load; then, only when fitting, every callback's and
+    plugin's hook (they see the loaded weights), followed by their ``load_state_dict``. The optimizer,
+    scheduler and loop states are restored after every ``on_fit_start``."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -757,7 +759,12 @@ def barrier(trainer, name: str) -> Any:
 
 @hookspec(firstresult=True)
 def broadcast(trainer, obj: Any, src: int) -> Any:
-    """Behaviour: return ``obj`` as held by process ``src``. Single-process runs return ``obj``."""
+    """Behaviour: return ``obj`` as held by process ``src``. Single-process runs return ``obj``.
+
+    When process ``src`` holds ``None``, return ``engine.strategy.BROADCAST_NONE`` instead: a
+    ``None`` answer means "not handled here" to pluggy, and the next plugin would answer with
+    this process's own ``obj``. ``trainer.strategy.broadcast`` turns the marker back into ``None``.
+    """
 
 
 @hookspec(firstresult=True)

@@ -26,6 +26,19 @@ if TYPE_CHECKING:
 _REDUCE_OPS = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 
 
+class _BroadcastNone:
+    """The type of :data:`BROADCAST_NONE` (one instance; its repr names it)."""
+
+    def __repr__(self) -> str:
+        return "BROADCAST_NONE"
+
+
+#: What a ``broadcast`` hook returns when the object it broadcast is ``None``: pluggy reads a
+#: ``None`` answer as "not mine" and would ask the next plugin, which returns this process's own
+#: object. ``Strategy.broadcast`` turns it back into ``None``.
+BROADCAST_NONE = _BroadcastNone()
+
+
 class Strategy:
     """How the model runs across devices and processes; see the module docstring.
 
@@ -117,6 +130,8 @@ class Strategy:
         """``obj`` as process ``src`` holds it (the ``broadcast`` hook; any picklable object)."""
         hook = self.trainer.hooks.broadcast
         result = hook(self.trainer, obj, src) if hook is not None else None
+        if result is BROADCAST_NONE:
+            return None
         return obj if result is None else result
 
     def reduce(self, tensor: Any, group: Any = None, reduce_op: Any = "mean") -> Any:

@@ -17,6 +17,7 @@ from hookloop.engine.loop import (FitLoop, check_limit, check_val_check_interval
 from hookloop.engine.loop_views import EvaluationLoopView, FitLoopView, PredictionLoopView
 from hookloop.engine.plugin_checks import check_given
 from hookloop.engine.registry import PluginRegistry, entry_points
+from hookloop.engine.reporting_list import ReportingList
 from hookloop.engine.results import DATALOADER_SUFFIX, ResultCollection, format_eval_results
 from hookloop.engine.seed_attributes import SeedTrainerAttributes
 from hookloop.engine.seed_flags import (check_track_grad_norm, check_truncated_bptt_steps, resolve_seed_flags,
@@ -414,22 +415,24 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
 
     @property
     def optimizers(self) -> List[Any]:
-        """The optimizers of the running ``fit``; assigning a new list during it steps those from the next batch."""
+        """The optimizers of the running ``fit``; assigning a new list during it, or changing this one in place
+        (``append``, ``[0] = ...``), steps those from the next batch."""
         return self._optimizers
 
     @optimizers.setter
     def optimizers(self, value: List[Any]) -> None:
-        self._optimizers = list(value) if isinstance(value, tuple) else value
+        self._optimizers = ReportingList(value, lambda: self._optimization_changed("optimizers"))
         self._optimization_changed("optimizers")
 
     @property
     def lr_scheduler_configs(self) -> List[Any]:
-        """The learning-rate scheduler configs of the running ``fit``; assigning them during it takes effect at once."""
+        """The learning-rate scheduler configs of the running ``fit``; assigning them during it, or changing
+        this list in place, takes effect at once."""
         return self._lr_scheduler_configs
 
     @lr_scheduler_configs.setter
     def lr_scheduler_configs(self, value: List[Any]) -> None:
-        self._lr_scheduler_configs = value
+        self._lr_scheduler_configs = ReportingList(value, lambda: self._optimization_changed("lr_scheduler_configs"))
         self._optimization_changed("lr_scheduler_configs")
 
     @property

@@ -44,6 +44,7 @@ from hookloop.engine import hookimpl
 from hookloop.engine.combined_loader import CombinedLoader
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.rank_zero import rank_zero_only
+from hookloop.engine.strategy import BROADCAST_NONE
 from hookloop.plugins.device import DeviceConfig
 from hookloop.plugins.distributed_sampler import distributed_loader
 from hookloop.plugins.distributed_progress import LoopProgress
@@ -348,7 +349,7 @@ class DistributedPlugin:
             return None
         holder = [obj]
         dist.broadcast_object_list(holder, src)
-        return holder[0]
+        return BROADCAST_NONE if holder[0] is None else holder[0]
 
     @hookimpl
     def reduce_metric(self, trainer: Any, value: Any, reduce_fx: str) -> Any:

@@ -77,3 +77,54 @@ def test_assigning_outside_fit_changes_nothing_but_the_value():
     trainer.accumulate_grad_batches = 3
     trainer.optimizers = []
     assert trainer.accumulate_grad_batches == 3 and trainer.optimizers == []
+
+
+class ReplaceInPlace(Callback):
+    """At the start of epoch 1, changes ``trainer.optimizers`` in place (``[0] = new``) instead of assigning it."""
+
+    def __init__(self):
+        self.made = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            self.made = _sgd(pl_module, lr=0.01)
+            trainer.optimizers[0] = self.made
+
+
+def test_optimizers_changed_in_place_mid_fit_are_the_ones_stepped():
+    model = Regressor(_sgd)
+    reference = twin(model)
+    callback = ReplaceInPlace()
+    trainer = fit(model, callbacks=[callback])
+    hand_accumulation(reference, lambda epoch: 1, 2,
+                      optimizer_of_epoch=lambda epoch, opt: _sgd(reference, 0.01) if epoch == 1 else opt)
+    assert_same_weights(model, reference)
+    assert trainer.optimizers == [callback.made]
+    assert model.optimizers().optimizer is callback.made
+
+
+def test_schedulers_cleared_in_place_mid_fit_stop_stepping():
+    def with_scheduler(m):
+        opt = _sgd(m)
+        return [opt], [{"scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), "interval": "step"}]
+
+    class ClearAtEpoch1(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                trainer.lr_scheduler_configs.clear()
+
+    model = Regressor(with_scheduler)
+    trainer = fit(model, callbacks=[ClearAtEpoch1()])
+    # Epoch 0's 8 steps halve the rate 8 times; after the clear, nothing steps the scheduler.
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 8)
+
+
+def test_copies_of_the_trainers_lists_are_plain_lists():
+    import copy
+    import pickle
+
+    trainer = fit(Regressor(_sgd), max_epochs=1)
+    trainer.lr_scheduler_configs.append("a config")  # outside a fit: reported, and nothing rebuilds
+    for copied in (copy.copy(trainer.lr_scheduler_configs), copy.deepcopy(trainer.optimizers),
+                   pickle.loads(pickle.dumps(trainer.optimizers))):
+        assert type(copied) is list and len(copied) == 1

@@ -65,6 +65,7 @@ class Model(LightningModule):
             module_gathered={k: v.tolist() for k, v in self.all_gather({"v": torch.tensor(float(r)), "n": r + 5}).items()},
             grad=w.grad.item(),
             broadcast=s.broadcast({"from": r}, src=1),
+            broadcast_none=repr(s.broadcast(None if r == 0 else "rank 1's own", src=0)),
             all_agree=s.reduce_boolean_decision(r == 0, all=True), any_agree=s.reduce_boolean_decision(r == 0, all=False),
             rank_zero_only_rank=rank_zero_only.rank, estimate=self.estimate,
             batches=self.trainer.num_training_batches, seen=self.seen,
@@ -100,6 +101,7 @@ def test_ddp_strategy_collectives_and_a_dict_of_training_loaders(tmp_path: Path)
         assert rec["module_gathered"] == {"v": [0.0, 1.0], "n": [5, 6]}
         assert rec["grad"] == 4.0  # sync_grads: both ranks' gradients of the gathered slot come back
         assert rec["broadcast"] == {"from": 1}
+        assert rec["broadcast_none"] == "None"  # rank 0's None reaches rank 1, not rank 1's own object
         assert rec["all_agree"] is False and rec["any_agree"] is True
         assert rec["rank_zero_only_rank"] == r
         # Per rank: "a" has 16 samples (4 batches), "b" 8 (2 batches, cycled): 4 batches an epoch, 2 epochs.
