@@ -33,6 +33,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.errors import MisconfigurationException
+from hookloop.plugins.metric_state import module_metric_states, restore_module_metric_states
 from hookloop.plugins.module_adapter import overrides_hook
 from hookloop.plugins.step_settings import accumulating
 from hookloop.plugins.resume_data import capture_rng, find_unsafe, restore_rng, resumed_iterator, to_safe
@@ -417,8 +418,8 @@ class CheckpointIO:
         self._epoch_rng: Optional[Dict[str, Any]] = None
         #: The epoch whose batches are running (``None`` between epochs).
         self._open_epoch: Optional[int] = None
-        #: Set by a restore: ``(epoch_rng, rng, epoch_metrics)`` used by the first epoch iterated after it.
-        self._pending: Optional[Tuple[Any, Any, Any]] = None
+        #: Set by a restore: ``(epoch_rng, rng, epoch_metrics, metric_states)`` used by the first epoch iterated after it.
+        self._pending: Optional[Tuple[Any, Any, Any, Any]] = None
         #: A fit's checkpoint and its path, between restoring the module and callbacks (set-up) and the
         #: training state (fit start).
         self._training_state: Optional[Tuple[Dict[str, Any], str]] = None
@@ -461,7 +462,8 @@ class CheckpointIO:
             "state_dict": module.state_dict(),
             "loop": {"state": state.state_dict(), "resume_epoch": epoch, "resume_batch": batch,
                      "epoch_rng": self._epoch_rng if batch else None,
-                     "epoch_metrics": _epoch_metrics(trainer) if batch else {}},
+                     "epoch_metrics": _epoch_metrics(trainer) if batch else {},
+                     "metric_states": module_metric_states(module) if batch else {}},
         }
         if batch and not weights_only and accumulating(trainer, module):
             grads = self._accumulated_grads(trainer, module)
@@ -545,10 +547,12 @@ class CheckpointIO:
         self._open_epoch = trainer.state.epoch
         pending, self._pending = self._pending, None
         if pending is not None and start_batch:
-            epoch_rng, rng, metrics = pending
+            epoch_rng, rng, metrics, metric_states = pending
             self._epoch_rng = epoch_rng
-            # After on_train_epoch_start reset them: the epoch's running self.log reductions go on.
+            # After on_train_epoch_start reset them: the epoch's running self.log reductions and
+            # the module's torchmetrics objects go on from where the killed run was.
             _restore_epoch_metrics(trainer, metrics)
+            restore_module_metric_states(pl_module, metric_states)
             return resumed_iterator(dataloader, start_batch, epoch_rng, rng)
         if pending is not None and pending[1] is not None:
             restore_rng(pending[1])
@@ -698,7 +702,8 @@ class CheckpointIO:
                 if name in grads:
                     parameter.grad = grads[name].to(device=parameter.device, dtype=parameter.dtype)
         state.restored = True
-        self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"), loop.get("epoch_metrics", {}))
+        self._pending = (loop.get("epoch_rng"), checkpoint.get("rng"), loop.get("epoch_metrics", {}),
+                         loop.get("metric_states", {}))
 
 
 def _cut_short_by_max_steps(trainer: Any) -> bool:
@@ -714,7 +719,7 @@ def _epoch_metrics(trainer: Any) -> Dict[str, Any]:
     results = getattr(trainer, "train_results", None)
     if results is None:
         return {}
-    # A torchmetrics object keeps its own running state (not plain data): its entry goes without it.
+    # A torchmetrics object keeps its own running state (saved apart: module_metric_states); its entry goes without it.
     return {name: {k: v for k, v in dataclasses.asdict(metric).items() if k != "metric_object"}
             for name, metric in results.metrics.items() if metric.metric_object is None}
 
