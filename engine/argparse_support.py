@@ -39,6 +39,7 @@ __all__ = [
     "parse_argparser",
     "default_attributes",
     "init_parameters",
+    "init_arguments_and_types",
     "add_signature_args",
     "docstring_args",
     "str_to_bool",
@@ -398,6 +399,20 @@ def parse_argparser(cls: type, arg_parser: Any) -> argparse.Namespace:
             if bool in kinds:
                 values[name] = True
     return argparse.Namespace(**values)
+
+
+def init_arguments_and_types(cls: type) -> List[Tuple[str, Tuple[Any, ...], Any]]:
+    """``(name, types, default)`` for every ``cls.__init__`` argument, as Lightning 0.9's
+    ``get_init_arguments_and_types``: ``types`` holds a ``Union``'s (or ``Optional``'s) members, else the one
+    annotation (``inspect.Parameter.empty`` when there is none); ``default`` is ``inspect.Parameter.empty``
+    for an argument without one."""
+    hints = _type_hints(cls)
+    rows = []
+    for p in init_parameters(cls):
+        annotation = hints.get(p.name, p.annotation)
+        members = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
+        rows.append((p.name, tuple(members) or (annotation,), p.default))
+    return rows
 
 
 def default_attributes(cls: type) -> Dict[str, Any]:

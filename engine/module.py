@@ -499,15 +499,17 @@ class LightningModule(HyperparametersMixin, nn.Module):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, strict: bool = True,
-                             **overrides: Any) -> Any:
+                             hparams_file: Any = None, **overrides: Any) -> Any:
         """Build the module from a checkpoint's saved hyperparameters (``overrides`` win) and load its weights.
 
-        The file is read with ``torch.load(weights_only=True)``; the module is returned in ``eval()`` mode.
+        ``hparams_file``: a ``.yaml`` (a logger's ``hparams.yaml``) or 0.8-style ``.csv`` whose hyperparameters
+        replace the checkpoint's. The file is read with ``torch.load(weights_only=True)``; the module is returned
+        in ``eval()`` mode.
         """
         from hookloop.engine.builtins import provided  # the file format belongs to the plugin that writes it
 
         return provided().load_from_checkpoint(cls, checkpoint_path, map_location=map_location, strict=strict,
-                                               **overrides)
+                                               hparams_file=hparams_file, **overrides)
 
 
 add_noop_hooks(LightningModule, module_hooks(), "LightningModule", module_defaults())

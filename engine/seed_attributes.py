@@ -6,6 +6,7 @@ is derived here from the trainer's own state, so nothing is kept twice.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, List, Optional
 
 
@@ -142,3 +143,60 @@ class SeedTrainerAttributes:
     def single_gpu(self) -> bool:
         """Seed era: training on one CUDA device, in one process."""
         return self.on_gpu and not self.data_parallel
+
+    def get_model(self) -> Any:
+        """Seed era: the ``LightningModule`` being run (never its DataParallel/DDP wrapper); 2.x's
+        ``trainer.lightning_module``."""
+        return getattr(self, "lightning_module")
+
+    @derived
+    def running_sanity_check(self) -> bool:
+        """Seed era: whether the sanity check's validation is running (2.x: ``trainer.sanity_checking``)."""
+        return getattr(self, "state").sanity_checking
+
+    @derived
+    def total_batch_idx(self) -> int:
+        """Seed era: training batches finished in every epoch so far (the running one's not yet counted)."""
+        return getattr(self, "fit_loop").epoch_loop.batch_progress.total.completed
+
+    @derived
+    def data_parallel_device_ids(self) -> Optional[List[int]]:
+        """Seed era: the ids of this node's CUDA devices (``gpus=2`` -> ``[0, 1]``), ``None`` without GPUs."""
+        return getattr(self, "device_ids") if self.on_gpu else None
+
+    @derived
+    def reload_dataloaders_every_epoch(self) -> bool:
+        """Seed era: whether the dataloaders are made again every epoch."""
+        return getattr(self, "reload_dataloaders_every_n_epochs") == 1
+
+    @derived
+    def log_save_interval(self) -> int:
+        """Seed era: the flag's value (0.9's default 100); it has no effect here (loggers write at every epoch end)."""
+        return getattr(self, "seed_flags_given").get("log_save_interval") or 100
+
+    @derived
+    def amp_level(self) -> str:
+        """Seed era: the apex level given (0.9's default ``'O2'``); it has no effect (precision uses torch.autocast)."""
+        return getattr(self, "seed_flags_given").get("amp_level") or "O2"
+
+    @derived
+    def tpu_cores(self) -> None:
+        """Seed era: TPU cores. None (TPUs are not supported)."""
+        return None
+
+    @derived
+    def on_tpu(self) -> bool:
+        """Seed era: whether the model runs on a TPU. Never."""
+        return False
+
+    @derived
+    def slurm_job_id(self) -> Optional[int]:
+        """Seed era: the SLURM job's id (``SLURM_JOB_ID``), ``None`` outside a batch job (an interactive ``bash`` job
+        included, as 0.9 had it)."""
+        job = os.environ.get("SLURM_JOB_ID")
+        if job is None or os.environ.get("SLURM_JOB_NAME") == "bash":
+            return None
+        try:
+            return int(job)
+        except ValueError:
+            return None

@@ -5,7 +5,7 @@ import inspect
 import os
 import sys
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from hookloop.engine.builtins import provided
 from hookloop.engine.combined_loader import CombinedLoader, combine_train_loaders, evaluation_loaders
@@ -208,6 +208,8 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         limit_train_batches, limit_val_batches = seed["limit_train_batches"], seed["limit_val_batches"]
         limit_test_batches, overfit_batches = seed["limit_test_batches"], seed["overfit_batches"]
         self.log_gpu_memory = log_gpu_memory
+        #: The 0.8/0.9 flags as given (``trainer.log_save_interval``, ``amp_level`` read them).
+        self.seed_flags_given = {name: value for name, value in seed_flags.items() if value is not None}
         self.weights_save_path_flag = os.fspath(weights_save_path) if weights_save_path is not None else None
         # ---- flags, with seed-era names folded into the 2.x ones -----------------------
         self.logger_flag = logger
@@ -325,6 +327,9 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.world_size = 1
         self.train_dataloader: Any = None
         self.val_dataloaders: List[Any] = []
+        #: The loaders of the last ``test()``/``predict()`` (``val_dataloaders`` holds ``validate()``'s too).
+        self.test_dataloaders: List[Any] = []
+        self.predict_dataloaders: List[Any] = []
         self.num_training_batches: Union[int, float] = 0
         self.num_val_batches: List[Union[int, float]] = []
         #: Batches per test/predict dataloader of the running ``test()``/``predict()`` (as in Lightning).
@@ -589,8 +594,12 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         datamodule: Any = None,
         ckpt_path: Optional[str] = None,
         train_dataloader: Any = None,
-    ) -> None:
-        """Train ``model``; validation runs as configured. ``ckpt_path`` resumes from a checkpoint."""
+    ) -> Optional[int]:
+        """Train ``model``; validation runs as configured. ``ckpt_path`` resumes from a checkpoint.
+
+        Returns None, as Lightning 2.x does; after a run that used an API only 0.8/0.9 had (``LoopState.seed_era``)
+        it returns ``1``, 0.9's mark of a finished fit (``assert trainer.fit(model) == 1``).
+        """
         if train_dataloader is not None:  # seed-era keyword
             train_dataloaders = train_dataloader
         if _looks_like_datamodule(train_dataloaders) and datamodule is None:
@@ -599,6 +608,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.train_dataloader = None  # loaded by this fit (early if estimated_stepping_batches asks)
         self.ckpt_path = ckpt_path if ckpt_path is not None else self.resume_from_checkpoint
         self._run(model, datamodule, "fit", self._fit_body)
+        return 1 if self.state.seed_era else None
 
     def validate(self, model: Any = None, dataloaders: Any = None, ckpt_path: Optional[str] = None,
                  datamodule: Any = None, verbose: bool = True) -> List[Dict[str, float]]:
@@ -764,6 +774,7 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
                     f"trainer.{stage}() found no data: define `{name}()` on the module or datamodule, "
                     f"or pass `trainer.{stage}(model, dataloaders=...)`."
                 )
+            setattr(self, f"{kind}_dataloaders", loaders)
             limits = [num_batches(dl, getattr(self, flag), flag) for dl in loaders]
             setattr(self, f"num_{kind}_batches", limits)  # e.g. the progress bar's total
             self.eval_results.reset()
@@ -866,6 +877,13 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         from hookloop.engine.argparse_support import parse_argparser
 
         return parse_argparser(cls, arg_parser)
+
+    @classmethod
+    def get_init_arguments_and_types(cls) -> List[Tuple[str, Tuple[Any, ...], Any]]:
+        """``(name, types, default)`` of every ``Trainer`` argument (Lightning 0.9's name)."""
+        from hookloop.engine.argparse_support import init_arguments_and_types
+
+        return init_arguments_and_types(cls)
 
     @classmethod
     def default_attributes(cls) -> Dict[str, Any]:

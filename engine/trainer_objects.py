@@ -9,7 +9,9 @@ is read, and kept on the trainer. The flags as given stay readable as ``strategy
 from __future__ import annotations
 
 import math
-from typing import Any, Union
+from typing import Any, List, Union
+
+import torch
 
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.loop import setup_train_dataloader
@@ -64,6 +66,20 @@ class TrainerObjects:
     @precision_plugin.setter
     def precision_plugin(self, plugin: Any) -> None:
         self._precision_plugin = plugin
+
+    @property
+    def device_ids(self) -> List[int]:
+        """The indices of the devices this node trains on, one per process (Lightning 2.x): ``[0]`` on one
+        device (a CPU too), ``[0, 1]`` for two DDP processes or a DataParallel over two GPUs."""
+        strategy = self.strategy
+        devices = getattr(strategy, "parallel_devices", None) or [strategy.root_device]
+        return [device.index if isinstance(device, torch.device) and device.index is not None else i
+                for i, device in enumerate(devices)]
+
+    @property
+    def num_devices(self) -> int:
+        """How many devices this node trains on (``len(trainer.device_ids)``)."""
+        return len(self.device_ids)
 
     @property
     def estimated_stepping_batches(self) -> Union[int, float]:

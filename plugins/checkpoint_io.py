@@ -469,21 +469,15 @@ class CheckpointIO:
             grads = self._accumulated_grads(trainer, module)
             if grads is not None:
                 checkpoint["loop"]["accumulated_grads"] = grads
-        hparams = dict(module.hparams) if module.hparams else {}
-        safe = to_safe(hparams)
-        if safe is None and hparams:
-            # Key by key: a None value is kept; only what cannot be stored safely is left out.
-            converted = {k: to_safe(v) for k, v in hparams.items()}
-            safe = {k: sv for k, sv in converted.items() if sv is not None or hparams[k] is None}
-            warnings.warn(f"Hyperparameters {sorted(set(hparams) - set(safe))} are not plain data and are "
-                          "left out of the checkpoint (it must load with torch.load(weights_only=True)).")
-        checkpoint["hyper_parameters"] = safe or {}
-        paths = sorted(k for k, v in hparams.items() if isinstance(v, os.PathLike))
-        if paths:  # stored as strings (plain data); load_from_checkpoint makes them paths again
-            checkpoint["hparams_paths"] = paths
-        assigned = module.hparams_assigned
-        if assigned is not None:  # seed era, as Lightning 0.8 stored it: which argument, and of which type
-            checkpoint["hparams_name"], checkpoint["hparams_type"] = "hparams", assigned
+        _dump_hparams(checkpoint, module, "")
+        datamodule = trainer.datamodule
+        if datamodule is not None:
+            # As Lightning 2.x: its hyperparameters (LightningDataModule.load_from_checkpoint rebuilds it from
+            # them) and, when it has any, its state_dict() under its class's name.
+            _dump_hparams(checkpoint, datamodule, "datamodule_")
+            dm_state = datamodule.state_dict() if callable(getattr(datamodule, "state_dict", None)) else None
+            if dm_state:
+                checkpoint[type(datamodule).__qualname__] = dm_state
         if not weights_only:
             checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
             checkpoint["lr_schedulers"] = [_scheduler(cfg).state_dict() for cfg in trainer.lr_scheduler_configs]
@@ -617,6 +611,9 @@ class CheckpointIO:
         if load_hooks:
             trainer.registry.subset_caller("on_load_checkpoint", _module_tier)(**arguments)
         load_weights(pl_module, checkpoint["state_dict"], path)
+        datamodule = trainer.datamodule
+        if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
+            datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])  # every stage, as in Lightning
         if stage != "fit":
             return
         if checkpoint.get("optimizer_states") is None:
@@ -757,24 +754,82 @@ def _stateful_plugins(trainer: Any) -> List[Tuple[str, Any]]:
     return found
 
 
-def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any = None, strict: bool = True,
-                                **overrides: Any) -> Any:
-    """Build ``cls`` from the checkpoint's saved hyperparameters (``overrides`` winning) and load its weights."""
+def _dump_hparams(checkpoint: Dict[str, Any], owner: Any, prefix: str) -> None:
+    """``owner``'s hyperparameters into ``checkpoint[prefix + 'hyper_parameters']`` as plain data (what is not is
+    left out, with a warning), with ``hparams_paths`` and, seed era, ``hparams_name``/``hparams_type`` beside."""
+    hparams = dict(owner.hparams) if getattr(owner, "hparams", None) else {}
+    if prefix and not hparams:
+        return  # a datamodule without hyperparameters adds nothing (as in Lightning)
+    safe = to_safe(hparams)
+    if safe is None and hparams:
+        # Key by key: a None value is kept; only what cannot be stored safely is left out.
+        converted = {k: to_safe(v) for k, v in hparams.items()}
+        safe = {k: sv for k, sv in converted.items() if sv is not None or hparams[k] is None}
+        warnings.warn(f"Hyperparameters {sorted(set(hparams) - set(safe))} are not plain data and are left out of the "
+                      f"checkpoint ({type(owner).__name__}'s; it must load with torch.load(weights_only=True)).")
+    checkpoint[f"{prefix}hyper_parameters"] = safe or {}
+    paths = sorted(k for k, v in hparams.items() if isinstance(v, os.PathLike))
+    if paths:  # stored as strings (plain data); load_from_checkpoint makes them paths again
+        checkpoint[f"{prefix}hparams_paths"] = paths
+    assigned = getattr(owner, "hparams_assigned", None)
+    if assigned is not None:  # seed era, as Lightning 0.8 stored it: which argument, and of which type
+        checkpoint[f"{prefix}hparams_name"], checkpoint[f"{prefix}hparams_type"] = "hparams", assigned
+
+
+def read_hparams_file(hparams_file: Any) -> Dict[str, Any]:
+    """The hyperparameters in a ``.yaml``/``.yml`` mapping or a ``.csv`` with ``key,value`` rows (values parsed as
+    Python literals where they are one, as 0.8's ``tags_csv``)."""
+    import ast
+    import csv
+
+    file = os.fspath(hparams_file)
+    extension = os.path.splitext(file)[1].lower()
+    if extension not in (".yaml", ".yml", ".csv"):
+        raise CheckpointError(f"hparams_file={file!r}: give a .yaml, .yml or .csv file.", file)
+    if not os.path.isfile(file):
+        raise CheckpointError(f"hparams_file={file!r} does not exist.", file)
+    with open(file, encoding="utf-8", newline="") as fh:
+        if extension == ".csv":
+            values: Any = {}
+            for row in csv.DictReader(fh):
+                try:
+                    values[row["key"]] = ast.literal_eval(row["value"])
+                except (ValueError, SyntaxError):
+                    values[row["key"]] = row["value"]
+                except KeyError:
+                    raise CheckpointError(f"hparams_file={file!r}: a .csv needs the columns 'key' and 'value'.",
+                                          file) from None
+        else:
+            from hookloop.plugins.optional_import import load
+
+            values = load("yaml", "load_from_checkpoint(hparams_file=...)", "pyyaml").safe_load(fh)
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise CheckpointError(f"hparams_file={file!r} holds a {type(values).__name__}, not a mapping of "
+                              "hyperparameters.", file)
+    return values
+
+
+def _build_from_hparams(cls: type, checkpoint: Dict[str, Any], path: str, prefix: str, hparams_file: Any,
+                        overrides: Dict[str, Any]) -> Any:
+    """``cls(**hyperparameters)`` from ``checkpoint[prefix + 'hyper_parameters']`` (or ``hparams_file``), the
+    ``overrides`` winning; an error naming the file and the arguments when they do not fit."""
     import inspect
 
-    path = os.fspath(checkpoint_path)
-    checkpoint = load_checkpoint_file(path, map_location=map_location)
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    for key in checkpoint.get("hparams_paths", ()):
+    hparams = dict(checkpoint.get(f"{prefix}hyper_parameters") or {})
+    if hparams_file is not None:
+        hparams = read_hparams_file(hparams_file)
+    for key in checkpoint.get(f"{prefix}hparams_paths", ()):
         if isinstance(hparams.get(key), str):
             hparams[key] = pathlib.Path(hparams[key])
     params = inspect.signature(cls.__init__).parameters
-    name = checkpoint.get("hparams_name")
+    name = checkpoint.get(f"{prefix}hparams_name")
     if name in params and name not in overrides:
         # Seed era: every hyperparameter goes into the one ``hparams`` argument (overrides too,
         # unless they are arguments of their own), as the object the module was built with.
         hparams.update({k: v for k, v in overrides.items() if k not in params})
-        container = argparse.Namespace(**hparams) if checkpoint.get("hparams_type") == "Namespace" else hparams
+        container = argparse.Namespace(**hparams) if checkpoint.get(f"{prefix}hparams_type") == "Namespace" else hparams
         hparams = {k: v for k, v in overrides.items() if k in params}
         hparams[name] = container
     else:
@@ -782,12 +837,32 @@ def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: A
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             hparams = {k: v for k, v in hparams.items() if k in params}
     try:
-        module = cls(**hparams)
+        return cls(**hparams)
     except TypeError as exc:
         raise CheckpointError(
             f"Cannot build {cls.__name__} from checkpoint {path!r} with hyperparameters {sorted(hparams)}: {exc}. "
             "Call save_hyperparameters() in __init__, or pass the missing arguments to load_from_checkpoint.", path
         ) from exc
+
+
+def load_module_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any = None, strict: bool = True,
+                                hparams_file: Any = None, **overrides: Any) -> Any:
+    """Build ``cls`` from the checkpoint's saved hyperparameters (``overrides`` winning) and load its weights.
+
+    ``hparams_file`` (0.8/0.9, also in 2.x): a ``.yaml``/``.yml`` file (a logger's ``hparams.yaml``) or a 0.8
+    ``.csv`` of ``key,value`` rows whose hyperparameters replace the checkpoint's; ``overrides`` still win.
+    A ``LightningDataModule`` class is built from the datamodule's hyperparameters and gets its saved state.
+    """
+    from hookloop.engine.datamodule import LightningDataModule
+
+    path = os.fspath(checkpoint_path)
+    checkpoint = load_checkpoint_file(path, map_location=map_location)
+    if isinstance(cls, type) and issubclass(cls, LightningDataModule):
+        datamodule = _build_from_hparams(cls, checkpoint, path, "datamodule_", hparams_file, overrides)
+        if cls.__qualname__ in checkpoint:
+            datamodule.load_state_dict(checkpoint[cls.__qualname__])
+        return datamodule
+    module = _build_from_hparams(cls, checkpoint, path, "", hparams_file, overrides)
     if overrides_hook(module, "configure_model"):
         module.configure_model()  # layers it builds lazily must exist before their weights load (as in Lightning)
     module.on_load_checkpoint(checkpoint)  # before the weights: it may migrate them

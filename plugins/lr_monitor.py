@@ -39,6 +39,10 @@ class LearningRateMonitor(Callback):
         #: ``(optimizer, name, interval)`` per optimizer; interval ``'step'``, ``'epoch'`` or ``'any'``.
         self._tracked: List[Tuple[Any, str, str]] = []
         self._logged_stretch = 0
+        #: Every learning rate logged in this ``fit``, by name: ``{'lr-SGD': [0.1, 0.05]}`` (both eras keep it).
+        self.lrs: Dict[str, List[float]] = {}
+        #: The last momentum logged, by name (``'lr-SGD-momentum'``), with ``log_momentum``.
+        self.last_momentum_values: Dict[str, Optional[float]] = {}
         hooks = {"on_train_start"}
         if logging_interval != "epoch":
             hooks.add("on_train_batch_start")
@@ -53,6 +57,9 @@ class LearningRateMonitor(Callback):
                 "LearningRateMonitor needs a logger: the Trainer has none (logger=False). Pass a logger, or remove "
                 "the callback.")
         self._tracked = _name_optimizers(trainer)
+        names = [key for optimizer, name, _ in self._tracked for key in self._optimizer_stats(optimizer, name)]
+        self.lrs = {key: [] for key in names if not key.endswith("-momentum")}
+        self.last_momentum_values = {key: None for key in names if key.endswith("-momentum")}
         self._logged_stretch = (trainer.global_step + 1) // trainer.log_every_n_steps if trainer.log_every_n_steps else 0
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
@@ -80,6 +87,11 @@ class LearningRateMonitor(Callback):
             stats.update(self._optimizer_stats(optimizer, name))
         if not stats:
             return
+        for key, value in stats.items():
+            if key in self.last_momentum_values:
+                self.last_momentum_values[key] = value
+            else:
+                self.lrs.setdefault(key, []).append(value)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in stats.items()})
         if is_rank_zero(trainer) and trainer.hooks.log_metrics is not None:
             trainer.hooks.log_metrics(trainer, logger_values(trainer, stats), trainer.global_step)

@@ -15,6 +15,7 @@ import torch
 
 from hookloop.engine import hookimpl
 from hookloop.engine.dataloader_kinds import LOADER_METHODS
+from hookloop.engine.datamodule_calls import call_data_hook
 from hookloop.engine.errors import MisconfigurationException
 from hookloop.engine.module import LightningModule
 from hookloop.engine.step_result import Result
@@ -169,23 +170,24 @@ class ModelHooksPlugin:
         if per_node is None:
             per_node = trainer.prepare_data_per_node
         if (trainer.local_rank == 0) if per_node else (trainer.global_rank == 0):
-            if trainer.datamodule is not None:
-                trainer.datamodule.prepare_data()
+            if trainer.datamodule is not None:  # not again if called by hand before the run (0.9)
+                call_data_hook(trainer.datamodule, "prepare_data")
             pl_module.prepare_data()
         if trainer.world_size > 1 and trainer.hooks.barrier is not None:
             trainer.hooks.barrier(trainer, "prepare_data")
 
     @hookimpl(tryfirst=True)
     def setup(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
-        """The datamodule's ``setup`` runs before any other ``setup``."""
+        """The datamodule's ``setup`` runs before any other ``setup`` (not again for a stage set up by hand before
+        the run, as in 0.9: :mod:`hookloop.engine.datamodule_calls`)."""
         if trainer.datamodule is not None:
-            trainer.datamodule.setup(stage)
+            call_data_hook(trainer.datamodule, "setup", stage)
 
     @hookimpl(trylast=True)
     def teardown(self, trainer: Any, pl_module: LightningModule, stage: str) -> None:
         """The datamodule's ``teardown`` runs after every other ``teardown``."""
         if trainer.datamodule is not None:
-            trainer.datamodule.teardown(stage)
+            call_data_hook(trainer.datamodule, "teardown", stage)
 
     # ---- steps ------------------------------------------------------------------------------
     @hookimpl

@@ -26,6 +26,7 @@ and calls those first of all at the epoch's end (Lightning 1.x called them befor
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable, Dict, List, Set, Tuple
 
 from hookloop.engine import hookimpl, hookspecs
@@ -85,6 +86,30 @@ def overrides_hook(module: LightningModule, name: str) -> bool:
     return callable(getattr(module, name, None)) and (not hasattr(LightningModule, name) or is_overridden(name, module))
 
 
+def transfer_owners(module: LightningModule, datamodule: Any) -> Dict[str, Any]:
+    """``{hook: owner}`` for each of :data:`TRANSFER_HOOKS` that the module or the datamodule defines.
+
+    The datamodule's wins, as in Lightning (0.9 and 2.x): its data knows how its batches move. Defined in both, the
+    module's is not called, and a warning says so.
+    """
+    from hookloop.engine.datamodule import LightningDataModule
+
+    owners: Dict[str, Any] = {}
+    for name in TRANSFER_HOOKS:
+        in_module = overrides_hook(module, name)
+        if datamodule is not None and (callable(vars(datamodule).get(name))
+                                       or is_overridden(name, datamodule, LightningDataModule)):
+            if in_module:
+                warnings.warn(
+                    f"`{name}` is defined by both {type(module).__name__} (the LightningModule) and "
+                    f"{type(datamodule).__name__} (the datamodule): the datamodule's runs, the module's does not. "
+                    "Keep one of them.", UserWarning, stacklevel=2)
+            owners[name] = datamodule
+        elif in_module:
+            owners[name] = module
+    return owners
+
+
 def _positional(function: Callable[..., Any]) -> Tuple[List[str], bool]:
     """The positional parameter names of ``function`` and whether it takes ``*args``."""
     try:
@@ -142,7 +167,8 @@ class ModuleHooks:
             hooks.update({f"collect_{kind}_outputs", f"aggregate_{kind}_epoch"})
         if "training_epoch_end" in self.aggregated:
             hooks.add("reset_training_outputs")
-        self.transfer = {name for name in TRANSFER_HOOKS if overrides_hook(module, name)}
+        #: Who runs each overridden transfer hook: the datamodule where it defines one, else the module.
+        self.transfer = transfer_owners(module, trainer.datamodule)
         if self.transfer:
             hooks.add("transfer_batch_to_device")
         if overrides_hook(module, "on_batch_start"):  # seed era: on_batch_start(batch), before on_train_batch_start
@@ -151,7 +177,8 @@ class ModuleHooks:
         self.__engine_hooks__ = hooks
         self._train_outputs: List[Any] = []
         self._eval_outputs: Dict[int, List[Any]] = {}
-        self._transfer_takes_dl_idx = len(_positional(module.transfer_batch_to_device)[0]) >= 3
+        tbtd_owner = self.transfer.get("transfer_batch_to_device", module)
+        self._transfer_takes_dl_idx = len(_positional(tbtd_owner.transfer_batch_to_device)[0]) >= 3
 
     def _compile_forwards(self) -> None:
         offered = module_hooks()
@@ -172,18 +199,20 @@ class ModuleHooks:
     # ---- the batch's way to the device --------------------------------------------------------
     @hookimpl
     def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
-        """The module's ``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer``."""
-        module, overridden = self.module, self.transfer
-        if "on_before_batch_transfer" in overridden:
-            batch = module.on_before_batch_transfer(batch, dataloader_idx)
-        if "transfer_batch_to_device" not in overridden:
+        """``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer`` of the module or,
+        where it defines them, of the datamodule."""
+        owners = self.transfer
+        before, move, after = (owners.get(name) for name in TRANSFER_HOOKS)
+        if before is not None:
+            batch = before.on_before_batch_transfer(batch, dataloader_idx)
+        if move is None:
             batch = move_to_device(batch, device)
         elif self._transfer_takes_dl_idx:
-            batch = module.transfer_batch_to_device(batch, device, dataloader_idx)
+            batch = move.transfer_batch_to_device(batch, device, dataloader_idx)
         else:  # seed-era signature: transfer_batch_to_device(self, batch, device)
-            batch = module.transfer_batch_to_device(batch, device)
-        if "on_after_batch_transfer" in overridden:
-            batch = module.on_after_batch_transfer(batch, dataloader_idx)
+            batch = move.transfer_batch_to_device(batch, device)
+        if after is not None:
+            batch = after.on_after_batch_transfer(batch, dataloader_idx)
         return batch
 
     @hookimpl(specname="on_train_batch_start", tryfirst=True)

@@ -53,10 +53,21 @@ class StepScheduled(ModernModel):
 
 def test_epoch_scheduler_is_logged_at_every_epoch_start():
     logger = Recorder()
-    Trainer(max_epochs=3, logger=logger, callbacks=[LearningRateMonitor(log_momentum=True)], **QUIET).fit(
-        EpochScheduled())
+    monitor = LearningRateMonitor(log_momentum=True)
+    Trainer(max_epochs=3, logger=logger, callbacks=[monitor], **QUIET).fit(EpochScheduled())
     assert logger.with_key("lr-SGD") == [(0, 0.1), (8, 0.05), (16, 0.025)]
     assert logger.with_key("lr-SGD-momentum") == [(0, 0.9), (8, 0.9), (16, 0.9)]  # Lightning 2.x's name
+    # What it logged stays on the callback, as both eras keep it.
+    assert {k: [round(v, 6) for v in vs] for k, vs in monitor.lrs.items()} == {"lr-SGD": [0.1, 0.05, 0.025]}
+    assert monitor.last_momentum_values == {"lr-SGD-momentum": 0.9}
+
+
+def test_lrs_of_the_seed_learning_rate_logger_hold_each_optimizer_and_group():
+    callback = LearningRateLogger()
+    Trainer(max_epochs=1, logger=Recorder(), log_every_n_steps=4, callbacks=[callback], **QUIET).fit(StepScheduled())
+    assert sorted(callback.lrs) == ["lr-SGD", "lr-SGD-1/pg1", "lr-SGD-1/pg2"]
+    assert [round(v, 6) for v in callback.lrs["lr-SGD"]] == [round(1.0 / 3, 6), 0.2, round(1.0 / 7, 6)]
+    assert callback.lrs["lr-SGD-1/pg2"][0] == 0.5
 
 
 def test_step_scheduler_every_log_every_n_steps_and_names_of_same_class_optimizers():

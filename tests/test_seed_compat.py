@@ -259,3 +259,89 @@ def test_a_best_checkpoint_that_is_gone_is_an_error_not_a_silent_test_of_other_w
     os.remove(trainer.checkpoint_callback.best_model_path)
     with pytest.raises(CheckpointError, match="does not exist"):
         trainer.test(verbose=False)
+
+
+class SavedHparams(SeedModel):
+    def __init__(self, lr: float = 0.05, width: int = 2):
+        super().__init__(lr=lr)
+        self.save_hyperparameters()
+
+
+def test_load_from_checkpoint_takes_the_hyperparameters_of_an_hparams_file(tmp_path):
+    """0.8/0.9 (and 2.x): ``hparams_file`` (the logger's hparams.yaml, or 0.8's csv) replaces the checkpoint's;
+    keyword overrides still win."""
+    trainer = Trainer(max_epochs=1, default_root_dir=str(tmp_path), **QUIET)
+    trainer.fit(SavedHparams(lr=0.05))
+    ckpt = trainer.checkpoint_callback.best_model_path
+    written = pathlib.Path(trainer.logger.log_dir) / "hparams.yaml"
+    assert "lr: 0.05" in written.read_text()
+    written.write_text("lr: 0.001\nwidth: 2\n")
+    assert SavedHparams.load_from_checkpoint(ckpt, hparams_file=str(written)).hparams.lr == 0.001
+    assert SavedHparams.load_from_checkpoint(ckpt, hparams_file=written, lr=0.3).hparams.lr == 0.3
+    tags = tmp_path / "meta_tags.csv"
+    tags.write_text("key,value\nlr,0.002\nwidth,2\n")
+    loaded = SavedHparams.load_from_checkpoint(ckpt, hparams_file=tags)
+    assert loaded.hparams.lr == 0.002 and loaded.hparams.width == 2
+    assert "hparams_file" not in loaded.hparams
+    from plugins.checkpoint_io import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"hparams_file='.*h.json': give a .yaml, .yml or .csv file"):
+        SavedHparams.load_from_checkpoint(ckpt, hparams_file=str(tmp_path / "h.json"))
+    with pytest.raises(CheckpointError, match=r"missing.yaml' does not exist"):
+        SavedHparams.load_from_checkpoint(ckpt, hparams_file=str(tmp_path / "missing.yaml"))
+
+
+def test_an_hparams_file_fills_a_seed_era_namespace(tmp_path):
+    trainer = Trainer(max_epochs=1, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    trainer.fit(PathHparams(argparse.Namespace(lr=0.05, data_dir="/data/x")))
+    yaml_file = tmp_path / "hparams.yaml"
+    yaml_file.write_text("lr: 0.01\ndata_dir: /data/y\n")
+    loaded = PathHparams.load_from_checkpoint(trainer.checkpoint_callback.best_model_path, hparams_file=yaml_file)
+    assert loaded.hparams_assigned == "Namespace"  # built from a Namespace, as it was saved
+    assert loaded.hparams.data_dir == "/data/y" and loaded.lr == 0.01
+
+
+def test_more_0_9_trainer_attributes_callbacks_and_modules_read(monkeypatch):
+    seen = {}
+
+    class Model(SeedModel):
+        def validation_step(self, batch, batch_idx):
+            seen.setdefault("sanity", []).append(self.trainer.running_sanity_check)
+            return super().validation_step(batch, batch_idx)
+
+        def training_step(self, batch, batch_idx):
+            seen.setdefault("total", []).append(self.trainer.total_batch_idx)
+            assert self.trainer.get_model() is self
+            return super().training_step(batch, batch_idx)
+
+    trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False, log_save_interval=10,
+                      reload_dataloaders_every_epoch=True, num_sanity_val_steps=1, limit_val_batches=1, **QUIET)
+    trainer.fit(Model(n_train=96))
+    assert seen["sanity"] == [True, False, False]  # the sanity check's one batch, then each epoch's
+    assert seen["total"] == list(range(6)) and trainer.total_batch_idx == 6
+    assert (trainer.log_save_interval, trainer.amp_level, trainer.reload_dataloaders_every_epoch) == (10, "O2", True)
+    assert (trainer.tpu_cores, trainer.on_tpu, trainer.data_parallel_device_ids) == (None, False, None)
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert trainer.slurm_job_id == 1234
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive job is no batch job
+    assert trainer.slurm_job_id is None
+
+
+def test_device_ids_num_devices_and_the_test_dataloaders_as_in_2x():
+    assert (Trainer(logger=False).device_ids, Trainer(logger=False).num_devices) == ([0], 1)
+    ddp = Trainer(logger=False, accelerator="cpu", devices=2, strategy="ddp_spawn")
+    assert (ddp.device_ids, ddp.num_devices) == ([0, 1], 2)
+    from tests.models import ModernModel
+
+    class Model(ModernModel):
+        def predict_step(self, batch, batch_idx):
+            return self(batch[0])
+
+    trainer = quiet_trainer(max_epochs=1)
+    model = Model(n_train=64)
+    loader = make_loader(32, 16)
+    trainer.test(model, dataloaders=[loader, make_loader(16, 16)], verbose=False)
+    assert trainer.test_dataloaders[0] is loader and len(trainer.test_dataloaders) == 2
+    trainer.predict(model, dataloaders=loader)
+    assert trainer.predict_dataloaders == [loader]
