@@ -7,6 +7,7 @@ middle of an epoch (``val_check_interval``). Per-step saving
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
 import re
@@ -264,9 +265,9 @@ class ModelCheckpoint(Callback):
         if self._auto_monitor:
             self._follow_results_api(metrics)
         if self.monitor is None:
-            path = self._new_path(metrics)
-            older = [p for p in self.best_k_models if p != path] if self.save_top_k == 1 else []
-            self._commit(trainer, path, float(metrics["step"]), older)
+            older = list(self.best_k_models) if self.save_top_k == 1 else []
+            path = self._new_path(trainer, metrics, replacing=older[0] if older else None)
+            self._commit(trainer, path, float(metrics["step"]), [p for p in older if p != path])
             self.best_model_path = self.kth_best_model_path = path
             return [path]
         if self.monitor not in metrics:
@@ -292,9 +293,10 @@ class ModelCheckpoint(Callback):
             if self.verbose:
                 print(f"Epoch {metrics['epoch']}, step {metrics['step']}: {self.monitor} was not in the top {self.save_top_k}")
             return []
-        path = self._new_path(metrics)
-        full = self.save_top_k != -1 and len(self.best_k_models) >= self.save_top_k and path not in self.best_k_models
-        self._commit(trainer, path, current, [self._worst()] if full else [])
+        full = self.save_top_k != -1 and len(self.best_k_models) >= self.save_top_k
+        worst = self._worst() if full else None
+        path = self._new_path(trainer, metrics, replacing=worst)
+        self._commit(trainer, path, current, [worst] if worst is not None else [])
         if self.verbose:
             print(f"Epoch {metrics['epoch']}, step {metrics['step']}: {self.monitor} reached {current:.5f}; saved {path}")
         return [path]
@@ -337,7 +339,9 @@ class ModelCheckpoint(Callback):
                 self._drop(trainer, old)
 
     def _save_last(self, trainer: Any, metrics: Dict[str, Any]) -> str:
-        path = os.path.join(self._resolve_dirpath(trainer), self.prefix + self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+        # Another run's last.ckpt in this directory is kept: this run's becomes last-v1.ckpt (as in Lightning 2.x).
+        path = self._versioned(trainer, os.path.join(self._resolve_dirpath(trainer), self.prefix + self.CHECKPOINT_NAME_LAST),
+                               keep=self.last_model_path)
         # ``last.ckpt`` is always a full, resumable checkpoint.
         previous, self.last_model_path = self.last_model_path, path
         try:
@@ -409,15 +413,28 @@ class ModelCheckpoint(Callback):
             raise MisconfigurationException(f"ModelCheckpoint filename template {template!r} cannot be formatted: {exc}") from exc
         return self.prefix + text + self.FILE_EXTENSION
 
-    def _new_path(self, metrics: Dict[str, Any]) -> str:
-        base = self.format_checkpoint_name(metrics)
-        path = os.path.join(self.dirpath or "", base)
-        version = 0
-        # A file of another run (or an earlier save) with this name is kept; the new one gets a version suffix.
-        while os.path.exists(path) and path not in self.best_k_models and path != self.last_model_path:
+    def _new_path(self, trainer: Any, metrics: Dict[str, Any], replacing: Optional[str] = None) -> str:
+        """The file for a new top-k checkpoint: the template's name, with a version suffix (``-v1``, ``-v2``...)
+        while a file of that name exists, unless it is ``replacing``, the file this save evicts (as in Lightning
+        2.x). So a name that comes back (``filename='{epoch}'`` with two validations an epoch, another run's file)
+        never overwrites a file that is kept."""
+        base = self.format_checkpoint_name(metrics)[:-len(self.FILE_EXTENSION)]
+        return self._versioned(trainer, os.path.join(self.dirpath or "", base), keep=replacing)
+
+    def _versioned(self, trainer: Any, stem: str, keep: Optional[str]) -> str:
+        """``stem.ckpt``, or ``stem-vN.ckpt`` for the first N whose file does not exist or is ``keep`` (the file
+        that may be overwritten). Existence is rank zero's answer, where files are written, so every rank
+        names the file alike."""
+        path, version = stem + self.FILE_EXTENSION, 0
+        while path != keep and path != self.last_model_path and self._file_exists(trainer, path):
             version += 1
-            path = os.path.join(self.dirpath or "", base[:-len(self.FILE_EXTENSION)] + f"-v{version}" + self.FILE_EXTENSION)
+            path = f"{stem}-v{version}{self.FILE_EXTENSION}"
         return path
+
+    @staticmethod
+    def _file_exists(trainer: Any, path: str) -> bool:
+        exists = os.path.exists(path)
+        return bool(trainer.strategy.broadcast(exists)) if trainer.world_size > 1 else exists
 
     def _resolve_dirpath(self, trainer: Any) -> str:
         if self.dirpath is None:
@@ -429,8 +446,12 @@ class ModelCheckpoint(Callback):
     def last_candidates(self) -> List[str]:
         """Files ``fit(ckpt_path='last')`` considers from this callback (the newest existing one wins)."""
         paths = list(self.best_k_models)
+        if self.last_model_path:
+            paths.append(self.last_model_path)
         if self.dirpath is not None:
             paths.append(os.path.join(self.dirpath, self.prefix + self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION))
+            paths += glob.glob(os.path.join(glob.escape(self.dirpath),
+                                            f"{glob.escape(self.prefix + self.CHECKPOINT_NAME_LAST)}-v*{self.FILE_EXTENSION}"))
         return paths
 
     # ---- state -------------------------------------------------------------------------

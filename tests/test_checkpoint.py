@@ -157,6 +157,45 @@ def test_an_existing_file_is_not_overwritten(tmp_path):
     assert cb.best_model_path == str(tmp_path / "epoch=0-step=8-v1.ckpt")
 
 
+def test_a_name_that_comes_back_gets_a_version_and_no_kept_file_is_overwritten(tmp_path):
+    """Two validations an epoch and ``filename='{epoch}'``: every kept checkpoint is its own file (Lightning 2.x's
+    version counter), while a file that leaves the top-k may be overwritten by its successor of the same name."""
+    cb = ModelCheckpoint(dirpath=str(tmp_path), filename="{epoch}", monitor="val_loss", save_top_k=-1)
+    Trainer(max_epochs=2, logger=False, callbacks=[cb], val_check_interval=0.5, num_sanity_val_steps=0,
+            **QUIET).fit(ModernModel())
+    assert _files(tmp_path) == ["epoch=0-v1.ckpt", "epoch=0.ckpt", "epoch=1-v1.ckpt", "epoch=1.ckpt"]
+    assert sorted(cb.best_k_models) == [str(tmp_path / f) for f in _files(tmp_path)]
+    steps = sorted(torch.load(tmp_path / f, weights_only=True)["global_step"] for f in _files(tmp_path))
+    assert steps == [4, 8, 12, 16]  # four different saves
+
+    best = ModelCheckpoint(dirpath=str(tmp_path / "best"), filename="best", monitor="step_score", mode="max")
+
+    class Rising(ModernModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("step_score", float(self.global_step))
+
+    Trainer(max_epochs=3, logger=False, callbacks=[best], num_sanity_val_steps=0, **QUIET).fit(Rising())
+    assert _files(tmp_path / "best") == ["best.ckpt"]  # each better one replaced the file it evicted
+    assert torch.load(tmp_path / "best" / "best.ckpt", weights_only=True)["global_step"] == 24
+
+
+def test_a_second_run_into_the_directory_keeps_the_first_runs_last_checkpoint(tmp_path):
+    first = ModelCheckpoint(dirpath=str(tmp_path), save_last=True, save_top_k=0)
+    Trainer(max_epochs=1, logger=False, callbacks=[first], **QUIET).fit(ModernModel())
+    second = ModelCheckpoint(dirpath=str(tmp_path), save_last=True, save_top_k=0)
+    Trainer(max_epochs=2, logger=False, callbacks=[second], **QUIET).fit(ModernModel())
+    assert _files(tmp_path) == ["last-v1.ckpt", "last.ckpt"]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert second.last_model_path == str(tmp_path / "last-v1.ckpt")
+    # ckpt_path='last' takes the newest of them; resuming it goes on writing that same file.
+    third = ModelCheckpoint(dirpath=str(tmp_path), save_last=True, save_top_k=0)
+    trainer = Trainer(max_epochs=3, logger=False, callbacks=[third], **QUIET)
+    trainer.fit(ModernModel(), ckpt_path="last")
+    assert trainer.ckpt_path == str(tmp_path / "last-v1.ckpt") and third.last_model_path == trainer.ckpt_path
+    assert _files(tmp_path) == ["last-v1.ckpt", "last.ckpt"]
+    assert torch.load(tmp_path / "last-v1.ckpt", weights_only=True)["global_step"] == 24
+
+
 def test_checkpoint_runs_after_early_stopping():
     trainer = Trainer(logger=False, early_stop_callback=True, callbacks=[ModelCheckpoint()], **QUIET)
     order = [name for name, _ in trainer.registry.call_order("on_train_epoch_end")]
