@@ -147,7 +147,7 @@ class FitLoop:
             setup_train_dataloader(trainer)
         if reload:
             self._val_loaded = False  # asked for again at the next validation
-        self.val_check_batch = self._val_check_batch()
+        self.val_check_batch = trainer.val_check_batch = self._val_check_batch()
 
     def _load_val_dataloaders(self) -> None:
         """Load the validation data once (until a reload): none when this fit does not validate."""
@@ -191,6 +191,7 @@ class FitLoop:
         _emit(trainer.hooks.on_sanity_check_start, trainer, module)
         self._load_val_dataloaders()  # after on_sanity_check_start, as in Lightning
         limits = [n if steps < 0 else min(n, steps) for n in trainer.num_val_batches]
+        trainer.num_sanity_val_batches = limits
         if any(limits):
             run_evaluation(trainer, "validate", trainer.val_dataloaders, limits)
         _emit(trainer.hooks.on_sanity_check_end, trainer, module)

@@ -1,6 +1,7 @@
 """``LightningModule``: an ``nn.Module`` that also says how it trains (the research code)."""
 from __future__ import annotations
 
+import inspect
 import itertools
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
@@ -337,6 +338,45 @@ class LightningModule(HyperparametersMixin, nn.Module):
             p.requires_grad = flag
         saved.clear()
 
+    @property
+    def example_input_array(self) -> Any:
+        """A sample input of ``forward`` (``None`` until set): ``to_torchscript(method='trace')`` traces with it."""
+        return self.__dict__.get("_example_input_array")
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        self.__dict__["_example_input_array"] = example
+
+    #: Whether resuming or evaluating from ``ckpt_path`` loads the weights strictly (every key, and no other;
+    #: Lightning 2.x's attribute). Set it to ``False`` in ``__init__`` to load a checkpoint of a changed model.
+    strict_loading: bool = True
+
+    def to_torchscript(self, file_path: Any = None, method: str = "script", example_inputs: Any = None,
+                       **kwargs: Any) -> Any:
+        """The module compiled with ``torch.jit.script`` (default) or ``torch.jit.trace`` (``method='trace'``, on
+        ``example_inputs`` or else ``example_input_array``), in ``eval()`` mode; saved to ``file_path`` when
+        given (``torch.jit.save``). The module's own mode is left as it was. ``kwargs`` go to script/trace."""
+        training = self.training
+        try:
+            if method == "script":
+                compiled = torch.jit.script(self.eval(), **kwargs)
+            elif method == "trace":
+                example = example_inputs if example_inputs is not None else self.example_input_array
+                if example is None:
+                    raise MisconfigurationException(
+                        f"{type(self).__name__}.to_torchscript(method='trace') needs an input to trace with: pass "
+                        "example_inputs=..., or set self.example_input_array in __init__.")
+                example = apply_to_tensors(example, lambda t: t.to(self.device))
+                compiled = torch.jit.trace(self.eval(), example, **kwargs)
+            else:
+                raise MisconfigurationException(
+                    f"{type(self).__name__}.to_torchscript(method={method!r}): use 'script' or 'trace'.")
+        finally:
+            self.train(training)
+        if file_path is not None:
+            torch.jit.save(compiled, file_path)
+        return compiled
+
     def freeze(self) -> None:
         """Turn off gradients for every parameter and switch to ``eval()``."""
         for p in self.parameters():
@@ -513,6 +553,9 @@ class LightningModule(HyperparametersMixin, nn.Module):
 
 
 add_noop_hooks(LightningModule, module_hooks(), "LightningModule", module_defaults())
+# torch.jit.script compiles a module's properties; the trainer-facing ones are Python only.
+LightningModule.__jit_unused_properties__ = sorted(
+    name for name in dir(LightningModule) if isinstance(inspect.getattr_static(LightningModule, name), property))
 
 
 def _replica_parameters(module: nn.Module) -> Iterator[torch.Tensor]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 from types import TracebackType
@@ -334,6 +335,12 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
         self.num_val_batches: List[Union[int, float]] = []
         #: Batches per test/predict dataloader of the running ``test()``/``predict()`` (as in Lightning).
         self.num_test_batches: List[Union[int, float]] = []
+        #: Batches per validation dataloader of the sanity check (as in Lightning 2.x).
+        self.num_sanity_val_batches: List[Union[int, float]] = []
+        #: Training batches between two validations of the running ``fit`` (Lightning 2.x; ``math.inf`` before one).
+        self.val_check_batch: Union[int, float] = math.inf
+        #: Set by the ``signals`` plugin when SIGTERM reached this process during ``fit`` (Lightning 2.x's name).
+        self.received_sigterm = False
         self.num_predict_batches: List[Union[int, float]] = []
         self.ckpt_path: Optional[str] = None
         #: Whether the running ``validate``/``test``/``predict`` call was given a model (else it runs the
@@ -447,10 +454,13 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
 
     @property
     def callbacks(self) -> List[Any]:
-        """Every registered ``Callback`` (built-in ones included), in registration order."""
+        """Every registered ``Callback`` (built-in ones included) in the order they are called, which is
+        Lightning's order of ``trainer.callbacks``: the trainer's in their list order, then the module's
+        ``configure_callbacks()``, then the built-ins, checkpoint callbacks last."""
         from hookloop.engine.callback import Callback
 
-        return [r.plugin for r in self.registry.records() if isinstance(r.plugin, Callback)]
+        records = [r for r in self.registry.records() if isinstance(r.plugin, Callback)]
+        return [r.plugin for r in sorted(records, key=lambda record: record.call_key())]
 
     def plugin(self, name: str) -> Any:
         """The registered plugin called ``name``."""
@@ -558,6 +568,26 @@ class Trainer(TrainerObjects, SeedTrainerAttributes, SeedTuningMethods):
     def checkpoint_callback(self) -> Any:
         """The first ModelCheckpoint-like callback (has ``best_model_path``), or ``None``."""
         return next((c for c in self.callbacks if hasattr(c, "best_model_path")), None)
+
+    @property
+    def checkpoint_callbacks(self) -> List[Any]:
+        """Every ModelCheckpoint-like callback (has ``best_model_path``), in registration order."""
+        return [c for c in self.callbacks if hasattr(c, "best_model_path")]
+
+    @property
+    def early_stopping_callbacks(self) -> List[Any]:
+        """Every EarlyStopping-like callback (has ``wait_count``), in registration order."""
+        return [c for c in self.callbacks if hasattr(c, "wait_count")]
+
+    @property
+    def is_last_batch(self) -> bool:
+        """Whether the training batch being run (or the last one run) is its epoch's last (Lightning 2.x)."""
+        return self.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+    @property
+    def enable_validation(self) -> bool:
+        """Whether this ``fit`` validates (Lightning 2.x's name of :attr:`has_validation`)."""
+        return self.has_validation
 
     @property
     def progress_bar_callback(self) -> Any:

@@ -137,6 +137,8 @@ class ModelCheckpoint(Callback):
         self.current_score: Optional[torch.Tensor] = None
         self.last_model_path = ""
         self._auto_monitor = auto_monitor
+        #: The default checkpoint (:meth:`default`): 2.x's (no monitor) unless the run is seed-era.
+        self._follows_era = False
         self._key_monitor: Optional[str] = None
         self._deferred = False
         #: Whether a validation of this fit has finished (before one has, a missing monitor is only warned about).
@@ -156,9 +158,12 @@ class ModelCheckpoint(Callback):
 
     @classmethod
     def default(cls) -> "ModelCheckpoint":
-        """The checkpoint a Trainer makes by default: monitors ``val_loss`` if the run validates, else ``loss``."""
+        """The checkpoint a Trainer makes by default, in the era of the run: Lightning 2.x's keeps the latest file
+        (no monitor); after an API only 0.8/0.9 had (``trainer.state.seed_era``, known by the first save) 0.9's
+        ranks by ``val_loss`` if the run validates, else by the training ``loss``."""
         checkpoint = cls()
         checkpoint._auto_monitor = True
+        checkpoint._follows_era = True
         return checkpoint
 
     @property
@@ -262,7 +267,9 @@ class ModelCheckpoint(Callback):
     def _save_top_k(self, trainer: Any, metrics: Dict[str, Any]) -> List[str]:
         if self.save_top_k == 0:
             return []
-        if self._auto_monitor:
+        if self._follows_era and not trainer.state.seed_era:
+            self.monitor = None  # Lightning 2.x's default checkpoint ranks nothing: it keeps the latest file
+        elif self._auto_monitor:
             self._follow_results_api(metrics)
         if self.monitor is None:
             older = list(self.best_k_models) if self.save_top_k == 1 else []

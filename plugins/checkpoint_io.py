@@ -610,7 +610,7 @@ class CheckpointIO:
         arguments = dict(trainer=trainer, pl_module=pl_module, checkpoint=checkpoint)
         if load_hooks:
             trainer.registry.subset_caller("on_load_checkpoint", _module_tier)(**arguments)
-        load_weights(pl_module, checkpoint["state_dict"], path)
+        load_weights(pl_module, checkpoint["state_dict"], path, strict=getattr(pl_module, "strict_loading", True))
         datamodule = trainer.datamodule
         if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
             datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])  # every stage, as in Lightning

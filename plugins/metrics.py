@@ -47,9 +47,10 @@ class MetricsPlugin:
         """
         state = trainer.state
         last = state.last_outputs
-        # Monitors (the seed-era default checkpoint) read the epoch's last loss as 'loss',
-        # unless the module logs a 'loss' itself.
-        if "loss" not in trainer.train_results.metrics:
+        # 0.8/0.9 put the step's 'loss' among the monitor candidates (its default checkpoint ranks by it without
+        # validation): a seed-era run reads the epoch's last loss as 'loss', unless the module logs a 'loss'
+        # itself. Lightning 2.x has only what was logged.
+        if state.seed_era and "loss" not in trainer.train_results.metrics:
             loss = last.get("loss") if isinstance(last, dict) else last
             if isinstance(loss, torch.Tensor):
                 state.callback_metrics["loss"] = loss.detach()

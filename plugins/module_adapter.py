@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Set, Tuple
 
 from hookloop.engine import hookimpl, hookspecs
 from hookloop.engine.apply import move_to_device
-from hookloop.engine.catalogue import module_hooks
+from hookloop.engine.catalogue import callback_hooks, module_hooks
 from hookloop.engine.errors import MisconfigurationException, PluginError, closest
 from hookloop.engine.module import LightningModule, is_overridden
 from hookloop.engine.step_result import Result
@@ -66,10 +66,21 @@ def known_module_hooks() -> Set[str]:
 
 
 def check_module_typos(module: LightningModule) -> None:
-    """A module method named like a hook but matching none is an error, when a hook name is close."""
+    """A module method named like a hook but matching none is an error, when a hook name is close.
+
+    A Callback's hook that modules do not have (``on_sanity_check_end``, ``on_exception``...) is no typo: Lightning
+    never calls it on a module, and neither does hookloop; a warning says so, and the run goes on.
+    """
     known = known_module_hooks()
+    callback_only = set(callback_hooks()) - known
     for attr in dir(type(module)):
         if not attr.startswith("on_") or attr in known or not callable(getattr(type(module), attr, None)):
+            continue
+        if attr in callback_only:
+            warnings.warn(
+                f"{type(module).__qualname__}.{attr} is a Callback hook, which a LightningModule does not have: it is "
+                "never called (as in Lightning). Move it to a Callback (or return one from configure_callbacks()).",
+                UserWarning, stacklevel=2)
             continue
         match = closest(attr, known)
         if match is not None:

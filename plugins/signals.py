@@ -123,6 +123,8 @@ class SignalsPlugin:
                 raise KeyboardInterrupt  # a second Ctrl-C: stop now
             return
         self._received = signum
+        if signum == signal.SIGTERM:
+            trainer.received_sigterm = True
         print(f"[hookloop] received {signal.Signals(signum).name}: saving a checkpoint after the current batch",
               file=sys.stderr)
         trainer.registry.add(_StopAtSafePoint(signum), self.STOPPER, "callback", origin="signals (pending stop)")

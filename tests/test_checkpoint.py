@@ -373,10 +373,33 @@ def test_save_last_updates_last_ckpt_at_every_epoch_end(tmp_path):
     assert _files(tmp_path) == ["epoch=1-step=16.ckpt", "last.ckpt"]
 
 
-def test_the_default_checkpoint_keeps_the_latest_when_val_loss_is_never_logged(tmp_path):
-    class AccuracyOnly(ModernModel):
+def test_the_default_checkpoint_of_a_2x_run_keeps_the_latest_file(tmp_path):
+    """Lightning 2.x's default ModelCheckpoint monitors nothing: the latest epoch's file is kept (and is what
+    trainer.test() evaluates), though the run logs a ``val_loss`` that got worse."""
+
+    class Worsening(ModernModel):
         def validation_step(self, batch, batch_idx):
-            self.log("val_acc", self._loss(batch)[1])
+            self.log("val_loss", float(self.current_epoch))
+
+    trainer = Trainer(max_epochs=3, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    trainer.fit(Worsening())
+    assert _files(tmp_path / "checkpoints") == ["epoch=2-step=24.ckpt"]
+    assert trainer.checkpoint_callback.best_model_path.endswith("epoch=2-step=24.ckpt")
+    assert "loss" not in trainer.callback_metrics  # 2.x has only what was logged
+    resumed = Trainer(max_epochs=4, default_root_dir=str(tmp_path), logger=False, **QUIET)
+    resumed.fit(Worsening(), ckpt_path=trainer.checkpoint_callback.best_model_path)
+    assert _files(tmp_path / "checkpoints") == ["epoch=2-step=24.ckpt", "epoch=3-step=32.ckpt"]
+
+
+def test_the_seed_default_checkpoint_keeps_the_latest_when_val_loss_is_never_logged(tmp_path):
+    class AccuracyOnly(SeedModel):
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            return {"val_acc": (self(x).argmax(-1) == y).float().mean()}
+
+        def validation_epoch_end(self, outputs):
+            acc = torch.stack([o["val_acc"] for o in outputs]).mean()
+            return {"log": {"val_acc": acc}}
 
     trainer = Trainer(max_epochs=2, default_root_dir=str(tmp_path), logger=False, **QUIET)
     with pytest.warns(UserWarning, match="monitors 'val_loss', which was not logged; it keeps the latest"):

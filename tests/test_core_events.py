@@ -267,6 +267,19 @@ def test_module_hook_typo_is_an_error_with_a_suggestion():
         quiet_trainer(max_epochs=1, limit_train_batches=1).fit(Model())
 
 
+def test_a_callback_only_hook_on_a_module_is_a_warning_not_a_typo():
+    """2.x code that defines a Callback's hook on its module runs as in Lightning: the hook is never called."""
+    called = []
+
+    class Model(SeedModel):
+        def on_sanity_check_end(self):
+            called.append("on_sanity_check_end")
+
+    with pytest.warns(UserWarning, match=r"Model.on_sanity_check_end is a Callback hook.*never called"):
+        quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(Model())
+    assert called == []
+
+
 PER_BATCH_EVENTS = ("on_batch_start", "on_train_batch_start", "on_train_batch_end", "on_batch_end",
                     "transfer_batch_to_device", "on_before_backward", "on_after_backward",
                     "on_before_optimizer_step", "on_before_zero_grad")
