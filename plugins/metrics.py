@@ -20,6 +20,17 @@ from hookloop.plugins.rank_zero import is_rank_zero
 class MetricsPlugin:
     """Reduces ``self.log`` epoch values, fires ``log_metrics`` and ``log_hyperparams`` (rank zero only)."""
 
+    @hookimpl(tryfirst=True)
+    def setup(self, trainer: Any, stage: str) -> None:
+        """Every run starts with empty ``callback_metrics``/``logged_metrics``/``progress_bar_metrics``, as in
+        Lightning 2.x (a ``test()`` after ``fit`` then holds the test's values only). A seed-era trainer keeps
+        them across runs, as 0.8/0.9 did (``trainer.state.seed_era``)."""
+        state = trainer.state
+        if not state.seed_era:
+            state.callback_metrics.clear()
+            state.logged_metrics.clear()
+            state.progress_bar_metrics.clear()
+
     @hookimpl
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Send the module's hyperparameters to loggers once per run."""

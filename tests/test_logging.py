@@ -467,3 +467,27 @@ def test_per_step_logging_in_steps_and_per_epoch_in_epoch_hooks_is_fine():
                            val_epoch_end=lambda m: m.log("v", 3.0))
     metrics = fit(model, max_epochs=1).callback_metrics
     assert (metrics["s"].item(), metrics["e"].item(), metrics["v"].item()) == (1.0, 2.0, 3.0)
+
+
+def test_each_run_starts_with_empty_metrics_as_in_2x_and_a_seed_trainer_keeps_them():
+    from tests.core_support import quiet_trainer
+    from tests.models import ModernModel, SeedModel, make_loader
+
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
+    trainer.fit(ModernModel(n_train=64))
+    assert {"train_loss", "val_loss"} <= set(trainer.callback_metrics)
+    trainer.test(ModernModel(n_train=64), dataloaders=make_loader(32, 16), verbose=False)
+    assert set(trainer.callback_metrics) == {"test_loss", "test_acc"} == set(trainer.logged_metrics)
+    assert "val_acc" not in trainer.progress_bar_metrics
+
+    class SeedTest(SeedModel):
+        def test_step(self, batch, batch_idx):
+            return {"test_loss": self.validation_step(batch, batch_idx)["val_loss"]}
+
+        def test_epoch_end(self, outputs):
+            return {"log": {"test_loss": torch.stack([o["test_loss"] for o in outputs]).mean()}}
+
+    seed = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
+    seed.fit(SeedTest(n_train=64))
+    seed.test(SeedTest(n_train=64), dataloaders=make_loader(32, 16), verbose=False)
+    assert {"val_loss", "test_loss", "loss"} <= set(seed.callback_metrics)  # 0.9 kept them
