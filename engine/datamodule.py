@@ -36,18 +36,19 @@ class LightningDataModule(HyperparametersMixin):
     prepare_data_per_node: bool = True
     #: The shape of one input (0.9): ``size()`` returns it. Set it in ``__init__`` or ``setup``.
     dims: Any = ()
-    _train_transforms: Any = None
-    _val_transforms: Any = None
-    _test_transforms: Any = None
+    #: The transforms given to ``__init__`` (0.9), yours to apply in ``setup``; assignable.
+    train_transforms: Any = None
+    val_transforms: Any = None
+    test_transforms: Any = None
 
     def __init__(self, train_transforms: Optional[Callable[..., Any]] = None,
                  val_transforms: Optional[Callable[..., Any]] = None,
                  test_transforms: Optional[Callable[..., Any]] = None,
                  dims: Optional[Tuple[int, ...]] = None) -> None:
         self.trainer: Optional[Any] = None
-        self._train_transforms = train_transforms
-        self._val_transforms = val_transforms
-        self._test_transforms = test_transforms
+        self.train_transforms = train_transforms
+        self.val_transforms = val_transforms
+        self.test_transforms = test_transforms
         if dims is not None:
             self.dims = dims
 
@@ -56,33 +57,6 @@ class LightningDataModule(HyperparametersMixin):
         wrap_subclass(cls)  # note calls of prepare_data/setup/teardown (the has_* record, calls made by hand)
 
     # ---- Lightning 0.9's datamodule attributes --------------------------------------------------
-    @property
-    def train_transforms(self) -> Any:
-        """The training data's transforms, as given to ``__init__`` (0.9); yours to apply in ``setup``."""
-        return self._train_transforms
-
-    @train_transforms.setter
-    def train_transforms(self, transforms: Any) -> None:
-        self._train_transforms = transforms
-
-    @property
-    def val_transforms(self) -> Any:
-        """The validation data's transforms (0.9)."""
-        return self._val_transforms
-
-    @val_transforms.setter
-    def val_transforms(self, transforms: Any) -> None:
-        self._val_transforms = transforms
-
-    @property
-    def test_transforms(self) -> Any:
-        """The test data's transforms (0.9)."""
-        return self._test_transforms
-
-    @test_transforms.setter
-    def test_transforms(self, transforms: Any) -> None:
-        self._test_transforms = transforms
-
     def size(self, dim: Optional[int] = None) -> Union[Tuple[Any, ...], Any]:
         """``dims`` (the shape of one input), or its entry ``dim``."""
         return self.dims if dim is None else self.dims[dim]
